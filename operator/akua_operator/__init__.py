@@ -1,0 +1,3 @@
+"""akua-operator: run Akua clusters (akua.dev) as Kubernetes ``AkuaCluster`` resources."""
+
+__version__ = "0.1.0"

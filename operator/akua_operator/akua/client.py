@@ -1,0 +1,1 @@
+"""Async client for the Akua API (lands with the Akua API issue)."""

@@ -1,0 +1,1 @@
+"""akua_operator.handlers."""
