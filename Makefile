@@ -31,6 +31,10 @@ venv: $(UV) ## Create .venv from uv.lock (exact pinned versions)
 testbin: ## Build (or reuse) kube-apiserver, kubectl, etcd and helm from Go modules
 	hack/testbin/build.sh
 
+.PHONY: system-deps
+system-deps: ## Install the Debian packages the tests need (buildah, debootstrap); fast when present
+	hack/install-system-deps.sh
+
 .PHONY: lint
 lint: venv ## ruff, mypy --strict, import-linter layering contracts
 	$(RUN) ruff check .
@@ -39,7 +43,7 @@ lint: venv ## ruff, mypy --strict, import-linter layering contracts
 	$(RUN) lint-imports
 
 .PHONY: test
-test: venv lint ## Install what the tests need, then run lint gates and all tests
+test: system-deps venv lint ## Install what the tests need, then run lint gates and all tests
 	@TESTBIN="$$(hack/testbin/build.sh | tail -n1)"; \
 	echo "control-plane binaries: $$TESTBIN"; \
 	AKUA_TESTBIN="$$TESTBIN" $(RUN) pytest $(PYTEST_ARGS)
