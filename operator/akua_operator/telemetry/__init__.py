@@ -1,0 +1,1 @@
+"""Operator telemetry: Prometheus metrics, health probes and logging."""
