@@ -1,1 +1,499 @@
-"""Async client for the Akua API (lands with the Akua API issue)."""
+"""Async client for the Akua API.
+
+One ``AkuaClient`` per process, shared by every resource: one ``httpx.AsyncClient`` (connection
+pool), one token-bucket rate limit, one set of counters. Credentials are chosen per call, so
+resources may use different tokens and workspaces (``akua-context``).
+
+Safety rules:
+
+* A call is repeated (capped exponential backoff with full jitter, honouring ``Retry-After``) after
+  a transport error, a 429 or a 5xx only when repeating it is safe: reads, ``:wait`` and writes
+  that carry an ``idempotency-key``. A write without a key is never repeated.
+* Errors are the typed tree of :mod:`akua_operator.akua.errors`; the token never appears in a
+  message, and bodies are cut to a safe length.
+* A body that is not JSON or does not match the contract raises ``AkuaResponseError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from akua_operator.akua.errors import (
+    AkuaError,
+    AkuaHTTPError,
+    AkuaResponseError,
+    AkuaTimeout,
+    AkuaTransportError,
+    error_class_for_status,
+    safe_text,
+)
+from akua_operator.akua.metrics import ClientStats
+from akua_operator.akua.models import (
+    ApiErrorResponse,
+    Cluster,
+    ClusterList,
+    CreateClusterRequest,
+    ImportClusterRequest,
+    Operation,
+    OperationList,
+    UpdateClusterRequest,
+)
+from akua_operator.akua.ratelimit import TokenBucket
+from akua_operator.akua.retry import RetryPolicy, parse_retry_after
+
+__all__ = ["DEFAULT_BASE_URL", "AkuaClient", "ClientConfig", "Credentials"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.akua.dev/v1"
+WAIT_TIMEOUT_MIN = 1
+WAIT_TIMEOUT_MAX = 60
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who a call acts as: a bearer token and, for broad tokens, the workspace.
+
+    ``context`` is sent as ``akua-context`` when set.
+    """
+
+    token: SecretStr
+    context: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, SecretStr):  # tolerate a plain str, keep it secret anyway
+            object.__setattr__(self, "token", SecretStr(str(self.token)))
+        if self.context is not None and not 1 <= len(self.context) <= 53:
+            raise ValueError("akua-context must be 1 to 53 characters")
+
+    def __repr__(self) -> str:
+        return f"Credentials(token=SecretStr('**********'), context={self.context!r})"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Settings of an ``AkuaClient``; every timing in seconds."""
+
+    base_url: str = DEFAULT_BASE_URL
+    timeout: float = 15.0  # read/write timeout of ordinary calls
+    connect_timeout: float = 5.0
+    pool_timeout: float = 10.0
+    max_retries: int = 4
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    retry_after_cap: float = 120.0
+    rate: float = 20.0  # requests per second over all resources; <= 0 disables the limit
+    burst: int = 40
+    max_connections: int = 50
+    wait_timeout_margin: float = 10.0  # :wait read timeout = server-side timeout + this margin
+    user_agent: str = "akua-operator/0.1"
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class AkuaClient:
+    """The shared async client; see the module docstring for the retry and error rules."""
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+        stats: ClientStats | None = None,
+    ) -> None:
+        self.config = config or ClientConfig()
+        self._base = self.config.base_url.rstrip("/")
+        self._sleep = sleep or asyncio.sleep
+        self._clock = clock or time.monotonic
+        self.stats = stats or ClientStats()
+        self.retry_policy = RetryPolicy(
+            max_retries=self.config.max_retries,
+            base=self.config.backoff_base,
+            cap=self.config.backoff_cap,
+            retry_after_cap=self.config.retry_after_cap,
+            rng=rng or random.Random(),  # noqa: S311 - jitter, not crypto
+        )
+        self.rate_limiter = TokenBucket(
+            self.config.rate, self.config.burst, clock=self._clock, sleep=self._sleep
+        )
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=self._timeout(self.config.timeout),
+            limits=httpx.Limits(
+                max_connections=self.config.max_connections,
+                max_keepalive_connections=self.config.max_connections,
+            ),
+            follow_redirects=False,
+            headers={"accept": "application/json", "user-agent": self.config.user_agent},
+        )
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- clusters ---------------------------------------------------------------------------
+
+    async def get_cluster(self, cluster_id: str, *, creds: Credentials) -> Cluster:
+        data = await self._call("GET", "/clusters/{id}", {"id": cluster_id}, creds=creds)
+        return self._parse(Cluster, data, "GET /clusters/{id}")
+
+    async def list_clusters(
+        self, *, creds: Credentials, limit: int = 50, cursor: str | None = None
+    ) -> ClusterList:
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        data = await self._call("GET", "/clusters", {}, creds=creds, params=params)
+        return self._parse(ClusterList, data, "GET /clusters")
+
+    async def create_cluster(
+        self, body: CreateClusterRequest, *, creds: Credentials, idempotency_key: str
+    ) -> Operation:
+        data = await self._call(
+            "POST",
+            "/clusters",
+            {},
+            creds=creds,
+            body=body.to_json(),
+            idempotency_key=idempotency_key,
+        )
+        return self._parse(Operation, data, "POST /clusters")
+
+    async def import_cluster(
+        self, body: ImportClusterRequest, *, creds: Credentials, idempotency_key: str
+    ) -> Cluster:
+        data = await self._call(
+            "POST",
+            "/clusters:import",
+            {},
+            creds=creds,
+            body=body.to_json(),
+            idempotency_key=idempotency_key,
+            secrets=(body.kubeconfig.get_secret_value(),),
+        )
+        return self._parse(Cluster, data, "POST /clusters:import")
+
+    async def update_cluster(
+        self,
+        cluster_id: str,
+        body: UpdateClusterRequest,
+        *,
+        creds: Credentials,
+        if_match: str,
+        idempotency_key: str | None = None,
+    ) -> Cluster:
+        secrets = (body.kubeconfig.get_secret_value(),) if body.kubeconfig else ()
+        data = await self._call(
+            "PATCH",
+            "/clusters/{id}",
+            {"id": cluster_id},
+            creds=creds,
+            body=body.to_json(),
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+            secrets=secrets,
+        )
+        return self._parse(Cluster, data, "PATCH /clusters/{id}")
+
+    async def delete_cluster(
+        self, cluster_id: str, *, creds: Credentials, if_match: str, idempotency_key: str
+    ) -> Operation:
+        data = await self._call(
+            "DELETE",
+            "/clusters/{id}",
+            {"id": cluster_id},
+            creds=creds,
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+        )
+        return self._parse(Operation, data, "DELETE /clusters/{id}")
+
+    async def suspend_cluster(
+        self, cluster_id: str, *, creds: Credentials, if_match: str, idempotency_key: str
+    ) -> Operation:
+        data = await self._call(
+            "POST",
+            "/clusters/{id}:suspend",
+            {"id": cluster_id},
+            creds=creds,
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+        )
+        return self._parse(Operation, data, "POST /clusters/{id}:suspend")
+
+    async def resume_cluster(
+        self, cluster_id: str, *, creds: Credentials, if_match: str, idempotency_key: str
+    ) -> Operation:
+        data = await self._call(
+            "POST",
+            "/clusters/{id}:resume",
+            {"id": cluster_id},
+            creds=creds,
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+        )
+        return self._parse(Operation, data, "POST /clusters/{id}:resume")
+
+    # --- operations -------------------------------------------------------------------------
+
+    async def get_operation(self, operation_id: str, *, creds: Credentials) -> Operation:
+        data = await self._call("GET", "/operations/{id}", {"id": operation_id}, creds=creds)
+        return self._parse(Operation, data, "GET /operations/{id}")
+
+    async def wait_operation(
+        self,
+        operation_id: str,
+        *,
+        creds: Credentials,
+        timeout: int = 30,  # noqa: ASYNC109
+    ) -> Operation:
+        """Long-poll until the operation is done or ``timeout`` s (1..60) pass; check ``done``."""
+        timeout = max(WAIT_TIMEOUT_MIN, min(WAIT_TIMEOUT_MAX, int(timeout)))
+        data = await self._call(
+            "POST",
+            "/operations/{id}:wait",
+            {"id": operation_id},
+            creds=creds,
+            params={"timeout": timeout},
+            safe=True,
+            read_timeout=timeout + self.config.wait_timeout_margin,
+        )
+        return self._parse(Operation, data, "POST /operations/{id}:wait")
+
+    async def cancel_operation(
+        self, operation_id: str, *, creds: Credentials, idempotency_key: str | None = None
+    ) -> Operation:
+        data = await self._call(
+            "POST",
+            "/operations/{id}:cancel",
+            {"id": operation_id},
+            creds=creds,
+            idempotency_key=idempotency_key,
+        )
+        return self._parse(Operation, data, "POST /operations/{id}:cancel")
+
+    async def list_operations(
+        self,
+        *,
+        creds: Credentials,
+        owner_type: str | None = None,
+        owner_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> OperationList:
+        if (owner_type is None) != (owner_id is None):
+            raise ValueError("owner_type and owner_id go together")
+        params: dict[str, str | int] = {"limit": limit}
+        if owner_type is not None and owner_id is not None:
+            params["owner_type"] = owner_type
+            params["owner_id"] = owner_id
+        if cursor is not None:
+            params["cursor"] = cursor
+        data = await self._call("GET", "/operations", {}, creds=creds, params=params)
+        return self._parse(OperationList, data, "GET /operations")
+
+    # --- machinery --------------------------------------------------------------------------
+
+    def _timeout(self, read: float) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.config.connect_timeout,
+            read=read,
+            write=self.config.timeout,
+            pool=self.config.pool_timeout,
+        )
+
+    @staticmethod
+    def _parse(model: type[_M], data: Any, endpoint: str) -> _M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}"
+                for err in exc.errors(include_input=False, include_url=False)[:5]
+            )
+            raise AkuaResponseError(
+                safe_text(f"{endpoint}: response does not match the contract: {problems}"),
+                endpoint=endpoint,
+            ) from exc
+
+    async def _call(
+        self,
+        method: str,
+        template: str,
+        path_args: Mapping[str, str],
+        *,
+        creds: Credentials,
+        params: Mapping[str, str | int] | None = None,
+        body: dict[str, Any] | None = None,
+        if_match: str | None = None,
+        idempotency_key: str | None = None,
+        safe: bool | None = None,
+        read_timeout: float | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> Any:
+        """Send one logical call (with retries when safe) and return the decoded JSON body."""
+        endpoint = f"{method} {template}"
+        path = template
+        for name, value in path_args.items():
+            if not value:
+                raise ValueError(f"{name} must not be empty")
+            path = path.replace("{" + name + "}", quote(value, safe=""))
+        url = self._base + path
+        token = creds.token.get_secret_value()
+        all_secrets = (token, *secrets)
+        headers = {"authorization": f"Bearer {token}", **self.config.extra_headers}
+        if creds.context:
+            headers["akua-context"] = creds.context
+        if if_match is not None:
+            headers["if-match"] = if_match
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= 64:
+                raise ValueError("idempotency-key must be 1 to 64 characters")
+            headers["idempotency-key"] = idempotency_key
+        if safe is None:
+            safe = method == "GET" or idempotency_key is not None
+        timeout = self._timeout(read_timeout if read_timeout is not None else self.config.timeout)
+
+        attempt = 0
+        while True:
+            waited = await self.rate_limiter.acquire()
+            self.stats.rate_limited(waited)
+            try:
+                return await self._attempt(
+                    method=method,
+                    url=url,
+                    endpoint=endpoint,
+                    headers=headers,
+                    params=params,
+                    body=body,
+                    http_timeout=timeout,
+                    secrets=all_secrets,
+                )
+            except AkuaError as exc:
+                if not (safe and exc.retryable and attempt < self.retry_policy.max_retries):
+                    raise
+                retry_after = exc.retry_after if isinstance(exc, AkuaHTTPError) else None
+                delay = self.retry_policy.backoff(attempt, retry_after)
+                log.info(
+                    "Akua %s failed (%s), retry %d/%d in %.2fs",
+                    endpoint,
+                    type(exc).__name__,
+                    attempt + 1,
+                    self.retry_policy.max_retries,
+                    delay,
+                )
+                self.stats.count_retry(endpoint)
+                attempt += 1
+                await self._sleep(delay)
+
+    async def _attempt(
+        self,
+        *,
+        method: str,
+        url: str,
+        endpoint: str,
+        headers: dict[str, str],
+        params: Mapping[str, str | int] | None,
+        body: dict[str, Any] | None,
+        http_timeout: httpx.Timeout,
+        secrets: tuple[str, ...],
+    ) -> Any:
+        started = self._clock()
+        try:
+            response = await self._http.request(
+                method, url, headers=headers, params=params, json=body, timeout=http_timeout
+            )
+        except httpx.TimeoutException as exc:
+            self.stats.observe(endpoint, "timeout", self._clock() - started)
+            raise AkuaTimeout(
+                safe_text(f"{endpoint}: timed out ({type(exc).__name__})", secrets),
+                endpoint=endpoint,
+            ) from exc
+        except httpx.TransportError as exc:
+            self.stats.observe(endpoint, "transport_error", self._clock() - started)
+            raise AkuaTransportError(
+                safe_text(f"{endpoint}: {type(exc).__name__}: {exc}", secrets), endpoint=endpoint
+            ) from exc
+        except httpx.RequestError as exc:  # e.g. content decoding
+            self.stats.observe(endpoint, "transport_error", self._clock() - started)
+            raise AkuaResponseError(
+                safe_text(f"{endpoint}: {type(exc).__name__}: {exc}", secrets), endpoint=endpoint
+            ) from exc
+        self.stats.observe(endpoint, str(response.status_code), self._clock() - started)
+
+        if 200 <= response.status_code < 300:
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise AkuaResponseError(
+                    safe_text(
+                        f"{endpoint}: HTTP {response.status_code} body is not JSON: "
+                        f"{response.text}",
+                        secrets,
+                    ),
+                    endpoint=endpoint,
+                    status=response.status_code,
+                    body=safe_text(response.text, secrets),
+                ) from exc
+        raise self._http_error(response, endpoint, secrets)
+
+    @staticmethod
+    def _http_error(
+        response: httpx.Response, endpoint: str, secrets: tuple[str, ...]
+    ) -> AkuaHTTPError:
+        status = response.status_code
+        text = safe_text(response.text, secrets)
+        code: int | None = None
+        metadata: dict[str, str] = {}
+        path: list[str] | None = None
+        message = text or response.reason_phrase or f"HTTP {status}"
+        try:
+            envelope = ApiErrorResponse.model_validate(response.json())
+        except (ValueError, ValidationError):
+            envelope = None
+        if envelope is not None and envelope.errors:
+            first = envelope.errors[0]
+            code = first.code
+            message = safe_text("; ".join(e.message for e in envelope.errors), secrets)
+            metadata = {k: safe_text(v, secrets) for k, v in (first.metadata or {}).items()}
+            path = first.path
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        cls = error_class_for_status(status)
+        return cls(
+            message,
+            status=status,
+            code=code,
+            metadata=metadata,
+            path=path,
+            request_id=response.headers.get("x-request-id"),
+            endpoint=endpoint,
+            retry_after=retry_after,
+            body=text,
+        )
