@@ -1,0 +1,365 @@
+"""The ``AkuaCluster`` resource: spec and status as pydantic models.
+
+These models are the single source of truth for the CRD schema (see :mod:`.crd`). Every status
+field the operator writes is declared here, because the API server prunes undeclared fields.
+
+Field names are Python snake_case; the Kubernetes (JSON) names are camelCase aliases. Always
+dump with ``by_alias=True``; both names are accepted on input.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "akua.dev"
+VERSION = "v1alpha1"
+KIND = "AkuaCluster"
+PLURAL = "akuaclusters"
+SINGULAR = "akuacluster"
+SHORT_NAMES = ["akc"]
+CRD_NAME = f"{PLURAL}.{GROUP}"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+FINALIZER = "akua.dev/finalizer"
+ANNOTATION_ORPHAN = "akua.dev/orphan"
+ANNOTATION_RETRY = "akua.dev/retry"
+ANNOTATION_PAUSED = "akua.dev/paused"
+DEFAULT_SECRET_KEY = "token"  # noqa: S105 - the name of a Secret key, not a secret
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_enum_values=False,
+    )
+
+    def dump(self) -> dict[str, Any]:
+        """The Kubernetes JSON form: camelCase, no ``None`` values."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# --------------------------------------------------------------------------------------------
+# spec
+
+
+class DeletionPolicy(StrEnum):
+    DELETE = "Delete"
+    ORPHAN = "Orphan"
+
+
+class OnFailure(StrEnum):
+    RELEASE = "Release"
+    RETAIN = "Retain"
+
+
+class Provider(StrEnum):
+    MANAGED_KAAS = "managed_kaas"
+    IMPORTED_BYOC = "imported_byoc"
+
+
+class NetworkProfile(StrEnum):
+    LINUX_CILIUM = "linux_cilium"
+    MIXED_OS_CALICO = "mixed_os_calico"
+
+
+class SecretKeyRef(_Model):
+    """A key in a Secret in the resource's own namespace."""
+
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the Secret (same namespace)."
+    )
+    key: str = Field(
+        default=DEFAULT_SECRET_KEY,
+        min_length=1,
+        max_length=253,
+        description="Key in the Secret's data.",
+    )
+
+
+class CredentialsSpec(_Model):
+    """Which Akua credentials to use for this cluster."""
+
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "Secret holding the Akua API token. Read on every attempt, so a corrected Secret is "
+            "picked up without a restart. Default: the operator's own token "
+            "(AKUA_TOKEN / AKUA_TOKEN_FILE)."
+        ),
+    )
+    workspace_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=53,
+        description="Akua workspace (ws_...), sent as the akua-context header when set.",
+    )
+
+
+class DeletionSpec(_Model):
+    """What happens to the Akua cluster when this resource is deleted."""
+
+    policy: DeletionPolicy = Field(
+        default=DeletionPolicy.DELETE,
+        description=(
+            "Delete: delete the Akua cluster, release the finalizer when the operation ended. "
+            "Orphan: release at once, leave the Akua cluster untouched (no API call)."
+        ),
+    )
+    on_failure: OnFailure = Field(
+        default=OnFailure.RELEASE,
+        description=(
+            "When the delete operation failed for good (retries exhausted or not retryable): "
+            "Release records the error and releases the finalizer; Retain keeps the finalizer, "
+            "sets Stalled=True, and tries again when the spec changes or the annotation "
+            "akua.dev/retry gets a new value."
+        ),
+    )
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="How many new DELETE attempts after a failed, retryable delete operation.",
+    )
+
+
+class AkuaClusterSpec(_Model):
+    """Desired state of an Akua cluster."""
+
+    cluster_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=54,
+        description=(
+            "The Akua cluster this resource manages (clu_...). Set it to adopt an existing "
+            "cluster. Immutable once set."
+        ),
+    )
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Akua display name. Required unless adopting (clusterId set).",
+    )
+    region_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=54,
+        description="Akua region. Required when creating or importing.",
+    )
+    network_profile: NetworkProfile | None = Field(
+        default=None,
+        description="Networking profile of a managed cluster (immutable in Akua).",
+    )
+    provider: Provider = Field(
+        default=Provider.MANAGED_KAAS,
+        description="managed_kaas creates a managed cluster; imported_byoc imports one.",
+    )
+    kubeconfig_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Kubeconfig of the cluster to import (provider imported_byoc).",
+    )
+    suspended: bool = Field(default=False, description="Suspend (true) or resume (false).")
+    credentials: CredentialsSpec | None = Field(
+        default=None, description="Akua credentials. Default: the operator's own."
+    )
+    deletion: DeletionSpec = Field(default_factory=DeletionSpec, description="Deletion behaviour.")
+
+
+# CEL rules on the spec object. ``oldSelf`` rules are transition rules (checked on update).
+SPEC_VALIDATIONS: list[dict[str, str]] = [
+    {
+        "rule": (
+            "!has(oldSelf.clusterId) || "
+            "(has(self.clusterId) && self.clusterId == oldSelf.clusterId)"
+        ),
+        "message": "clusterId is immutable once set",
+    },
+    {
+        "rule": "has(self.clusterId) || has(self.name)",
+        "message": "name is required unless adopting an existing cluster (clusterId)",
+    },
+    {
+        "rule": "has(self.clusterId) || has(self.regionId)",
+        "message": "regionId is required when creating or importing a cluster",
+    },
+    {
+        "rule": (
+            "has(self.clusterId) || !has(self.provider) || self.provider != 'imported_byoc' "
+            "|| has(self.kubeconfigSecretRef)"
+        ),
+        "message": "kubeconfigSecretRef is required to import a cluster (provider imported_byoc)",
+    },
+]
+
+
+# --------------------------------------------------------------------------------------------
+# status
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(_Model):
+    """A kstatus condition (Ready, Reconciling, Stalled)."""
+
+    type: str = Field(description="Ready, Reconciling or Stalled.")
+    status: ConditionStatus
+    reason: str = Field(description="CamelCase machine-readable reason.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: str = Field(
+        json_schema_extra={"format": "date-time"},
+        description="When status last changed.",
+    )
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation this condition was computed for."
+    )
+
+
+class OperationStepStatus(_Model):
+    """One step of an Akua operation, mirrored as Akua reports it."""
+
+    name: str
+    status: str = Field(description="pending, running, completed, failed or skipped.")
+    execution_type: str | None = Field(
+        default=None, description="system, user, approval or skipped."
+    )
+    started_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    completed_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    error_message: str | None = None
+    retryable: bool | None = None
+    skippable: bool | None = None
+
+
+class OperationErrorStatus(_Model):
+    message: str
+
+
+class OperationLastErrorStatus(_Model):
+    message: str
+    step_name: str | None = None
+
+
+class OperationStatus(_Model):
+    """Mirror of the Akua operation the operator is following (or followed last)."""
+
+    id: str = Field(description="Akua operation id (op_...).")
+    type: str = Field(description="cluster.create, cluster.delete, cluster.suspend, ...")
+    state: str = Field(description="RUNNING, SUCCEEDED, FAILED or CANCELLED.")
+    done: bool
+    html_url: str | None = Field(default=None, description="The operation in the Akua dashboard.")
+    started_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    completed_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    error: OperationErrorStatus | None = None
+    last_error: OperationLastErrorStatus | None = None
+    steps: list[OperationStepStatus] = Field(
+        default_factory=list, description="Every step, in Akua's order."
+    )
+
+
+class DeletionStatus(_Model):
+    """Bookkeeping of the deletion, so a restarted operator resumes instead of repeating."""
+
+    attempt: int = Field(
+        default=0, description="Current delete attempt (1 = first DELETE operation)."
+    )
+    requests: int = Field(
+        default=0,
+        description="Distinct DELETE requests sent so far (part of the idempotency key).",
+    )
+    pending: bool = Field(
+        default=False,
+        description="A DELETE was (maybe) sent and its answer is not recorded yet; resend it "
+        "as is (same if-match, same idempotency key).",
+    )
+    if_match: str | None = Field(default=None, description="The etag of the pending DELETE.")
+    idempotency_key: str | None = Field(
+        default=None, description="The idempotency key of the pending/last DELETE."
+    )
+    operation_id: str | None = Field(
+        default=None, description="The delete operation of the current attempt."
+    )
+    conflicts: int = Field(default=0, description="409s in a row in this attempt.")
+    failures: int = Field(default=0, description="Failed delete operations so far.")
+    next_attempt_at: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="Backoff: no new DELETE before this time.",
+    )
+    retained_generation: int | None = Field(
+        default=None,
+        description="onFailure Retain: the generation when retained; a new one retries.",
+    )
+    retained_retry_token: str | None = Field(
+        default=None,
+        description="onFailure Retain: the akua.dev/retry value when retained; a new one retries.",
+    )
+    last_failure: str | None = Field(default=None, description="Why the last attempt failed.")
+
+
+class AkuaClusterStatus(_Model):
+    """Observed state, written only by the operator."""
+
+    cluster_id: str | None = Field(default=None, description="The managed Akua cluster id.")
+    html_url: str | None = Field(default=None, description="The cluster in the Akua dashboard.")
+    name: str | None = Field(default=None, description="Akua display name as observed.")
+    workspace_id: str | None = None
+    provider: str | None = None
+    state: str | None = Field(
+        default=None, description="Akua state: pending, provisioning, active, suspended, deleting."
+    )
+    reconciling: bool | None = Field(
+        default=None, description="Akua reports an operation in flight."
+    )
+    etag: str | None = Field(default=None, description="The cluster's etag as last observed.")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation last reconciled."
+    )
+    progress: str | None = Field(
+        default=None,
+        description="Current operation and progress, e.g. 'delete 2/4 delete_workers'.",
+    )
+    operation: OperationStatus | None = Field(
+        default=None, description="The Akua operation being followed, or the last one."
+    )
+    deletion: DeletionStatus | None = Field(default=None, description="Deletion bookkeeping.")
+    api_errors: int = Field(
+        default=0, description="Consecutive failed Akua API calls (drives the backoff)."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+
+
+class AkuaCluster(_Model):
+    """A whole AkuaCluster object as far as the operator reads it."""
+
+    api_version: Literal["akua.dev/v1alpha1"] = "akua.dev/v1alpha1"
+    kind: Literal["AkuaCluster"] = "AkuaCluster"
+    spec: AkuaClusterSpec = Field(default_factory=AkuaClusterSpec)
+    status: AkuaClusterStatus = Field(default_factory=AkuaClusterStatus)
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Cluster ID", "type": "string", "jsonPath": ".status.clusterId"},
+    {"name": "State", "type": "string", "jsonPath": ".status.state"},
+    {"name": "Operation", "type": "string", "jsonPath": ".status.progress"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
