@@ -1,0 +1,584 @@
+"""Building blocks shared by the benchmark (bench/run.py) and the chaos suite (tests/chaos/).
+
+Everything runs on loopback: the real control plane from hack/controlplane.py (with an audit log
+so Kubernetes writes can be counted per client), the Akua simulator, and operators run as
+subprocesses the way users run them. Nothing here mocks Kubernetes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HACK_DIR = REPO_ROOT / "hack"
+if str(HACK_DIR) not in sys.path:
+    sys.path.insert(0, str(HACK_DIR))
+
+import controlplane  # noqa: E402  (hack/controlplane.py, importable by design)
+
+GROUP = "akua.dev"
+VERSION = "v1alpha1"
+PLURAL = "akuaclusters"
+KIND = "AkuaCluster"
+FINALIZER = "akua.dev/finalizer"
+CRD_FILE = REPO_ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": sorted(WRITE_VERBS)},
+        {"level": "None"},
+    ],
+}
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def summary(values: Sequence[float]) -> dict[str, float | int | None]:
+    return {
+        "count": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": max(values) if values else None,
+        "min": min(values) if values else None,
+    }
+
+
+# --------------------------------------------------------------------------- control plane
+
+
+def audit_apiserver_args(workdir: Path) -> tuple[list[str], Path]:
+    """kube-apiserver flags for a JSON audit log of every write (metadata only)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    policy = workdir / "audit-policy.yaml"
+    policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+    log = workdir / "audit.log"
+    args = [
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={log}",
+        "--audit-log-format=json",
+        "--audit-log-maxsize=0",
+        "--audit-log-mode=blocking",
+    ]
+    return args, log
+
+
+def start_control_plane(
+    workdir: Path, *, audit: bool = True, keep_etcd_data: bool = False
+) -> tuple[controlplane.ControlPlane, Path | None]:
+    args: list[str] = []
+    audit_log: Path | None = None
+    if audit:
+        args, audit_log = audit_apiserver_args(workdir / "audit")
+    cp = controlplane.ControlPlane(
+        workdir / "cp", apiserver_args=args, keep_etcd_data=keep_etcd_data
+    )
+    cp.start()
+    return cp, audit_log
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    time: float
+    verb: str
+    user: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    code: int
+    user_agent: str
+
+    @property
+    def key(self) -> str:
+        res = self.resource + (f"/{self.subresource}" if self.subresource else "")
+        return f"{self.verb} {res}"
+
+
+def _rfc3339(value: str) -> float:
+    import datetime
+
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def read_audit(path: Path) -> list[AuditEvent]:
+    """Write requests from the API server's audit log (ResponseComplete stage only)."""
+    events: list[AuditEvent] = []
+    if not path.exists():
+        return events
+    with path.open() as fh:
+        for line in fh:
+            try:
+                raw = json.loads(line)
+            except ValueError:
+                continue
+            if raw.get("stage") != "ResponseComplete" or raw.get("verb") not in WRITE_VERBS:
+                continue
+            ref = raw.get("objectRef") or {}
+            events.append(
+                AuditEvent(
+                    time=_rfc3339(raw["stageTimestamp"]),
+                    verb=raw["verb"],
+                    user=(raw.get("user") or {}).get("username", ""),
+                    resource=ref.get("resource", ""),
+                    subresource=ref.get("subresource", ""),
+                    namespace=ref.get("namespace", ""),
+                    name=ref.get("name", ""),
+                    code=int((raw.get("responseStatus") or {}).get("code", 0)),
+                    user_agent=raw.get("userAgent", ""),
+                )
+            )
+    return events
+
+
+# --------------------------------------------------------------------------- kubernetes
+
+
+def api_client(kubeconfig: Path) -> Any:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def apply_crd(api: Any, crd_file: Path = CRD_FILE, timeout: float = 30) -> None:
+    """Create (or replace) the AkuaCluster CRD and wait until it is Established."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    ext = client.ApiextensionsV1Api(api)
+    body = yaml.safe_load(crd_file.read_text())
+    name = body["metadata"]["name"]
+    try:
+        ext.create_custom_resource_definition(body)
+    except ApiException as err:
+        if err.status != 409:
+            raise
+        current = ext.read_custom_resource_definition(name)
+        body["metadata"]["resourceVersion"] = current.metadata.resource_version
+        ext.replace_custom_resource_definition(name, body)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        crd = ext.read_custom_resource_definition(name)
+        conds = crd.status.conditions or [] if crd.status else []
+        if any(c.type == "Established" and c.status == "True" for c in conds):
+            # Discovery can lag the condition a little.
+            time.sleep(0.5)
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"CRD {name} not established within {timeout}s")
+
+
+def create_namespace(api: Any, name: str) -> None:
+    from kubernetes import client
+
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+
+
+def service_account_kubeconfig(
+    cp: controlplane.ControlPlane, api: Any, namespace: str, name: str, path: Path
+) -> tuple[Path, str]:
+    """A ServiceAccount bound to cluster-admin, and a kubeconfig with its token.
+
+    Each operator runs under its own identity, so the audit log tells its writes apart from the
+    harness's. Returns (kubeconfig path, audit username).
+    """
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    rbac = client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": f"{namespace}-{name}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        }
+    )
+    token = core.create_namespaced_service_account_token(
+        name, namespace, {"spec": {"audiences": [], "expirationSeconds": 4 * 3600}}
+    ).status.token
+    cp.write_kubeconfig(path, token=token, namespace=namespace)
+    return path, f"system:serviceaccount:{namespace}:{name}"
+
+
+def akua_cluster(name: str, cluster_id: str, spec_extra: dict[str, Any] | None = None) -> dict:
+    spec: dict[str, Any] = {"clusterId": cluster_id}
+    spec.update(spec_extra or {})
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def create_objects(api: Any, namespace: str, bodies: Iterable[dict], workers: int = 4) -> None:
+    """Create custom objects, a few at a time (one API client per worker thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubernetes import client
+
+    items = list(bodies)
+    kubeconfig_api = api
+
+    def work(chunk: list[dict]) -> None:
+        objs = client.CustomObjectsApi(kubeconfig_api)
+        for body in chunk:
+            objs.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+    chunks = [items[i::workers] for i in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        for fut in [pool.submit(work, c) for c in chunks if c]:
+            fut.result()
+
+
+def list_objects(api: Any, namespace: str) -> list[dict]:
+    from kubernetes import client
+
+    objs = client.CustomObjectsApi(api)
+    return list(objs.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"])
+
+
+def delete_all(api: Any, namespace: str) -> None:
+    """One DELETE of the whole collection: every object gets its deletionTimestamp at once."""
+    from kubernetes import client
+
+    client.CustomObjectsApi(api).delete_collection_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL
+    )
+
+
+def list_events(api: Any, namespace: str) -> list[Any]:
+    from kubernetes import client
+
+    return list(client.CoreV1Api(api).list_namespaced_event(namespace).items)
+
+
+# --------------------------------------------------------------------------- watching
+
+
+@dataclass
+class Seen:
+    """A compact record of one watch event on an AkuaCluster."""
+
+    t: float
+    type: str
+    name: str
+    resource_version: str
+    deleting: bool
+    finalizers: tuple[str, ...]
+    op_id: str | None
+    steps: tuple[tuple[str, str], ...]
+    status: dict[str, Any]
+
+
+def _seen(t: float, kind: str, obj: dict) -> Seen:
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    op = status.get("operation") or {}
+    steps = tuple((str(s.get("name")), str(s.get("status"))) for s in (op.get("steps") or []) if s)
+    return Seen(
+        t=t,
+        type=kind,
+        name=meta.get("name", ""),
+        resource_version=meta.get("resourceVersion", ""),
+        deleting=bool(meta.get("deletionTimestamp")),
+        finalizers=tuple(meta.get("finalizers") or ()),
+        op_id=op.get("id"),
+        steps=steps,
+        status=status,
+    )
+
+
+class Watcher(threading.Thread):
+    """Watches the AkuaClusters of one namespace and timestamps every change on arrival."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        super().__init__(daemon=True, name=f"watch-{namespace}")
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.seen: list[Seen] = []
+        self.current: dict[str, Seen] = {}
+        self.gone: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        from kubernetes import client, watch
+        from kubernetes.client.rest import ApiException
+
+        api = api_client(self.kubeconfig)
+        objs = client.CustomObjectsApi(api)
+        rv = ""
+        while not self._stop.is_set():
+            try:
+                if not rv:
+                    listing = objs.list_namespaced_custom_object(
+                        GROUP, VERSION, self.namespace, PLURAL
+                    )
+                    now = time.time()
+                    names = set()
+                    for item in listing["items"]:
+                        self._record(_seen(now, "LISTED", item))
+                        names.add(item["metadata"]["name"])
+                    with self._lock:
+                        for name in list(self.current):
+                            if name not in names:
+                                self.gone.setdefault(name, now)
+                                del self.current[name]
+                    rv = listing["metadata"]["resourceVersion"]
+                    self._ready.set()
+                w = watch.Watch()
+                for ev in w.stream(
+                    objs.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    resource_version=rv,
+                    timeout_seconds=30,
+                    allow_watch_bookmarks=True,
+                ):
+                    now = time.time()
+                    obj = ev["object"]
+                    kind = ev["type"]
+                    if kind == "ERROR":
+                        rv = ""
+                        break
+                    rv = obj["metadata"]["resourceVersion"]
+                    if kind == "BOOKMARK":
+                        continue
+                    self._record(_seen(now, kind, obj))
+                    if self._stop.is_set():
+                        break
+            except ApiException as err:
+                if err.status == 410:
+                    rv = ""
+                else:
+                    self.errors.append(f"{err.status} {err.reason}")
+                    time.sleep(0.5)
+            except Exception as err:  # the API server may be restarting: retry
+                self.errors.append(f"{type(err).__name__}: {err}"[:300])
+                time.sleep(0.5)
+
+    def _record(self, seen: Seen) -> None:
+        with self._lock:
+            self.seen.append(seen)
+            if seen.type == "DELETED":
+                self.gone.setdefault(seen.name, seen.t)
+                self.current.pop(seen.name, None)
+            else:
+                self.current[seen.name] = seen
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        if not self._ready.wait(timeout):
+            raise TimeoutError("watch did not start")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def snapshot(self) -> dict[str, Seen]:
+        with self._lock:
+            return dict(self.current)
+
+    def wait_for(self, predicate: Any, timeout: float, what: str, poll: float = 0.1) -> float:
+        """Wait until predicate(snapshot) is true; returns the time it became true."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.snapshot()):
+                return time.time()
+            time.sleep(poll)
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Usage:
+    peak_rss: int = 0
+    cpu_seconds: float = 0.0
+    samples: int = 0
+
+
+class Sampler(threading.Thread):
+    """Samples a process tree's RSS and CPU time (psutil) until stopped."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        super().__init__(daemon=True, name=f"sample-{pid}")
+        self.pid = pid
+        self.interval = interval
+        self.usage = Usage()
+        self._stop = threading.Event()
+
+    def sample(self) -> None:
+        try:
+            proc = psutil.Process(self.pid)
+            procs = [proc, *proc.children(recursive=True)]
+            rss = 0
+            cpu = 0.0
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    rss += p.memory_info().rss
+                    t = p.cpu_times()
+                    cpu += t.user + t.system
+        except psutil.Error:
+            return
+        self.usage.peak_rss = max(self.usage.peak_rss, rss)
+        self.usage.cpu_seconds = max(self.usage.cpu_seconds, cpu)
+        self.usage.samples += 1
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> Usage:
+        self._stop.set()
+        return self.usage
+
+
+@dataclass
+class ManagedOperator:
+    """An operator run as a subprocess (as users run it); restartable, killable, log kept."""
+
+    argv: list[str]
+    env: dict[str, str]
+    log_file: Path
+    popen: subprocess.Popen[bytes] | None = None
+    sampler: Sampler | None = None
+    starts: int = 0
+    usages: list[Usage] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_file.open("ab")
+        log.write(f"\n===== start #{self.starts + 1}: {' '.join(self.argv)}\n".encode())
+        log.flush()
+        self.popen = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO_ROOT,
+        )
+        log.close()
+        self.starts += 1
+        self.sampler = Sampler(self.popen.pid)
+        self.sampler.start()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def mark(self) -> Usage:
+        """Take a sample now and return the current usage of this run."""
+        assert self.sampler is not None
+        self.sampler.sample()
+        return Usage(**vars(self.sampler.usage))
+
+    def _end(self) -> None:
+        if self.sampler is not None:
+            self.usages.append(self.sampler.stop())
+            self.sampler = None
+        self.popen = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no chance to clean up."""
+        if self.popen is not None:
+            if self.sampler is not None:
+                self.sampler.sample()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+        self._end()
+
+    def stop(self, grace: float = 15) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` seconds. Returns the exit code."""
+        code = None
+        if self.popen is not None:
+            if self.sampler is not None:
+                self.sampler.sample()
+            if self.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGTERM)
+                try:
+                    self.popen.wait(grace)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.popen.pid, signal.SIGKILL)
+                    self.popen.wait(10)
+            code = self.popen.returncode
+        self._end()
+        return code
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+
+def operator_argv(namespace: str, extra: Sequence[str] = ()) -> list[str]:
+    """`akua-operator run --namespace NS`, from the project's venv."""
+    exe = Path(sys.executable).with_name("akua-operator")
+    return [str(exe), "run", "--namespace", namespace, *extra]
+
+
+def baseline_argv(namespace: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kopf",
+        "run",
+        str(REPO_ROOT / "bench" / "baseline_operator.py"),
+        "--standalone",
+        "--namespace",
+        namespace,
+    ]
+
+
+@contextlib.contextmanager
+def timer() -> Iterator[dict[str, float]]:
+    out: dict[str, float] = {}
+    start = time.monotonic()
+    try:
+        yield out
+    finally:
+        out["seconds"] = time.monotonic() - start
+
+
+def count_by(items: Iterable[str]) -> dict[str, int]:
+    return dict(sorted(Counter(items).items()))
