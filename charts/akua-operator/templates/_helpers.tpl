@@ -1,0 +1,92 @@
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "akua-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the prefix of every object this chart creates. */}}
+{{- define "akua-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "akua-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "akua-operator.labels" -}}
+helm.sh/chart: {{ include "akua-operator.chart" . }}
+{{ include "akua-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: akua-operator
+{{- end }}
+
+{{/* Labels selecting the operator pods (immutable: never add to them). */}}
+{{- define "akua-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "akua-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "akua-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "akua-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the operator's own token, or "" when it has none. */}}
+{{- define "akua-operator.credentialsSecretName" -}}
+{{- if .Values.credentials.existingSecret }}
+{{- .Values.credentials.existingSecret }}
+{{- else if .Values.credentials.token }}
+{{- printf "%s-credentials" (include "akua-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "akua-operator.peeringName" -}}
+{{- default (include "akua-operator.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{- define "akua-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+RBAC rules the operator needs in the namespaces it watches (a Role per namespace in namespaced
+scope; part of the ClusterRole in cluster scope). Keep in step with docs/helm.md "RBAC".
+*/}}
+{{- define "akua-operator.namespacedRules" -}}
+# AkuaClusters: watch them, add/remove the finalizer and kopf's annotations (patch; update for
+# the finalizer list), never create or delete them.
+- apiGroups: ["akua.dev"]
+  resources: ["akuaclusters"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["akua.dev"]
+  resources: ["akuaclusters/status"]
+  verbs: ["get", "patch", "update"]
+# Secrets named by spec.credentials.secretRef / kubeconfig refs: read one by name, never list.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Events on AkuaClusters (kopf posts core/v1 Events; the recorder may use events.k8s.io).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

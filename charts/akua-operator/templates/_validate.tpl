@@ -1,0 +1,26 @@
+{{/*
+Checks that involve several values, with messages that say what to change. Single values are
+checked by values.schema.json (types, enums, patterns, unknown keys) before this runs.
+Included at the top of deployment.yaml, which is always rendered.
+*/}}
+{{- define "akua-operator.validate" -}}
+{{- $v := .Values }}
+{{- if and (eq $v.rbac.scope "namespaced") (empty $v.watchNamespaces) }}
+{{- fail "\n\nrbac.scope=namespaced needs the namespaces to watch: set watchNamespaces (e.g. --set 'watchNamespaces={team-a,team-b}'), or use rbac.scope=cluster to watch all namespaces." }}
+{{- end }}
+{{- if and (eq $v.rbac.scope "cluster") (not (empty $v.watchNamespaces)) }}
+{{- fail (printf "\n\nwatchNamespaces=%v is only for rbac.scope=namespaced: with rbac.scope=cluster the operator watches all namespaces. Set rbac.scope=namespaced, or empty watchNamespaces." $v.watchNamespaces) }}
+{{- end }}
+{{- if and $v.credentials.existingSecret $v.credentials.token }}
+{{- fail "\n\ncredentials.existingSecret and credentials.token are both set: choose one (the token goes into the existing Secret, or the chart creates a Secret from credentials.token)." }}
+{{- end }}
+{{- if and (not $v.peering.enabled) (gt (int $v.replicaCount) 1) }}
+{{- fail (printf "\n\nreplicaCount=%v needs peering.enabled=true: without peering several replicas would handle the same AkuaClusters at once. Set replicaCount=1 or enable peering." $v.replicaCount) }}
+{{- end }}
+{{- if and $v.metrics.serviceMonitor.enabled (not $v.metrics.service.enabled) }}
+{{- fail "\n\nmetrics.serviceMonitor.enabled=true needs metrics.service.enabled=true: the ServiceMonitor scrapes the metrics Service." }}
+{{- end }}
+{{- if and (not $v.serviceAccount.create) (not $v.serviceAccount.name) }}
+{{- fail "\n\nserviceAccount.create=false needs serviceAccount.name: the existing ServiceAccount the operator runs as." }}
+{{- end }}
+{{- end }}
