@@ -1,8 +1,75 @@
-"""The ``akua-sim`` command (placeholder until the simulator lands)."""
+"""The ``akua-sim`` command: the Akua API simulator as a real HTTP server."""
 
 from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import uvicorn
+
+from akua_operator.sim.app import create_app
+from akua_operator.sim.config import SimConfig
+from akua_operator.sim.server import DropGuard, install_log_filter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="akua-sim",
+        description="Simulated Akua API (serves /v1, admin under /_sim). See docs/simulator.md.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--token",
+        action="append",
+        dest="tokens",
+        help="accepted bearer token (repeatable; default sk_akua_test)",
+    )
+    parser.add_argument("--step-seconds", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workspace-id", default=None)
+    parser.add_argument("--stale-read-seconds", type=float, default=0.0)
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="JSON file with a full SimConfig (flags given explicitly override it)",
+    )
+    parser.add_argument("--log-level", default="info")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``akua-sim`` console script."""
+    args = build_parser().parse_args(argv)
+    data: dict[str, object] = {}
+    if args.config:
+        with open(args.config, encoding="utf-8") as fh:
+            data = json.load(fh)
+    data["step_seconds"] = args.step_seconds
+    data["seed"] = args.seed
+    data["stale_read_seconds"] = args.stale_read_seconds
+    if args.tokens:
+        data["tokens"] = args.tokens
+    if args.workspace_id:
+        data["workspace_id"] = args.workspace_id
+    config = SimConfig.model_validate(data)
+    sim = create_app(config)
+    install_log_filter()
+    print(
+        f"akua-sim serving http://{args.host}:{args.port}/v1 (admin /_sim)",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        DropGuard(sim),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        lifespan="off",
+    )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,578 @@
+"""The simulator's ASGI app: the Akua API under ``/v1`` and admin endpoints under ``/_sim``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from akua_operator.sim.clock import Clock, RealClock
+from akua_operator.sim.config import FaultConfig, Scenario, SimConfig
+from akua_operator.sim.state import (
+    CODE_INTERNAL,
+    CODE_INVALID_ARGUMENT,
+    CODE_PERMISSION_DENIED,
+    CODE_RESOURCE_EXHAUSTED,
+    CODE_UNAUTHENTICATED,
+    CODE_UNAVAILABLE,
+    SimError,
+    SimState,
+)
+
+__all__ = ["ConnectionDropped", "SimApp", "create_app"]
+
+OWNER_TYPES = frozenset(
+    {
+        "install",
+        "repository_change_request",
+        "repository",
+        "workspace",
+        "machine",
+        "cluster",
+        "package",
+    }
+)
+PROVIDERS = frozenset({"managed_kaas", "imported_byoc"})
+NETWORK_PROFILES = frozenset({"linux_cilium", "mixed_os_calico"})
+JOURNAL_HEADERS = ("idempotency-key", "if-match", "akua-context")
+
+
+class ConnectionDropped(Exception):
+    """Raised by the app to make the server cut the connection mid-response."""
+
+
+@dataclass(frozen=True)
+class _FieldSpec:
+    min_len: int | None = None
+    max_len: int | None = None
+    enum: frozenset[str] | None = None
+
+
+CREATE_BODY = {
+    "name": _FieldSpec(1, 100),
+    "region_id": _FieldSpec(1, 54),
+    "network_profile": _FieldSpec(enum=NETWORK_PROFILES),
+}
+IMPORT_BODY = {
+    "name": _FieldSpec(1, 100),
+    "region_id": _FieldSpec(1, 54),
+    "kubeconfig": _FieldSpec(1),
+}
+UPDATE_BODY = {
+    "name": _FieldSpec(1, 100),
+    "region_id": _FieldSpec(1, 54),
+    "provider": _FieldSpec(enum=PROVIDERS),
+    "kubeconfig": _FieldSpec(1),
+}
+
+
+def _invalid(status: int, message: str, path: list[str]) -> SimError:
+    return SimError(status, CODE_INVALID_ARGUMENT, f"INVALID_ARGUMENT: {message}", path=path)
+
+
+class _Journal:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.entries: list[dict[str, Any]] = []
+        self.seq = 0
+        self.lock = threading.Lock()
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.seq += 1
+            entry["seq"] = self.seq
+            self.entries.append(entry)
+            if len(self.entries) > self.limit:
+                del self.entries[: len(self.entries) - self.limit]
+
+    def read(self, since: int = 0) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(e) for e in self.entries if e["seq"] > since]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+@dataclass
+class _Fault:
+    latency: float = 0.0
+    error: SimError | None = None
+    drop_before: bool = False
+    drop_after: bool = False
+    name: str | None = None
+
+
+class _ServerBucket:
+    def __init__(self) -> None:
+        self.tokens = 0.0
+        self.updated: float | None = None
+        self.key: tuple[float, int] | None = None
+
+    def take(self, rps: float, burst: int, now: float) -> bool:
+        rate = rps if rps > 0 else 1.0
+        size = float(burst if burst > 0 else max(1, int(rate)))
+        if self.key != (rps, burst) or self.updated is None:
+            self.key = (rps, burst)
+            self.tokens = size
+            self.updated = now
+        self.tokens = min(size, self.tokens + max(0.0, now - self.updated) * rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class SimApp:
+    """The simulator: state, journal, faults, and the Starlette app serving them."""
+
+    def __init__(self, config: SimConfig | None = None, *, clock: Clock | None = None) -> None:
+        self.config = config or SimConfig()
+        self.clock = clock or RealClock()
+        self.state = SimState(self.config, self.clock)
+        self.journal = _Journal(self.config.journal_max)
+        self._bucket = _ServerBucket()
+        self.app = Starlette(
+            routes=[
+                Route(
+                    "/v1/{rest:path}",
+                    self._api,
+                    methods=["GET", "POST", "PATCH", "DELETE", "PUT"],
+                ),
+                Route("/_sim/{rest:path}", self._admin, methods=["GET", "POST", "DELETE", "PATCH"]),
+            ]
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    # --- faults -----------------------------------------------------------------------------
+
+    def _decide_fault(self, method: str, path: str) -> _Fault:
+        with self.state.lock:
+            f = self.state.faults
+            if f.methods is not None and method not in {m.upper() for m in f.methods}:
+                return _Fault()
+            if f.path_contains is not None and f.path_contains not in path:
+                return _Fault()
+            rng = self.state.fault_rng
+            fault = _Fault()
+            if f.latency_ms or f.latency_jitter_ms:
+                fault.latency = (f.latency_ms + rng.uniform(0, f.latency_jitter_ms)) / 1000.0
+            retry_after = {"retry-after": str(f.retry_after_seconds)}
+            if (f.rate_limit_rps > 0 or f.rate_limit_burst > 0) and not self._bucket.take(
+                f.rate_limit_rps, f.rate_limit_burst, self.clock.now()
+            ):
+                fault.error = SimError(
+                    429,
+                    CODE_RESOURCE_EXHAUSTED,
+                    "RESOURCE_EXHAUSTED: rate limit exceeded",
+                    headers=retry_after,
+                )
+                fault.name = "rate_limit"
+            elif f.error_rate_429 and rng.random() < f.error_rate_429:
+                fault.error = SimError(
+                    429,
+                    CODE_RESOURCE_EXHAUSTED,
+                    "RESOURCE_EXHAUSTED: too many requests",
+                    headers=retry_after,
+                )
+                fault.name = "429"
+            elif f.error_rate_503 and rng.random() < f.error_rate_503:
+                fault.error = SimError(
+                    503, CODE_UNAVAILABLE, "UNAVAILABLE: try again later", headers=retry_after
+                )
+                fault.name = "503"
+            elif f.error_rate_500 and rng.random() < f.error_rate_500:
+                fault.error = SimError(500, CODE_INTERNAL, "INTERNAL: simulated server error")
+                fault.name = "500"
+            elif f.drop_before_rate and rng.random() < f.drop_before_rate:
+                fault.drop_before = True
+                fault.name = "drop_before"
+            elif f.drop_rate and rng.random() < f.drop_rate:
+                fault.drop_after = True
+                fault.name = "drop_after"
+            if fault.name is not None and f.count is not None:
+                f.count -= 1
+                if f.count <= 0:
+                    self.state.faults = FaultConfig(
+                        stale_read_seconds=f.stale_read_seconds,
+                        latency_ms=f.latency_ms,
+                        latency_jitter_ms=f.latency_jitter_ms,
+                    )
+            return fault
+
+    # --- API --------------------------------------------------------------------------------
+
+    async def _api(self, request: Request) -> Response:
+        path = "/" + str(request.path_params["rest"])
+        path = path.replace("%3A", ":").replace("%3a", ":")
+        method = request.method
+        entry: dict[str, Any] = {
+            "time": self.clock.now(),
+            "method": method,
+            "path": path,
+            "query": str(request.url.query),
+        }
+        for header in JOURNAL_HEADERS:
+            entry[header.replace("-", "_")] = request.headers.get(header)
+        fault = self._decide_fault(method, path)
+        entry["fault"] = fault.name
+        if fault.latency > 0:
+            await asyncio.sleep(fault.latency)
+        if fault.drop_before:
+            entry["status"] = None
+            self.journal.add(entry)
+            return _DropResponse()
+        response: Response
+        try:
+            if fault.error is not None:
+                raise fault.error
+            status, body = await self._handle(request, method, path)
+            response = JSONResponse(body, status_code=status)
+        except SimError as err:
+            response = JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+        entry["status"] = response.status_code
+        self.journal.add(entry)
+        if fault.drop_after:
+            return _DropResponse()
+        return response
+
+    def _auth(self, request: Request) -> bool:
+        """Check the bearer token and akua-context; returns whether the caller is an owner."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise SimError(401, CODE_UNAUTHENTICATED, "UNAUTHENTICATED: missing bearer token")
+        if token in self.config.tokens:
+            owner = True
+        elif token in self.config.member_tokens:
+            owner = False
+        else:
+            raise SimError(401, CODE_UNAUTHENTICATED, "UNAUTHENTICATED: invalid token")
+        context = request.headers.get("akua-context")
+        if context is not None:
+            if not 1 <= len(context) <= 53:
+                raise _invalid(
+                    400, "akua-context must be 1-53 characters", ["header", "akua-context"]
+                )
+            if self.config.enforce_context and context != self.config.workspace_id:
+                raise SimError(
+                    403, CODE_PERMISSION_DENIED, "PERMISSION_DENIED: no access to this workspace"
+                )
+        return owner
+
+    @staticmethod
+    def _header(request: Request, name: str, max_len: int, *, required: bool = False) -> str | None:
+        value = request.headers.get(name)
+        if value is None:
+            if required:
+                raise _invalid(400, f"{name} header is required", ["header", name])
+            return None
+        if not 1 <= len(value) <= max_len:
+            raise _invalid(400, f"{name} must be 1-{max_len} characters", ["header", name])
+        return value
+
+    def _if_match(self, request: Request) -> str:
+        value = request.headers.get("if-match")
+        if value is None:
+            raise _invalid(
+                self.config.missing_if_match_status,
+                "if-match header is required",
+                ["header", "if-match"],
+            )
+        if not 1 <= len(value) <= 256:
+            raise _invalid(400, "if-match must be 1-256 characters", ["header", "if-match"])
+        return value
+
+    async def _body(
+        self, request: Request, spec: dict[str, _FieldSpec], required: set[str]
+    ) -> dict[str, Any]:
+        raw = await request.body()
+        status = self.config.body_validation_status
+        if not raw.strip():
+            data: Any = {}
+        else:
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise _invalid(400, "request body is not valid JSON", ["body"]) from exc
+        if not isinstance(data, dict):
+            raise _invalid(status, "request body must be a JSON object", ["body"])
+        for key in data:
+            if key not in spec:
+                raise _invalid(status, f"unknown field {key!r}", ["body", str(key)])
+        for key in sorted(required):
+            if key not in data:
+                raise _invalid(status, f"{key} is required", ["body", key])
+        for key, value in data.items():
+            field = spec[key]
+            if not isinstance(value, str):
+                raise _invalid(status, f"{key} must be a string", ["body", key])
+            if field.min_len is not None and len(value) < field.min_len:
+                raise _invalid(status, f"{key} is too short", ["body", key])
+            if field.max_len is not None and len(value) > field.max_len:
+                raise _invalid(status, f"{key} is too long", ["body", key])
+            if field.enum is not None and value not in field.enum:
+                raise _invalid(
+                    status, f"{key} must be one of {', '.join(sorted(field.enum))}", ["body", key]
+                )
+        return data
+
+    @staticmethod
+    def _int_query(request: Request, name: str, low: int, high: int, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise _invalid(400, f"{name} must be an integer {low}-{high}", ["query", name])
+        return value
+
+    @staticmethod
+    def _id(value: str, max_len: int) -> str:
+        if not 1 <= len(value) <= max_len:
+            raise _invalid(400, f"id must be 1-{max_len} characters", ["path", "id"])
+        return value
+
+    async def _handle(self, request: Request, method: str, path: str) -> tuple[int, Any]:
+        owner = self._auth(request)
+        state = self.state
+        if path == "/clusters":
+            if method == "GET":
+                limit = self._int_query(request, "limit", 1, 100, 50)
+                return 200, state.list_clusters(limit, request.query_params.get("cursor"))
+            if method == "POST":
+                key = self._header(request, "idempotency-key", 64)
+                body = await self._body(request, CREATE_BODY, {"name", "region_id"})
+                fp = state.fingerprint(method, path, body)
+                return state.create_cluster(body, key, fp)
+        elif path == "/clusters:import":
+            if method == "POST":
+                key = self._header(request, "idempotency-key", 64)
+                body = await self._body(request, IMPORT_BODY, {"name", "region_id", "kubeconfig"})
+                fp = state.fingerprint(method, path, body)
+                return state.import_cluster(body, key, fp)
+        elif m := re.fullmatch(r"/clusters/([^/:]+)", path):
+            cid = self._id(m.group(1), 54)
+            if method == "GET":
+                return 200, state.get_cluster(cid)
+            if method == "PATCH":
+                key = self._header(request, "idempotency-key", 64)
+                if_match = self._if_match(request)
+                body = await self._body(request, UPDATE_BODY, set())
+                fp = state.fingerprint(method, path, body)
+                return state.update_cluster(cid, body, if_match, key, fp)
+            if method == "DELETE":
+                key = self._header(request, "idempotency-key", 64)
+                if_match = self._if_match(request)
+                fp = state.fingerprint(method, path, None)
+                return state.cluster_operation(
+                    "cluster.delete", cid, if_match, key, fp, owner=owner
+                )
+        elif m := re.fullmatch(r"/clusters/([^/:]+):(suspend|resume)", path):
+            cid = self._id(m.group(1), 54)
+            if method == "POST":
+                key = self._header(request, "idempotency-key", 64)
+                if_match = self._if_match(request)
+                fp = state.fingerprint(method, path, None)
+                return state.cluster_operation(f"cluster.{m.group(2)}", cid, if_match, key, fp)
+        elif path == "/operations":
+            if method == "GET":
+                limit = self._int_query(request, "limit", 1, 100, 50)
+                owner_type = request.query_params.get("owner_type")
+                owner_id = request.query_params.get("owner_id")
+                if owner_type is not None and owner_type not in OWNER_TYPES:
+                    raise _invalid(400, "unknown owner_type", ["query", "owner_type"])
+                if (owner_type is None) != (owner_id is None):
+                    missing = "owner_id" if owner_id is None else "owner_type"
+                    raise _invalid(400, "owner_type and owner_id go together", ["query", missing])
+                return 200, state.list_operations(
+                    limit, request.query_params.get("cursor"), owner_type, owner_id
+                )
+        elif m := re.fullmatch(r"/operations/([^/:]+)", path):
+            if method == "GET":
+                return 200, state.get_operation(self._id(m.group(1), 53))
+        elif m := re.fullmatch(r"/operations/([^/:]+):(wait|cancel)", path):
+            op_id = self._id(m.group(1), 53)
+            if method == "POST" and m.group(2) == "wait":
+                timeout = self._int_query(request, "timeout", 1, 60, 30)
+                return 200, await self._wait(op_id, timeout)
+            if method == "POST":
+                key = self._header(request, "idempotency-key", 64)
+                fp = state.fingerprint(method, path, None)
+                return state.cancel_operation(op_id, key, fp)
+        raise SimError(404, 5, f"NOT_FOUND: no route for {method} {path}")
+
+    async def _wait(self, op_id: str, seconds: int) -> dict[str, Any]:
+        deadline = self.clock.now() + seconds
+        while not self.state.operation_done(op_id) and self.clock.now() < deadline:
+            remaining = deadline - self.clock.now()
+            await self.clock.sleep(min(self.config.wait_poll_seconds, max(remaining, 0.0)))
+        return self.state.get_operation(op_id, steps=self.config.wait_includes_steps)
+
+    # --- admin ------------------------------------------------------------------------------
+
+    async def _admin(self, request: Request) -> Response:
+        path = "/" + str(request.path_params["rest"])
+        path = path.replace("%3A", ":").replace("%3a", ":")
+        try:
+            status, body = await self._admin_handle(request, request.method, path)
+        except SimError as err:
+            return JSONResponse(err.body(), status_code=err.status)
+        except ValidationError as err:
+            return JSONResponse(
+                {
+                    "success": False,
+                    "errors": [
+                        {
+                            "code": CODE_INVALID_ARGUMENT,
+                            "message": str(e["msg"]),
+                            "path": [str(p) for p in e["loc"]],
+                        }
+                        for e in err.errors(include_url=False, include_input=False)
+                    ],
+                    "result": {},
+                },
+                status_code=422,
+            )
+        return JSONResponse(body, status_code=status)
+
+    async def _json(self, request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise _invalid(400, "body is not valid JSON", ["body"]) from exc
+        if not isinstance(data, dict):
+            raise _invalid(422, "body must be a JSON object", ["body"])
+        return data
+
+    async def _admin_handle(self, request: Request, method: str, path: str) -> tuple[int, Any]:
+        state = self.state
+        if path == "/health":
+            return 200, {"ok": True}
+        if path == "/reset" and method == "POST":
+            state.reset()
+            self.journal.clear()
+            self._bucket = _ServerBucket()
+            return 200, {"ok": True}
+        if path == "/state" and method == "GET":
+            return 200, state.dump()
+        if path == "/clusters" and method == "POST":
+            data = await self._json(request)
+            name = data.get("name")
+            if not isinstance(name, str) or not name:
+                raise _invalid(422, "name is required", ["body", "name"])
+            return 201, state.seed_cluster(
+                name=name,
+                state=str(data.get("state", "active")),
+                provider=str(data.get("provider", "managed_kaas")),
+                cluster_id=data.get("id"),
+                region_id=str(data.get("region_id", "reg_sim")),
+                delete_blocked_reason=data.get("delete_blocked_reason"),
+            )
+        if (m := re.fullmatch(r"/clusters/([^/]+)", path)) and method == "PATCH":
+            data = await self._json(request)
+            return 200, state.set_delete_blocker(m.group(1), data.get("delete_blocked_reason"))
+        if path == "/scenarios":
+            if method == "GET":
+                with state.lock:
+                    return 200, {"data": [s.model_dump() for s in state.scenarios]}
+            if method == "POST":
+                scenario = Scenario.model_validate(await self._json(request))
+                return 201, state.add_scenario(scenario).model_dump()
+            if method == "DELETE":
+                with state.lock:
+                    state.scenarios.clear()
+                return 200, {"ok": True}
+        if path == "/faults":
+            if method == "GET":
+                with state.lock:
+                    return 200, state.faults.model_dump()
+            if method in ("POST", "PATCH"):
+                data = await self._json(request)
+                with state.lock:
+                    base = state.faults.model_dump() if method == "PATCH" else {}
+                    state.faults = FaultConfig.model_validate({**base, **data})
+                    self._bucket = _ServerBucket()
+                    return 200, state.faults.model_dump()
+            if method == "DELETE":
+                with state.lock:
+                    state.faults = FaultConfig()
+                return 200, state.faults.model_dump()
+        if path == "/journal":
+            if method == "GET":
+                since = int(request.query_params.get("since", "0") or 0)
+                return 200, {"data": self.journal.read(since)}
+            if method == "DELETE":
+                self.journal.clear()
+                return 200, {"ok": True}
+        if path == "/config":
+            if method == "GET":
+                return 200, self.config.model_dump()
+            if method == "PATCH":
+                data = await self._json(request)
+                allowed = {"step_seconds", "step_seconds_by_type", "stale_read_seconds"}
+                unknown = set(data) - allowed
+                if unknown:
+                    raise _invalid(422, f"cannot change {sorted(unknown)} at run time", ["body"])
+                with state.lock:
+                    updated = SimConfig.model_validate({**self.config.model_dump(), **data})
+                    for key in data:
+                        setattr(self.config, key, getattr(updated, key))
+                return 200, self.config.model_dump()
+        if path == "/clock" and method == "POST":
+            data = await self._json(request)
+            advance: Callable[[float], float] | None = getattr(self.clock, "advance", None)
+            if advance is None:
+                raise _invalid(422, "the simulator runs on the real clock", ["body"])
+            return 200, {"now": advance(float(data.get("seconds", 0)))}
+        if (m := re.fullmatch(r"/operations/([^/:]+):approve", path)) and method == "POST":
+            data = await self._json(request)
+            return 200, state.approve(m.group(1), data.get("step"))
+        raise SimError(404, 5, f"NOT_FOUND: no admin route {method} {path}")
+
+
+class _DropResponse(Response):
+    """Starts a response and then dies, so the client sees a connection cut mid-body."""
+
+    def __init__(self) -> None:
+        super().__init__(content=b"", status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"id', "more_body": True})
+        raise ConnectionDropped("simulated dropped connection")
+
+
+def create_app(config: SimConfig | None = None, *, clock: Clock | None = None) -> SimApp:
+    """The simulator as an ASGI app (``SimApp`` is callable; ``.state``, ``.journal`` exposed)."""
+    return SimApp(config, clock=clock)
+
+
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
