@@ -499,8 +499,11 @@ class ControlPlane:
                 # No controller-manager runs, so nothing creates a namespace's "default"
                 # ServiceAccount; this admission plugin would then reject every Pod.
                 "--disable-admission-plugins=ServiceAccount",
+                # The "kubernetes" Service's Endpoints cannot hold a loopback address; without
+                # this the API server logs that error every few seconds. Nothing here needs them.
+                "--endpoint-reconciler-type=none",
                 "--profiling=false",
-                "--v=1",
+                f"--v={os.environ.get('AKUA_APISERVER_VERBOSITY', '1')}",
                 *self.extra_apiserver_args,
             ],
             self.logs_dir / "kube-apiserver.log",

@@ -1,0 +1,229 @@
+"""Shared fixtures: a real Kubernetes control plane (etcd + kube-apiserver) for the whole session.
+
+The binaries come from $AKUA_TESTBIN (built by hack/testbin/build.sh; `make test` sets it). A test
+that needs the control plane and finds no binaries fails the run with a clear message; nothing
+skips. See docs/testing.md.
+
+Fixtures:
+  testbin        (session) Path of the directory with kube-apiserver, etcd, kubectl, helm
+  control_plane  (session) hack/controlplane.py's ControlPlane, started once per session
+  kubeconfig     (session) Path of the admin kubeconfig (embedded certificates)
+  kube_env       (test)    env for subprocesses: KUBECONFIG, PATH with the testbin first, ...
+  kubectl, helm  (session) run the real binaries: kubectl("get", "ns") -> CompletedProcess[str]
+  kube_client    (session) a kubernetes.client.ApiClient built from the kubeconfig
+  namespace      (test)    a fresh namespace for the test, deleted (best effort) afterwards
+
+Tests using the control plane are marked `integration` automatically, and when one fails its
+report carries the tail of the kube-apiserver and etcd logs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "hack"))
+
+import controlplane  # noqa: E402  (lives in hack/, imported after the path is set)
+from controlplane import ControlPlane, ControlPlaneError, TestbinMissingError  # noqa: E402
+
+# Fixtures whose presence means "this test needs the real binaries".
+_NEEDS_TESTBIN = {"testbin", "control_plane", "kubeconfig", "kube_env", "kubectl", "helm"}
+_NEEDS_TESTBIN |= {"kube_client", "namespace"}
+
+_CONTROL_PLANE = pytest.StashKey[ControlPlane]()
+_TIMINGS = pytest.StashKey[dict[str, float]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cp-log-lines",
+        type=int,
+        default=40,
+        help="lines of each control-plane log (kube-apiserver, etcd) added to a failed test's "
+        "report (default 40)",
+    )
+
+
+def _needs_testbin(item: pytest.Item) -> bool:
+    return bool(_NEEDS_TESTBIN.intersection(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Before `-m` selection runs, so `-m "not integration"` leaves these out.
+    for item in items:
+        if _needs_testbin(item) and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After selection: if any test that will run needs the binaries, they must be there.
+    if any(_needs_testbin(item) for item in session.items):
+        try:
+            controlplane.find_testbin()
+        except TestbinMissingError as err:
+            raise pytest.UsageError(f"integration tests selected, but {err}") from None
+
+
+# --------------------------------------------------------------------------- control plane
+
+
+@pytest.fixture(scope="session")
+def testbin() -> Path:
+    try:
+        return controlplane.find_testbin()
+    except TestbinMissingError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    request: pytest.FixtureRequest, testbin: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
+    cp = ControlPlane(tmp_path_factory.mktemp("controlplane"), testbin=testbin)
+    request.config.stash[_CONTROL_PLANE] = cp
+    timings: dict[str, float] = {}
+    request.config.stash[_TIMINGS] = timings
+    try:
+        cp.start()
+    except ControlPlaneError as err:
+        pytest.fail(f"the test control plane did not start: {err}", pytrace=False)
+    timings["start"] = cp.startup_seconds or 0.0
+    try:
+        yield cp
+    finally:
+        started = time.monotonic()
+        cp.stop()
+        timings["stop"] = time.monotonic() - started
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane) -> Path:
+    return control_plane.kubeconfig
+
+
+@pytest.fixture
+def kube_env(control_plane: ControlPlane) -> dict[str, str]:
+    """A fresh copy of the environment for subprocesses (e.g. `akua-operator run`)."""
+    return control_plane.env()
+
+
+class CommandFailedError(AssertionError):
+    def __init__(self, result: subprocess.CompletedProcess[str]) -> None:
+        self.result = result
+        super().__init__(
+            f"`{' '.join(map(str, result.args))}` exited with {result.returncode}\n"
+            f"stderr:\n{result.stderr.strip()}\nstdout:\n{result.stdout.strip()[:4000]}"
+        )
+
+
+class Tool:
+    """Runs one of the real binaries against the control plane."""
+
+    def __init__(self, binary: Path, control_plane: ControlPlane) -> None:
+        self.binary = binary
+        self.control_plane = control_plane
+
+    def __call__(
+        self,
+        *args: str | Path,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.binary), *map(str, args)],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env if env is not None else self.control_plane.env(),
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise CommandFailedError(result)
+        return result
+
+    def json(self, *args: str | Path, **kwargs: Any) -> Any:
+        """Run with `-o json` and parse the output."""
+        return json.loads(self(*args, "-o", "json", **kwargs).stdout)
+
+    def apply(self, manifest: str | dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+        """`kubectl apply -f -` of a YAML string or a dict."""
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        return self("apply", "-f", "-", *args, input=text)
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Tool:
+    return Tool(control_plane.binary("kubectl"), control_plane)
+
+
+@pytest.fixture(scope="session")
+def helm(control_plane: ControlPlane) -> Tool:
+    return Tool(control_plane.binary("helm"), control_plane)
+
+
+@pytest.fixture(scope="session")
+def kube_client(kubeconfig: Path) -> Iterator[Any]:
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _namespace_name(test_name: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")
+    base = base.removeprefix("test-")[:40].strip("-") or "t"
+    return f"t-{base}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kubectl: Tool) -> Iterator[str]:
+    """A namespace of its own for the test. Deleted afterwards, without waiting: no
+    kube-controller-manager runs, so it stays Terminating (its objects stay too)."""
+    name = _namespace_name(request.node.name)
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    cp = item.config.stash.get(_CONTROL_PLANE, None)
+    if report.failed and cp is not None and "control_plane" in item.fixturenames:
+        lines = item.config.getoption("--cp-log-lines")
+        report.sections.append((f"control plane log tail ({report.when})", cp.log_tail(lines)))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    cp = config.stash.get(_CONTROL_PLANE, None)
+    if cp is None:
+        return
+    timings = config.stash.get(_TIMINGS, {})
+    parts = [f"{key} {value:.1f}s" for key, value in timings.items()]
+    terminalreporter.write_line(
+        f"control plane ({cp.server}): {', '.join(parts) or 'did not start'}; logs in {cp.logs_dir}"
+    )
