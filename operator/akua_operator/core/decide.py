@@ -1,0 +1,41 @@
+"""The single entry point of the decision core."""
+
+from __future__ import annotations
+
+from akua_operator.core.deletion import decide_deletion
+from akua_operator.core.observe import decide_observe
+from akua_operator.core.status import status_patch
+from akua_operator.core.types import Decision, Event, Facts, Observation
+
+
+def decide(facts: Facts, obs: Observation = None) -> Decision:
+    """Given the resource and the latest observation, decide the next step.
+
+    Pure: no I/O, no clock (``facts.now``), no randomness. Call it with ``obs=None`` at the
+    start of a handler cycle, then again with each action's result until the action is
+    ``Release``, ``Requeue`` or ``Idle``. Feed each decision's ``status`` into the next call's
+    ``facts.status`` (see :func:`advance`).
+    """
+    status = facts.status.model_copy(deep=True)
+    events: list[Event] = []
+    if facts.meta.deleting:
+        action = decide_deletion(facts, status, obs, events)
+    else:
+        action = decide_observe(facts, status, obs, events)
+    return Decision(
+        action=action,
+        status=status,
+        status_patch=status_patch(facts.status, status),
+        events=tuple(events),
+    )
+
+
+def advance(facts: Facts, decision: Decision) -> Facts:
+    """The facts after ``decision`` was applied (its status written)."""
+    return Facts(
+        meta=facts.meta,
+        spec=facts.spec,
+        status=decision.status,
+        now=facts.now,
+        tuning=facts.tuning,
+    )

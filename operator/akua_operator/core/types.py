@@ -1,0 +1,187 @@
+"""The vocabulary of the decision core: facts in, a decision out.
+
+Everything here is plain data. The handlers gather :class:`Facts` (the resource as Kubernetes
+holds it) and an :data:`Observation` (the latest answer from Akua, or ``None`` at the start of a
+cycle), call :func:`akua_operator.core.decide`, and carry out the :class:`Decision`: apply its
+status patch, emit its events, then perform its action, which yields the next observation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from akua_operator.akua.errors import AkuaError
+from akua_operator.akua.models import Cluster, Operation
+from akua_operator.resource.models import AkuaClusterSpec, AkuaClusterStatus
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+@dataclass(frozen=True)
+class Meta:
+    """The parts of ``metadata`` the core looks at."""
+
+    uid: str
+    name: str = ""
+    namespace: str = ""
+    generation: int = 1
+    deleting: bool = False  # metadata.deletionTimestamp is set
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Timings (seconds) and bounds; built from the operator settings."""
+
+    observe_interval: float = 300.0
+    wait_timeout: int = 5  # server-side timeout of POST /operations/{id}:wait
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    delete_retry_base: float = 10.0  # backoff between failed delete operations
+    credentials_backoff: float = 60.0  # long backoff on 401/403/missing credentials
+    retain_recheck: float = 15.0  # how often a Retained deletion checks for a retry trigger
+    max_conflicts: int = 5  # 409s in a row before backing off
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The resource as Kubernetes holds it, plus the time."""
+
+    meta: Meta
+    spec: AkuaClusterSpec
+    status: AkuaClusterStatus
+    now: datetime
+    tuning: Tuning = field(default_factory=Tuning)
+
+
+# Observations: what the last action found out ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterObserved:
+    cluster: Cluster
+
+
+@dataclass(frozen=True)
+class ClusterGone:
+    """404 for the cluster, from GET /clusters/{id} or DELETE /clusters/{id}."""
+
+    cluster_id: str
+    via: str = "GET"
+
+
+@dataclass(frozen=True)
+class OperationObserved:
+    operation: Operation
+    accepted: bool = False  # True: the answer to our own DELETE (or other mutation)
+
+
+@dataclass(frozen=True)
+class ApiFailed:
+    """An Akua call failed with a typed error (never a 404 for the cluster: see ClusterGone)."""
+
+    error: AkuaError
+    action: Action
+
+
+@dataclass(frozen=True)
+class CredentialsUnavailable:
+    """The credentials could not be read (Secret or key missing, token file empty)."""
+
+    message: str
+
+
+Observation = (
+    ClusterObserved | ClusterGone | OperationObserved | ApiFailed | CredentialsUnavailable | None
+)
+
+# --------------------------------------------------------------------------------------------
+# actions
+
+
+@dataclass(frozen=True)
+class ObserveCluster:
+    """GET /clusters/{id}."""
+
+    cluster_id: str
+
+
+@dataclass(frozen=True)
+class FollowOperation:
+    """POST /operations/{id}:wait (wait=True, long poll) or GET /operations/{id}."""
+
+    operation_id: str
+    wait: bool = True
+
+
+@dataclass(frozen=True)
+class DeleteCluster:
+    """DELETE /clusters/{id} with if-match and an idempotency key."""
+
+    cluster_id: str
+    if_match: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Let go of the resource: return from the delete handler so the finalizer is removed."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Nothing to do now; come back in ``delay`` seconds (kopf TemporaryError)."""
+
+    delay: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Done for this cycle (outside deletion); the periodic observation comes back later."""
+
+    reason: str = ""
+
+
+Action = ObserveCluster | FollowOperation | DeleteCluster | Release | Requeue | Idle
+
+# Actions that call Akua (the handler performs them and feeds the result back in).
+API_ACTIONS = (ObserveCluster, FollowOperation, DeleteCluster)
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do next.
+
+    ``status`` is the complete new status; ``status_patch`` the JSON merge patch from the old
+    one (``None`` when nothing changed, so nothing is written). Apply the patch and emit the
+    events *before* performing ``action``: that is how an operation id reaches the status
+    before anything waits on it.
+    """
+
+    action: Action
+    status: AkuaClusterStatus
+    status_patch: dict[str, Any] | None = None
+    events: tuple[Event, ...] = ()

@@ -1,0 +1,609 @@
+"""The deletion decisions of the pure core, case by case."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from akc_factories import (
+    CID,
+    DELETE_STEPS,
+    NOW,
+    UID,
+    cluster,
+    delete_steps,
+    facts,
+    operation,
+    step,
+)
+
+from akua_operator.akua.errors import (
+    AkuaConflict,
+    AkuaForbidden,
+    AkuaNotFound,
+    AkuaRateLimited,
+    AkuaResponseError,
+    AkuaServerError,
+    AkuaTimeout,
+    AkuaUnauthorized,
+    AkuaUnprocessable,
+)
+from akua_operator.core import Decision, Facts, advance, decide
+from akua_operator.core.types import (
+    Action,
+    ApiFailed,
+    ClusterGone,
+    ClusterObserved,
+    CredentialsUnavailable,
+    DeleteCluster,
+    FollowOperation,
+    Observation,
+    ObserveCluster,
+    OperationObserved,
+    Release,
+    Requeue,
+)
+
+
+def cond(decision: Decision, type_: str) -> tuple[str, str, str]:
+    for c in decision.status.conditions:
+        if c.type == type_:
+            return (str(c.status), c.reason, c.message)
+    raise AssertionError(f"no {type_} condition")
+
+
+def run(
+    f: Facts, world: Callable[[Action], Observation], limit: int = 30
+) -> tuple[list[Action], Decision, list[str]]:
+    """Drive the core like the handler does until Release/Requeue; return actions, last, reasons."""
+    actions: list[Action] = []
+    reasons: list[str] = []
+    obs: Observation = None
+    for _ in range(limit):
+        d = decide(f, obs)
+        reasons.extend(e.reason for e in d.events)
+        actions.append(d.action)
+        if isinstance(d.action, Release | Requeue):
+            return actions, d, reasons
+        f = advance(f, d)
+        obs = world(d.action)
+    raise AssertionError(f"no end after {limit} steps: {actions}")
+
+
+# --- orphaning -----------------------------------------------------------------------------
+
+
+def test_policy_orphan_releases_without_api_call() -> None:
+    d = decide(facts(spec={"clusterId": CID, "deletion": {"policy": "Orphan"}}))
+    assert isinstance(d.action, Release)
+    assert [e.reason for e in d.events] == ["Orphaned"]
+    assert "Orphan" in d.events[0].message
+
+
+def test_orphan_annotation_releases_even_mid_operation() -> None:
+    f = facts(
+        annotations={"akua.dev/orphan": "true"},
+        status={
+            "operation": {"id": "op_1", "type": "cluster.delete", "state": "RUNNING", "done": False}
+        },
+    )
+    d = decide(f)
+    assert isinstance(d.action, Release)
+    assert d.events[0].reason == "Orphaned"
+    assert "akua.dev/orphan" in d.events[0].message
+
+
+@pytest.mark.parametrize("value", ["false", "", "yes"])
+def test_orphan_annotation_other_values_do_not_release(value: str) -> None:
+    d = decide(facts(annotations={"akua.dev/orphan": value}, status={"etag": "e1"}))
+    assert isinstance(d.action, DeleteCluster)
+
+
+# --- first DELETE ---------------------------------------------------------------------------
+
+
+def test_first_delete_uses_stored_etag_and_uid_key_recorded_before_sending() -> None:
+    d = decide(facts(status={"etag": "e1", "clusterId": CID}))
+    assert d.action == DeleteCluster(CID, "e1", f"{UID}-delete-1-1")
+    assert len(d.action.idempotency_key) <= 64
+    assert d.status_patch is not None
+    assert d.status_patch["deletion"]["pending"] is True
+    assert d.status_patch["deletion"]["ifMatch"] == "e1"
+    assert d.status_patch["deletion"]["idempotencyKey"] == f"{UID}-delete-1-1"
+    assert cond(d, "Reconciling")[0] == "True"
+    assert cond(d, "Ready")[:2] == ("False", "Deleting")
+
+
+def test_without_stored_etag_reads_cluster_first() -> None:
+    f = facts()
+    d = decide(f)
+    assert d.action == ObserveCluster(CID)
+    d2 = decide(advance(f, d), ClusterObserved(cluster(etag="fresh")))
+    assert isinstance(d2.action, DeleteCluster)
+    assert d2.action.if_match == "fresh"
+    assert d2.status.etag == "fresh"
+
+
+def test_accepted_operation_id_is_recorded_before_following() -> None:
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    d = decide(f, OperationObserved(operation(steps=delete_steps(0)), accepted=True))
+    assert d.action == FollowOperation("op_del1", wait=True)
+    assert d.status_patch is not None
+    assert d.status_patch["operation"]["id"] == "op_del1"
+    assert d.status_patch["deletion"]["operationId"] == "op_del1"
+    assert d.status_patch["deletion"]["pending"] is False
+    assert "DeleteStarted" in [e.reason for e in d.events]
+    assert d.status.progress == "delete 1/4 drain_workloads"
+
+
+def test_full_delete_mirrors_every_step_in_order_and_releases() -> None:
+    script = [operation(steps=delete_steps(i)) for i in range(4)]
+    script.append(operation(state="SUCCEEDED", steps=delete_steps(4, running=False)))
+    progress: list[str | None] = []
+    events: list[str] = []
+    f = facts(status={"etag": "e1"})
+    obs: Observation = None
+    d = decide(f)
+    obs = OperationObserved(operation(steps=delete_steps(0)), accepted=True)
+    f = advance(f, d)
+    for nxt in script:
+        d = decide(f, obs)
+        progress.append(d.status.progress)
+        events.extend(e.message for e in d.events if e.reason == "OperationStep")
+        f = advance(f, d)
+        obs = OperationObserved(nxt)
+    d = decide(f, obs)
+    events.extend(e.message for e in d.events if e.reason == "OperationStep")
+    assert isinstance(d.action, Release)
+    assert [e.reason for e in d.events][-1] == "Deleted"
+    assert "https://akua.dev/operations/op_del1" in d.events[-1].message
+    assert progress == [
+        "delete 1/4 drain_workloads",
+        "delete 1/4 drain_workloads",
+        "delete 2/4 delete_workers",
+        "delete 3/4 delete_control_plane",
+        "delete 4/4 release_network",
+    ]
+    # one running + one completed event per step, in order
+    running = [m.split()[3] for m in events if " running " in m]
+    completed = [m.split()[3] for m in events if " completed " in m]
+    assert running == DELETE_STEPS
+    assert completed == DELETE_STEPS
+
+
+def test_step_mirror_has_every_field() -> None:
+    f = facts(status={"etag": "e1"})
+    f = advance(f, decide(f))
+    failing = step(
+        "delete_workers",
+        "failed",
+        error_message="boom",
+        retryable=True,
+        skippable=True,
+        execution_type="user",
+    )
+    d = decide(
+        f,
+        OperationObserved(
+            operation(steps=[step("drain_workloads", "completed"), failing]), accepted=True
+        ),
+    )
+    assert d.status_patch is not None
+    s = d.status_patch["operation"]["steps"][1]
+    assert s == {
+        "name": "delete_workers",
+        "status": "failed",
+        "executionType": "user",
+        "startedAt": "2023-11-14T22:16:40Z",
+        "completedAt": "2023-11-14T22:18:20Z",
+        "errorMessage": "boom",
+        "retryable": True,
+        "skippable": True,
+    }
+    op = d.status_patch["operation"]
+    assert op["type"] == "cluster.delete"
+    assert op["htmlUrl"] == "https://akua.dev/operations/op_del1"
+    assert op["state"] == "RUNNING"
+
+
+def test_unchanged_operation_writes_no_status() -> None:
+    f = facts(status={"etag": "e1"})
+    f = advance(f, decide(f))
+    d = decide(f, OperationObserved(operation(steps=delete_steps(1)), accepted=True))
+    f = advance(f, d)
+    d2 = decide(f, OperationObserved(operation(steps=delete_steps(1))))
+    assert d2.status_patch is None
+    assert d2.events == ()
+    assert d2.action == FollowOperation("op_del1", wait=True)
+
+
+# --- release on 404 -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["GET", "DELETE"])
+def test_cluster_already_gone_releases(via: str) -> None:
+    f = facts()
+    f = advance(f, decide(f))
+    d = decide(f, ClusterGone(CID, via=via))
+    assert isinstance(d.action, Release)
+    assert d.events[-1].reason == "AlreadyGone"
+
+
+def test_no_cluster_id_releases_without_api_call() -> None:
+    d = decide(facts(spec={"name": "x", "regionId": "r"}))
+    assert isinstance(d.action, Release)
+
+
+# --- resume after restart -------------------------------------------------------------------
+
+
+def test_restart_resumes_recorded_operation_without_new_delete() -> None:
+    status = {
+        "etag": "e1",
+        "clusterId": CID,
+        "operation": {"id": "op_del1", "type": "cluster.delete", "state": "RUNNING", "done": False},
+        "deletion": {"attempt": 1, "requests": 1, "operationId": "op_del1"},
+    }
+    d = decide(facts(status=status))
+    assert d.action == FollowOperation("op_del1", wait=False)
+
+
+def test_restart_with_pending_delete_resends_identical_request() -> None:
+    status = {
+        "etag": "e1",
+        "deletion": {
+            "attempt": 1,
+            "requests": 1,
+            "pending": True,
+            "ifMatch": "e1",
+            "idempotencyKey": f"{UID}-delete-1-1",
+        },
+    }
+    d = decide(facts(status=status))
+    assert d.action == DeleteCluster(CID, "e1", f"{UID}-delete-1-1")
+
+
+def test_restart_after_success_before_release_releases() -> None:
+    status = {
+        "operation": {
+            "id": "op_del1",
+            "type": "cluster.delete",
+            "state": "SUCCEEDED",
+            "done": True,
+        },
+        "deletion": {"attempt": 1, "requests": 1, "operationId": "op_del1"},
+    }
+    d = decide(facts(status=status))
+    assert isinstance(d.action, Release)
+
+
+# --- failed operations ----------------------------------------------------------------------
+
+
+def failed(op_id: str = "op_del1", retryable: bool = True, state: str = "FAILED") -> Observation:
+    steps = [
+        step("drain_workloads", "completed"),
+        step("delete_workers", "failed", error_message="workers stuck", retryable=retryable),
+        step("delete_control_plane"),
+        step("release_network"),
+    ]
+    return OperationObserved(operation(op_id, state=state, steps=steps, error="workers stuck"))
+
+
+def started(f: Facts, op_id: str = "op_del1") -> Facts:
+    d = decide(f)
+    if isinstance(d.action, ObserveCluster):
+        f = advance(f, d)
+        d = decide(f, ClusterObserved(cluster(etag="e-now")))
+    assert isinstance(d.action, DeleteCluster)
+    f = advance(f, d)
+    d = decide(f, OperationObserved(operation(op_id, steps=delete_steps(1)), accepted=True))
+    return advance(f, d)
+
+
+def test_retryable_failure_backs_off_then_new_delete_with_fresh_etag_and_key() -> None:
+    f = started(facts(status={"etag": "e1"}))
+    d = decide(f, failed())
+    assert isinstance(d.action, Requeue)
+    assert d.action.delay == 10
+    assert "DeleteRetrying" in [e.reason for e in d.events]
+    assert d.status.deletion is not None and d.status.deletion.failures == 1
+    f = advance(f, d)
+    # too early: still backing off, nothing written
+    early = decide(f)
+    assert isinstance(early.action, Requeue)
+    assert early.status_patch is None
+    # later: read the cluster, then DELETE with the new etag and a new key
+    later = Facts(
+        meta=f.meta, spec=f.spec, status=f.status, now=NOW + timedelta(seconds=11), tuning=f.tuning
+    )
+    d = decide(later)
+    assert d.action == ObserveCluster(CID)
+    d = decide(advance(later, d), ClusterObserved(cluster(etag="e2")))
+    assert d.action == DeleteCluster(CID, "e2", f"{UID}-delete-2-2")
+
+
+def test_retries_exhausted_release_records_event() -> None:
+    f = started(
+        facts(spec={"clusterId": CID, "deletion": {"maxRetries": 0}}, status={"etag": "e1"})
+    )
+    d = decide(f, failed())
+    assert isinstance(d.action, Release)
+    ev = d.events[-1]
+    assert ev.reason == "DeleteFailed"
+    assert ev.type == "Warning"
+    assert "workers stuck" in ev.message
+    assert "https://akua.dev/operations/op_del1" in ev.message
+
+
+def test_non_retryable_failure_goes_straight_to_on_failure() -> None:
+    f = started(facts(status={"etag": "e1"}))
+    d = decide(f, failed(retryable=False))
+    assert isinstance(d.action, Release)
+    assert "not retryable" in d.events[-1].message
+
+
+def test_cancelled_without_failed_step_is_not_retried() -> None:
+    f = started(
+        facts(spec={"clusterId": CID, "deletion": {"onFailure": "Retain"}}, status={"etag": "e1"})
+    )
+    d = decide(
+        f,
+        OperationObserved(
+            operation(
+                state="CANCELLED", steps=delete_steps(1, False), error="cancelled by a person"
+            )
+        ),
+    )
+    assert isinstance(d.action, Requeue)
+    assert cond(d, "Stalled")[:2] == ("True", "DeleteRetained")
+
+
+def test_retain_keeps_finalizer_until_retry_annotation_changes() -> None:
+    spec = {"clusterId": CID, "deletion": {"onFailure": "Retain", "maxRetries": 0}}
+    f = started(facts(spec=spec, status={"etag": "e1"}, annotations={"akua.dev/retry": "1"}))
+    d = decide(f, failed())
+    assert isinstance(d.action, Requeue)
+    stalled = cond(d, "Stalled")
+    assert stalled[:2] == ("True", "DeleteRetained")
+    assert "akua.dev/retry" in stalled[2]
+    f = advance(f, d)
+    # nothing changed: keep waiting, no write
+    again = decide(f)
+    assert isinstance(again.action, Requeue)
+    assert again.status_patch is None
+    # a new annotation value: retry from a fresh read
+    bumped = facts(spec=spec, status=f.status.dump(), annotations={"akua.dev/retry": "2"})
+    d = decide(bumped)
+    assert d.action == ObserveCluster(CID)
+    assert "DeleteRetry" in [e.reason for e in d.events]
+    d = decide(advance(bumped, d), ClusterObserved(cluster(etag="e3")))
+    assert isinstance(d.action, DeleteCluster)
+    assert d.action.idempotency_key == f"{UID}-delete-2-2"
+
+
+def test_retain_retries_when_generation_changes() -> None:
+    spec = {"clusterId": CID, "deletion": {"onFailure": "Retain", "maxRetries": 0}}
+    f = started(facts(spec=spec, status={"etag": "e1"}))
+    f = advance(f, decide(f, failed()))
+    d = decide(facts(spec=spec, status=f.status.dump(), generation=2))
+    assert d.action == ObserveCluster(CID)
+
+
+# --- 409 ------------------------------------------------------------------------------------
+
+
+def conflict(**metadata: str) -> AkuaConflict:
+    return AkuaConflict("ABORTED: etag mismatch", status=409, code=10, metadata=metadata)
+
+
+def test_409_with_etag_retries_with_that_etag_and_a_new_key() -> None:
+    f = facts(status={"etag": "stale"})
+    d = decide(f)
+    assert isinstance(d.action, DeleteCluster)
+    f = advance(f, d)
+    d = decide(f, ApiFailed(conflict(etag="current"), d.action))
+    assert d.action == DeleteCluster(CID, "current", f"{UID}-delete-1-2")
+    assert "ClusterChanged" in [e.reason for e in d.events]
+    assert d.status.etag == "current"
+
+
+def test_409_without_etag_rereads_never_resends_stale_etag() -> None:
+    f = facts(status={"etag": "stale"})
+    d = decide(f)
+    f = advance(f, d)
+    d = decide(f, ApiFailed(conflict(), d.action))
+    assert d.action == ObserveCluster(CID)
+    assert d.status.deletion is not None and d.status.deletion.pending is False
+    # a restart now must not resend the stale request
+    assert decide(advance(f, d)).action == ObserveCluster(CID)
+
+
+def test_409_loop_is_bounded() -> None:
+    def world(action: Action) -> Observation:
+        if isinstance(action, DeleteCluster):
+            return ApiFailed(conflict(etag=f"e{action.idempotency_key[-2:]}"), action)
+        return ClusterObserved(cluster())
+
+    actions, last, _ = run(facts(status={"etag": "e0"}), world)
+    assert isinstance(last.action, Requeue)
+    assert sum(isinstance(a, DeleteCluster) for a in actions) == 6
+
+
+def test_409_other_operation_running_waits_then_deletes() -> None:
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    d = decide(f, ApiFailed(conflict(active_operation_id="op_susp"), d.action))
+    assert d.action == FollowOperation("op_susp", wait=False)
+    f = advance(f, d)
+    susp = operation(
+        "op_susp", op_type="cluster.suspend", steps=[step("drain_workloads", "running")]
+    )
+    d = decide(f, OperationObserved(susp))
+    assert d.action == FollowOperation("op_susp", wait=True)
+    assert d.status.progress == "suspend 1/1 drain_workloads"
+    f = advance(f, d)
+    done = operation(
+        "op_susp",
+        op_type="cluster.suspend",
+        state="SUCCEEDED",
+        steps=[step("drain_workloads", "completed")],
+    )
+    d = decide(f, OperationObserved(done))
+    assert d.action == ObserveCluster(CID)
+    f = advance(f, d)
+    d = decide(f, ClusterObserved(cluster(etag="e9", state="suspended")))
+    assert d.action == DeleteCluster(CID, "e9", f"{UID}-delete-1-2")
+
+
+def test_409_running_delete_is_attached() -> None:
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    d = decide(f, ApiFailed(conflict(active_operation_id="op_other_del"), d.action))
+    f = advance(f, d)
+    d = decide(f, OperationObserved(operation("op_other_del", steps=delete_steps(2))))
+    assert d.action == FollowOperation("op_other_del", wait=True)
+    assert d.status.deletion is not None
+    assert d.status.deletion.operation_id == "op_other_del"
+    assert "Attached" in next(e.message for e in d.events if e.reason == "DeleteStarted")
+
+
+# --- credentials and transient failures ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (AkuaUnauthorized("invalid token", status=401), "CredentialsRejected"),
+        (AkuaForbidden("not an owner", status=403), "CredentialsForbidden"),
+    ],
+)
+def test_credential_errors_stall_with_long_backoff_and_keep_finalizer(
+    error: Exception, reason: str
+) -> None:
+    f = facts(
+        spec={"clusterId": CID, "credentials": {"secretRef": {"name": "akua-creds"}}},
+        status={"etag": "e1"},
+    )
+    d = decide(f)
+    f = advance(f, d)
+    assert isinstance(d.action, DeleteCluster)
+    d2 = decide(f, ApiFailed(error, d.action))  # type: ignore[arg-type]
+    assert d2.action == Requeue(60.0, reason)
+    status, why, message = cond(d2, "Stalled")
+    assert (status, why) == ("True", reason)
+    assert "Secret akua-creds" in message
+    assert [e.reason for e in d2.events] == [reason]
+    # the DELETE stays pending: the next try resends it unchanged
+    d3 = decide(advance(f, d2))
+    assert d3.action == d.action
+    # the same failure again does not emit a second Event
+    d4 = decide(advance(advance(f, d2), d3), ApiFailed(error, d.action))  # type: ignore[arg-type]
+    assert d4.events == ()
+
+
+def test_missing_credentials_stall() -> None:
+    d = decide(facts(status={"etag": "e1"}), CredentialsUnavailable("Secret ns/x not found"))
+    assert cond(d, "Stalled")[:2] == ("True", "CredentialsUnavailable")
+    assert isinstance(d.action, Requeue)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AkuaServerError("unavailable", status=503),
+        AkuaTimeout("read timeout"),
+        AkuaRateLimited("slow down", status=429, retry_after=7),
+    ],
+)
+def test_transient_errors_back_off_and_resend_same_request(error: Exception) -> None:
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    d2 = decide(f, ApiFailed(error, d.action))  # type: ignore[arg-type]
+    assert isinstance(d2.action, Requeue)
+    assert d2.action.delay >= (7 if isinstance(error, AkuaRateLimited) else 2)
+    assert cond(d2, "Stalled")[0] == "False"
+    assert cond(d2, "Reconciling")[0] == "True"
+    f = advance(f, d2)
+    assert decide(f).action == d.action  # same etag, same key: never a second operation
+    d3 = decide(f, ApiFailed(error, d.action))  # type: ignore[arg-type]
+    assert isinstance(d3.action, Requeue)
+    assert d3.status.api_errors == 2
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    delays = []
+    current = d
+    for _ in range(12):
+        f = advance(f, current)
+        current = decide(f, ApiFailed(AkuaServerError("x", status=500), d.action))
+        assert isinstance(current.action, Requeue)
+        delays.append(current.action.delay)
+    assert delays[:4] == [2, 4, 8, 16]
+    assert max(delays) == 300
+
+
+def test_malformed_response_sets_condition_keeps_finalizer() -> None:
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    d2 = decide(f, ApiFailed(AkuaResponseError("invalid JSON"), d.action))
+    assert isinstance(d2.action, Requeue)
+    assert cond(d2, "Stalled")[:2] == ("True", "InvalidApiResponse")
+
+
+def test_422_on_delete_is_not_resent_with_same_key() -> None:
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    d2 = decide(f, ApiFailed(AkuaUnprocessable("installs exist", status=422), d.action))
+    assert isinstance(d2.action, Requeue)
+    assert cond(d2, "Stalled")[:2] == ("True", "ApiRejected")
+    d3 = decide(advance(f, d2))
+    assert d3.action == ObserveCluster(CID)
+
+
+def test_operation_vanished_rereads_cluster() -> None:
+    f = started(facts(status={"etag": "e1"}))
+    d = decide(f, ApiFailed(AkuaNotFound("no such op", status=404), FollowOperation("op_del1")))
+    assert d.action == ObserveCluster(CID)
+    assert d.status.operation is None
+
+
+def test_tokens_never_in_status_or_events() -> None:
+    token = "sk_akua_supersecret"
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    err = AkuaUnauthorized("invalid credentials", status=401)
+    d2 = decide(f, ApiFailed(err, d.action))
+    assert token not in str(d2.status.dump())
+    assert all(token not in e.message for e in d2.events)
+
+
+def test_scenario_happy_path_exactly_one_delete() -> None:
+    ops = iter(
+        [operation(steps=delete_steps(i)) for i in range(4)]
+        + [operation(state="SUCCEEDED", steps=delete_steps(4, False))]
+    )
+
+    def world(action: Action) -> Observation:
+        if isinstance(action, DeleteCluster):
+            return OperationObserved(operation(steps=delete_steps(0)), accepted=True)
+        if isinstance(action, FollowOperation):
+            return OperationObserved(next(ops))
+        return ClusterObserved(cluster())
+
+    actions, last, reasons = run(facts(), world)
+    assert isinstance(last.action, Release)
+    assert sum(isinstance(a, DeleteCluster) for a in actions) == 1
+    assert reasons[0] == "DeleteStarted"
+    assert reasons[-1] == "Deleted"
