@@ -21,6 +21,9 @@ scheduler or kubelet, so namespaces never finish deleting, no ServiceAccount "de
 for new namespaces, Deployments create no Pods and garbage collection does not run. Authentication:
 client certificates (the admin user) and ServiceAccount tokens (TokenRequest API works, e.g.
 `kubectl create token`); authorization: RBAC.
+
+Logs: WORKDIR/logs/{kube-apiserver,etcd}.log (first line: the command). AKUA_APISERVER_VERBOSITY
+sets the API server's --v (default 1; 3 logs every request with its status). See docs/testing.md.
 """
 
 from __future__ import annotations
