@@ -9,6 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from akua_operator.akua.metrics import ClientStats
+from akua_operator.akua.models import Operation
+from akua_operator.telemetry import Telemetry
 from akua_operator.telemetry.metrics import (
     ApiStatsSnapshot,
     EndpointLatency,
@@ -188,3 +190,38 @@ def test_unparseable_deletion_timestamp_counts_from_now(bad: object) -> None:
     m.record_finalizer_held("uid", bad)  # type: ignore[arg-type]
     assert value(m, "akua_finalizers_held") == 1
     assert value(m, "akua_oldest_finalizer_age_seconds") == 0
+
+
+def _operation(op_id: str, state: str, done: bool, completed_at: int | None) -> Operation:
+    return Operation.model_validate(
+        {
+            "id": op_id,
+            "workspace_id": "ws_1",
+            "organization_id": None,
+            "owner_type": "cluster",
+            "owner_id": "clu_1",
+            "parent_operation_id": None,
+            "state": state,
+            "done": done,
+            "html_url": "https://akua.dev/op",
+            "metadata": {"type": "cluster.delete", "cluster_id": "clu_1"},
+            "response": None,
+            "error": None,
+            "last_error": None,
+            "started_at": 1_000,
+            "completed_at": completed_at,
+        }
+    )
+
+
+def test_a_done_operation_is_counted_once_with_its_duration() -> None:
+    tel = Telemetry(process_metrics=False)
+    assert not tel.observe_operation_done(_operation("op_1", "RUNNING", False, None))
+    assert tel.observe_operation_done(_operation("op_1", "SUCCEEDED", True, 1_075))
+    assert not tel.observe_operation_done(_operation("op_1", "SUCCEEDED", True, 1_075))
+    assert tel.observe_operation_done(_operation("op_2", "FAILED", True, 1_010))
+    m = tel.metrics
+    ok = {"type": "cluster.delete", "outcome": "succeeded"}
+    assert value(m, "akua_operations_total", **ok) == 1
+    assert value(m, "akua_operation_duration_seconds_sum", **ok) == 75
+    assert value(m, "akua_operations_total", type="cluster.delete", outcome="failed") == 1

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from akua_operator.akua.metrics import ClientStats
+from akua_operator.akua.models import Operation
 from akua_operator.telemetry.health import (
     HealthThresholds,
     ProbeResult,
@@ -52,6 +53,7 @@ __all__ = [
 
 DEFAULT_METRICS_PORT = 8080
 DEFAULT_HEALTH_PORT = 8081
+_OPERATIONS_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,7 @@ class Telemetry:
         self.metrics = OperatorMetrics(clock=clock, process_metrics=process_metrics)
         self.tracker = ProgressTracker(self.settings.thresholds, clock=monotonic)
         self._api_progress: _ApiProgress | None = None
+        self._operations_seen: dict[str, None] = {}
         self.server = TelemetryServer(
             self.metrics,
             self.tracker,
@@ -300,6 +303,26 @@ class Telemetry:
     def observe_operation(self, op_type: str, outcome: str, duration_seconds: float) -> None:
         """A finished Akua operation."""
         self.metrics.observe_operation(op_type, outcome, duration_seconds)
+
+    def observe_operation_done(self, operation: Operation) -> bool:
+        """Count a done Akua operation once, however often it is seen done.
+
+        ``type`` is the operation's type, ``outcome`` its state in lower case (``succeeded``,
+        ``failed``, ``cancelled``), the duration ``completed_at - started_at``. Returns whether
+        it was counted (False if not done or already counted by this process).
+        """
+        if not operation.done or operation.id in self._operations_seen:
+            return False
+        self._operations_seen[operation.id] = None
+        while len(self._operations_seen) > _OPERATIONS_REMEMBERED:
+            del self._operations_seen[next(iter(self._operations_seen))]
+        end = operation.completed_at if operation.completed_at is not None else time.time()
+        self.metrics.observe_operation(
+            operation.type or "unknown",
+            str(operation.state).lower() or "unknown",
+            max(0.0, float(end) - float(operation.started_at)),
+        )
+        return True
 
     def record_finalizer_held(self, uid: str, since_ts: float | datetime.datetime | str) -> None:
         """An AkuaCluster being deleted whose finalizer is still held."""
