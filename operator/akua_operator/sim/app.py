@@ -230,6 +230,7 @@ class SimApp:
             entry[header.replace("-", "_")] = request.headers.get(header)
         fault = self._decide_fault(method, path)
         entry["fault"] = fault.name
+        entry["latency_ms"] = round(fault.latency * 1000, 3)
         if fault.latency > 0:
             await asyncio.sleep(fault.latency)
         if fault.drop_before:
