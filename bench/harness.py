@@ -582,3 +582,316 @@ def timer() -> Iterator[dict[str, float]]:
 
 def count_by(items: Iterable[str]) -> dict[str, int]:
     return dict(sorted(Counter(items).items()))
+
+
+# --------------------------------------------------------------------------- the simulator
+
+
+def _template(path: str) -> str:
+    """/clusters/clu_x -> /clusters/{id}; /operations/op_x:wait -> /operations/{id}:wait."""
+    parts = path.split("/")
+    out = []
+    for i, part in enumerate(parts):
+        if i >= 2 and part and parts[i - 1] in {"clusters", "operations"}:
+            name, sep, verb = part.partition(":")
+            out.append("{id}" + (sep + verb if sep else "") if name else part)
+        else:
+            out.append(part)
+    return "/".join(out)
+
+
+def endpoint_of(entry: dict[str, Any]) -> str:
+    return f"{entry['method']} {_template(entry['path'])}"
+
+
+class SimProcess:
+    """The Akua simulator as its own process (uvicorn on loopback), driven via /_sim admin calls.
+
+    A separate process keeps its CPU apart from the operator's and the harness's, and lets the
+    chaos suite restart or fault it independently.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        token: str,
+        step_seconds: float,
+        seed: int = 0,
+        journal_max: int = 2_000_000,
+        wait_poll_seconds: float = 0.05,
+    ) -> None:
+        self.workdir = workdir
+        self.token = token
+        self.step_seconds = step_seconds
+        self.seed = seed
+        self.journal_max = journal_max
+        self.wait_poll_seconds = wait_poll_seconds
+        self.port = controlplane.free_port()
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.sampler: Sampler | None = None
+        self.log_file = workdir / "sim.log"
+        self._http: Any = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/v1"
+
+    def start(self, timeout: float = 30) -> None:
+        import httpx
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "tokens": [self.token],
+            "step_seconds": self.step_seconds,
+            "seed": self.seed,
+            "journal_max": self.journal_max,
+            "wait_poll_seconds": self.wait_poll_seconds,
+        }
+        with self.log_file.open("ab") as log:
+            self.popen = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "sim",
+                    "--port",
+                    str(self.port),
+                    "--config",
+                    json.dumps(config),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=REPO_ROOT,
+            )
+        self._http = httpx.Client(base_url=self.base, timeout=30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"simulator exited: {self.log_file.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if self._http.get("/_sim/health").status_code == 200:
+                    self.sampler = Sampler(self.popen.pid)
+                    self.sampler.start()
+                    return
+            time.sleep(0.1)
+        raise TimeoutError("simulator did not start")
+
+    def stop(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        if self._http is not None:
+            self._http.close()
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        resp = self._http.request(method, f"/_sim{path}", json=body)
+        resp.raise_for_status()
+        return resp.json()
+
+    def seed_clusters(self, names: Sequence[str]) -> list[str]:
+        return [self.admin("POST", "/clusters", {"name": name})["id"] for name in names]
+
+    def journal(self, since: int = 0) -> list[dict[str, Any]]:
+        return list(self.admin("GET", f"/journal?since={since}")["data"])
+
+    def journal_seq(self) -> int:
+        entries = self.journal()
+        return int(entries[-1]["seq"]) if entries else 0
+
+    def set_faults(self, **faults: Any) -> Any:
+        return self.admin("POST", "/faults", faults)
+
+    def clear_faults(self) -> Any:
+        return self.admin("DELETE", "/faults")
+
+    def state(self) -> dict[str, Any]:
+        return dict(self.admin("GET", "/state"))
+
+    def operations(self) -> list[dict[str, Any]]:
+        """Every operation with float (sub-second) timestamps of the operation and its steps."""
+        return list(self.admin("GET", "/operations")["data"])
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A call to the public API with the simulator's token."""
+        headers = {"authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return self._http.request(method, f"/v1{path}", headers=headers, **kwargs)
+
+
+class CorruptingProxy:
+    """A loopback HTTP proxy in front of the simulator that can answer matching calls with
+    malformed bodies (invalid JSON, missing fields, wrong types, huge documents) instead.
+
+    Runs uvicorn in a thread of the current process. `corrupt(match, bodies)` starts corrupting
+    calls whose "METHOD /path" contains one of `match` (cycling through `bodies`); `heal()`
+    stops. The call still reaches the simulator first: the server acts, the answer is mangled.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.port = controlplane.free_port()
+        self.match: tuple[str, ...] | None = None
+        self.bodies: list[tuple[int, bytes]] = []
+        self.served: list[tuple[float, str, int]] = []
+        self._i = 0
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def corrupt(self, match: Sequence[str], bodies: Sequence[tuple[int, bytes]]) -> None:
+        self.bodies = list(bodies)
+        self.match = tuple(match)
+
+    def heal(self) -> None:
+        self.match = None
+
+    def _app(self) -> Any:
+        import httpx
+        from starlette.requests import Request
+        from starlette.responses import Response
+
+        client = httpx.AsyncClient(base_url=self.upstream, timeout=120)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return
+            request = Request(scope, receive)
+            body = await request.body()
+            call = f"{request.method} {request.url.path}"
+            upstream = await client.request(
+                request.method,
+                request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+                content=body,
+                headers={k: v for k, v in request.headers.items() if k.lower() not in {"host"}},
+            )
+            if self.match and any(m in call for m in self.match) and self.bodies:
+                status, content = self.bodies[self._i % len(self.bodies)]
+                self._i += 1
+                self.served.append((time.time(), call, status))
+                response = Response(content, status_code=status, media_type="application/json")
+            else:
+                response = Response(
+                    upstream.content,
+                    status_code=upstream.status_code,
+                    headers={
+                        k: v
+                        for k, v in upstream.headers.items()
+                        if k.lower() in {"content-type", "retry-after", "etag"}
+                    },
+                )
+            await response(scope, receive, send)
+
+        return app
+
+    def start(self, timeout: float = 15) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            self._app(), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError("proxy did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def _run_sim(argv: Sequence[str]) -> int:
+    import argparse
+
+    import uvicorn
+
+    from akua_operator.sim.app import create_app
+    from akua_operator.sim.config import SimConfig
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args(argv)
+    sim = create_app(SimConfig.model_validate(json.loads(args.config)))
+    uvicorn.run(
+        _with_precise_operations(sim),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
+
+
+def _with_precise_operations(sim: Any) -> Any:
+    """The simulator plus GET /_sim/operations: every operation with float timestamps.
+
+    The public API (and /_sim/state) round timestamps to whole seconds, as the contract says;
+    the benchmark needs the simulator's exact transition times to measure sub-second delays.
+    """
+    from starlette.responses import JSONResponse
+
+    def precise() -> dict[str, Any]:
+        state = sim.state
+        with state.lock:
+            state.advance_all()
+            return {
+                "now": sim.clock.now(),
+                "data": [
+                    {
+                        "id": op.id,
+                        "type": op.type,
+                        "cluster_id": op.cluster_id,
+                        "state": op.state,
+                        "started_at": op.started_at,
+                        "completed_at": op.completed_at,
+                        "steps": [
+                            {
+                                "name": st.name,
+                                "status": st.status,
+                                "started_at": st.started_at,
+                                "completed_at": st.completed_at,
+                            }
+                            for st in op.steps
+                        ],
+                    }
+                    for op in state.ops.values()
+                ],
+            }
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/_sim/operations"
+            and scope["method"] == "GET"
+        ):
+            await JSONResponse(precise())(scope, receive, send)
+            return
+        await sim(scope, receive, send)
+
+    return app
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "sim":
+        sys.exit(_run_sim(sys.argv[2:]))
+    sys.exit("usage: harness.py sim --port PORT --config JSON")

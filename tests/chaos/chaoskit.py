@@ -13,3 +13,95 @@ class Scale:
     deletions: int
     kills: int
     examples: int
+
+
+# The flows below drive the real control plane, the simulator and the operator process.
+
+import json  # noqa: E402
+import time  # noqa: E402
+from collections import Counter, defaultdict  # noqa: E402
+from typing import Any  # noqa: E402
+
+import harness  # noqa: E402  (bench/harness.py)
+
+
+def observed(seen: harness.Seen) -> bool:
+    """The operator has adopted the object: finalizer on, the cluster's etag in status."""
+    return harness.FINALIZER in seen.finalizers and bool(seen.status.get("etag"))
+
+
+def adopt(
+    sim: harness.SimProcess, api: Any, namespace: str, n: int, prefix: str = "akc"
+) -> dict[str, str]:
+    """Seed n clusters in the simulator and create n AkuaClusters adopting them."""
+    names = [f"{prefix}-{i:03d}" for i in range(n)]
+    ids = sim.seed_clusters(names)
+    by_name = dict(zip(names, ids, strict=True))
+    harness.create_objects(api, namespace, (harness.akua_cluster(k, v) for k, v in by_name.items()))
+    return by_name
+
+
+def wait_all_observed(
+    watcher: harness.Watcher, n: int, operator: harness.ManagedOperator, timeout: float = 60
+) -> None:
+    def ready(snap: dict[str, harness.Seen]) -> bool:
+        assert operator.alive(), f"operator exited:\n{operator.log_text()[-3000:]}"
+        return len(snap) == n and all(observed(s) for s in snap.values())
+
+    watcher.wait_for(ready, timeout, f"{n} AkuaClusters observed")
+
+
+def wait_all_gone(
+    watcher: harness.Watcher, names: list[str], timeout: float, what: str = "all deleted"
+) -> None:
+    watcher.wait_for(
+        lambda snap: not snap and set(names) <= set(watcher.gone), timeout, what, poll=0.1
+    )
+
+
+def delete_operations(sim: harness.SimProcess, cluster_ids: list[str]) -> dict[str, list[dict]]:
+    ops: dict[str, list[dict]] = defaultdict(list)
+    for op in sim.operations():
+        if op["type"] == "cluster.delete" and op["cluster_id"] in cluster_ids:
+            ops[op["cluster_id"]].append(op)
+    return ops
+
+
+def assert_each_deleted_exactly_once(sim: harness.SimProcess, cluster_ids: list[str]) -> None:
+    """The simulator's record: one SUCCEEDED delete per cluster, the cluster now 404, and every
+    DELETE the operator sent for a cluster carried the same idempotency key (one attempt)."""
+    ops = delete_operations(sim, cluster_ids)
+    for cid in cluster_ids:
+        states = [op["state"] for op in ops.get(cid, [])]
+        assert states == ["SUCCEEDED"], f"{cid}: delete operations {states}"
+        assert sim.api("GET", f"/clusters/{cid}").status_code == 404, cid
+    keys: dict[str, set[str | None]] = defaultdict(set)
+    statuses: Counter[int | None] = Counter()
+    for entry in sim.journal():
+        if entry["method"] == "DELETE":
+            cid = entry["path"].rsplit("/", 1)[-1]
+            keys[cid].add(entry.get("idempotency_key"))
+            statuses[entry["status"]] += 1
+            assert entry.get("if_match"), f"DELETE without if-match: {entry}"
+    for cid in cluster_ids:
+        assert len(keys[cid]) == 1 and None not in keys[cid], f"{cid}: keys {keys[cid]}"
+    assert not {400, 422} & set(statuses), f"malformed or conflicting DELETEs: {statuses}"
+
+
+def assert_token_nowhere(token: str, api: Any, namespace: str, *texts: str) -> None:
+    """The token in no log line, Event, status or exception text that we can see."""
+    for text in texts:
+        assert token not in text, "the Akua token leaked into a log or status"
+    for event in harness.list_events(api, namespace):
+        blob = json.dumps(api.sanitize_for_serialization(event))
+        assert token not in blob, f"the Akua token leaked into an Event: {event.reason}"
+
+
+def statuses_text(watcher: harness.Watcher) -> str:
+    return "\n".join(json.dumps(s.status, default=str) for s in watcher.seen)
+
+
+def sleep_until(t: float) -> None:
+    delay = t - time.time()
+    if delay > 0:
+        time.sleep(delay)

@@ -56,3 +56,73 @@ def scale(pytestconfig: pytest.Config) -> Scale:
     if full_scale(pytestconfig):
         return Scale(full=True, deletions=50, kills=15, examples=1500)
     return Scale(full=False, deletions=5, kills=3, examples=150)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+import secrets  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import harness  # noqa: E402  (bench/harness.py)
+
+
+@pytest.fixture(scope="session")
+def akua_crd(kube_client: Any) -> None:
+    """The AkuaCluster CRD from the chart, applied once."""
+    harness.apply_crd(kube_client)
+
+
+@pytest.fixture
+def token() -> str:
+    """A fresh, recognisable Akua token per test (searched for in logs afterwards)."""
+    return f"sk_akua_chaos_{secrets.token_hex(12)}"
+
+
+@pytest.fixture
+def sim(tmp_path: Path, token: str) -> Iterator[harness.SimProcess]:
+    """The simulator in its own process; steps of 0.5 s (a deletion takes 2 s)."""
+    proc = harness.SimProcess(tmp_path / "sim", token=token, step_seconds=0.5, seed=7)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def operator_factory(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    control_plane: Any,
+    namespace: str,
+    token: str,
+    akua_crd: None,
+) -> Iterator[Callable[..., harness.ManagedOperator]]:
+    """Builds `akua-operator run --namespace NS` subprocesses pointed at a given API URL."""
+    made: list[harness.ManagedOperator] = []
+
+    def make(api_url: str, *extra: str, kubeconfig: Path | None = None) -> harness.ManagedOperator:
+        env = control_plane.env()
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
+        env["AKUA_API_URL"] = api_url
+        env["AKUA_TOKEN"] = token
+        op = harness.ManagedOperator(
+            harness.operator_argv(namespace, extra), env, tmp_path / f"operator-{len(made)}.log"
+        )
+        made.append(op)
+        return op
+
+    yield make
+    failed = getattr(request.node, "rep_call", None)
+    for op in made:
+        op.stop()
+        if failed is not None and failed.failed:
+            print(f"----- operator log {op.log_file} (tail) -----\n{op.log_text()[-6000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
