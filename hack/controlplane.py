@@ -478,9 +478,22 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ kube-apiserver
 
-    def _start_apiserver(self) -> None:
+    def restart_apiserver(self, downtime: float = 0.0) -> None:
+        """Stop kube-apiserver (SIGTERM) and start it again on the same port, etcd untouched.
+
+        For tests of clients that must survive an API server restart: the kubeconfig stays
+        valid, every object stays in etcd, and open watches are cut. Waits for /readyz.
+        """
+        assert self.apiserver is not None, "control plane not started"
+        self.apiserver.stop()
+        if downtime > 0:
+            time.sleep(downtime)
+        self._start_apiserver(port=self.apiserver_port)
+        self._wait_apiserver_ready(time.monotonic() + self.start_timeout)
+
+    def _start_apiserver(self, port: int | None = None) -> None:
         assert self.pki is not None
-        self.apiserver_port = free_port()
+        self.apiserver_port = port or free_port()
         self.apiserver = ManagedProcess(
             "kube-apiserver",
             [
