@@ -443,6 +443,7 @@ def test_standalone_without_peering(testbin: Path, offline_env: dict[str, str]) 
             ["metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"],
             "metrics.serviceMonitor.enabled=true needs metrics.service.enabled=true",
         ),
+        (["metrics.port=9000", "health.port=9000"], "metrics.port and health.port are both 9000"),
         (
             ["serviceAccount.create=false"],
             "serviceAccount.name is required when serviceAccount.create is false",

@@ -20,6 +20,9 @@ Included at the top of deployment.yaml, which is always rendered.
 {{- if and $v.metrics.serviceMonitor.enabled (not $v.metrics.service.enabled) }}
 {{- fail "\n\nmetrics.serviceMonitor.enabled=true needs metrics.service.enabled=true: the ServiceMonitor scrapes the metrics Service." }}
 {{- end }}
+{{- if eq (int $v.metrics.port) (int $v.health.port) }}
+{{- fail (printf "\n\nmetrics.port and health.port are both %v: give them different ports (the pod declares each as a container port)." $v.metrics.port) }}
+{{- end }}
 {{- if and (not $v.serviceAccount.create) (not $v.serviceAccount.name) }}
 {{- fail "\n\nserviceAccount.create=false needs serviceAccount.name: the existing ServiceAccount the operator runs as." }}
 {{- end }}
