@@ -48,6 +48,16 @@ test: system-deps venv lint ## Install what the tests need, then run lint gates 
 	echo "control-plane binaries: $$TESTBIN"; \
 	AKUA_TESTBIN="$$TESTBIN" $(RUN) pytest $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: venv ## Deletion benchmark: N AkuaClusters deleted at once (BENCH_ARGS="--n 100 --duration 10 --baseline")
+	@TESTBIN="$$(hack/testbin/build.sh | tail -n1)"; \
+	AKUA_TESTBIN="$$TESTBIN" $(RUN) python bench/run.py $${BENCH_ARGS:---n 100 --duration 10 --baseline}
+
+.PHONY: chaos-full
+chaos-full: venv ## The chaos suite at full scale (50 deletions, 15 kills, 1500 malformed answers)
+	@TESTBIN="$$(hack/testbin/build.sh | tail -n1)"; \
+	AKUA_TESTBIN="$$TESTBIN" $(RUN) pytest tests/chaos --chaos-full $(PYTEST_ARGS)
+
 .PHONY: fmt
 fmt: venv ## Format and autofix
 	$(RUN) ruff format .
