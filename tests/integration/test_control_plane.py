@@ -399,3 +399,50 @@ def test_cli_up_serves_until_sigterm(
     assert _wait_listening_stopped(port), f"kube-apiserver still listening on {port}"
     assert "controlplane: stopped" in cli_process.stderr.read()
     assert (tmp_path / "cp" / "logs" / "kube-apiserver.log").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- the fixtures
+
+
+FAILING_TEST = """
+def test_fails_against_the_control_plane(kubectl, namespace):
+    kubectl("get", "configmap", "does-not-exist", "-n", namespace)
+"""
+
+
+def _run_inner_pytest(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run pytest on one failing test in a separate process, with tests/conftest.py as a plugin."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    integration: real apiserver\n")
+    (tmp_path / "test_inner.py").write_text(textwrap.dedent(FAILING_TEST))
+    argv: list[str | Path] = [sys.executable, "-m", "pytest", "-p", "conftest"]
+    argv += ["-p", "no:cacheprovider", "--cp-log-lines", "7", "-c", tmp_path / "pytest.ini"]
+    return subprocess.run(
+        [*argv, tmp_path / "test_inner.py"],
+        env=env | {"PYTHONPATH": str(REPO_ROOT / "tests")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_failed_test_report_carries_the_control_plane_log_tail(
+    testbin: Path, tmp_path: Path
+) -> None:
+    result = _run_inner_pytest(tmp_path, dict(os.environ, AKUA_TESTBIN=str(testbin)))
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert 'configmaps "does-not-exist" not found' in out
+    assert "control plane log tail (call)" in out
+    assert "----- kube-apiserver (last 7 lines of " in out
+    assert "----- etcd (last 7 lines of " in out
+    assert "control plane (https://127.0.0.1:" in out  # the summary line with the logs' place
+
+
+def test_missing_testbin_stops_the_run_before_any_test(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AKUA_TESTBIN"}
+    result = _run_inner_pytest(tmp_path, env)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "AKUA_TESTBIN is not set" in result.stderr
+    assert 'export AKUA_TESTBIN="$(hack/testbin/build.sh | tail -n1)"' in result.stderr
