@@ -791,3 +791,27 @@ def test_rbac_namespaced_scope_grants_nothing_outside_the_watched_namespaces(
     assert not can_i(kubectl, cfg, "list", "customresourcedefinitions.apiextensions.k8s.io")
     assert not can_i(kubectl, cfg, "delete", "akuaclusters.akua.dev", "-n", watch_a)
     assert not can_i(kubectl, cfg, "list", "secrets", "-n", watch_a)
+
+
+def test_documented_upgrade_path_applies_the_crds_then_upgrades(
+    helm: Any, kubectl: Any, namespace: str, release: str
+) -> None:
+    """docs/helm.md: Helm never upgrades crds/, so `kubectl apply --server-side -f crds/` first."""
+    helm("install", release, CHART, "-n", namespace)
+    applied = kubectl("apply", "--server-side", "-f", CHART / "crds").stdout
+    for crd in ("akuaclusters.akua.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
+        assert f"customresourcedefinition.apiextensions.k8s.io/{crd} serverside-applied" in applied
+    result = helm(
+        "upgrade",
+        release,
+        CHART,
+        "-n",
+        namespace,
+        "--reuse-values",
+        "--set",
+        "operator.logLevel=debug",
+    )
+    assert "STATUS: deployed" in result.stdout and "REVISION: 2" in result.stdout
+    dep = kubectl.json("get", "deployment", f"{release}-akua-operator", "-n", namespace)
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert env_of(c)["AKUA_LOG_LEVEL"] == "debug"
