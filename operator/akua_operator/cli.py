@@ -1,15 +1,86 @@
-"""The ``akua-operator`` command."""
+"""The ``akua-operator`` command.
+
+- ``akua-operator run [--namespace NS ...|--all-namespaces] [options]``: run the operator.
+- ``akua-operator crd``: print the generated AkuaCluster CRD (YAML).
+- ``akua-operator settings``: print the settings reference table (Markdown).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import sys
 
-from akua_operator import __version__
+from akua_operator import __version__, telemetry
+from akua_operator import settings as settings_mod
+from akua_operator.resource.crd import crd_yaml
+
+log = logging.getLogger("akua_operator")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="akua-operator")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the operator")
+    settings_mod.add_arguments(run)
+    telemetry.add_arguments(run)
+    sub.add_parser("crd", help="print the AkuaCluster CustomResourceDefinition (YAML)")
+    sub.add_parser("settings", help="print the settings reference (Markdown table)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``akua-operator`` console script."""
-    parser = argparse.ArgumentParser(prog="akua-operator")
-    parser.add_argument("--version", action="version", version=__version__)
-    parser.parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "crd":
+        sys.stdout.write(crd_yaml())
+        return 0
+    if args.command == "settings":
+        sys.stdout.write(settings_mod.markdown_table())
+        return 0
+    if args.command == "run":
+        return run(args)
+    parser.print_help()
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+    from kopf._core.intents.registries import SmartOperatorRegistry
+
+    from akua_operator.handlers import Runtime, register
+    from akua_operator.telemetry import kopf_hooks
+
+    settings = settings_mod.from_args(args)
+    if not settings.namespaces and not settings.all_namespaces:
+        log.error("give --namespace NS (repeatable) or --all-namespaces")
+        return 2
+    tel = telemetry.setup(telemetry.settings_from_args(args))
+    # A registry with kopf's default login handlers (kubeconfig, in-cluster service account).
+    registry = SmartOperatorRegistry()
+    runtime = Runtime(settings)
+    register(registry, runtime)
+    kopf_hooks.register(tel, registry=registry, watch=True)
+    log.info(
+        "akua-operator %s: Akua API %s, %s",
+        __version__,
+        settings.api_url,
+        "all namespaces" if settings.all_namespaces else f"namespaces {list(settings.namespaces)}",
+    )
+    try:
+        asyncio.run(
+            kopf.operator(
+                registry=registry,
+                standalone=settings.standalone,
+                peering_name=settings.peering_name,
+                clusterwide=settings.all_namespaces,
+                namespaces=list(settings.namespaces),
+                memo=kopf.Memo(runtime=runtime),
+            )
+        )
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
     return 0

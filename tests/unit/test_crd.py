@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from pydantic import BaseModel
 
@@ -96,3 +97,10 @@ def test_schema_is_structural_no_refs_no_nulls() -> None:
     assert "$ref" not in text
     assert "anyOf" not in text
     assert "type: 'null'" not in text
+
+
+def test_cli_crd_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    from akua_operator.cli import main
+
+    assert main(["crd"]) == 0
+    assert capsys.readouterr().out == COMMITTED.read_text()

@@ -1,1 +1,10 @@
-"""akua_operator.kube."""
+"""Kubernetes I/O for the operator: credentials, Events, status patches.
+
+The kubernetes client is synchronous: every function here that talks to the API server is a
+plain function, and :class:`KubeIO` runs them in threads (``asyncio.to_thread``) so kopf's
+event loop is never blocked.
+"""
+
+from akua_operator.kube.io import CredentialsError, KubeIO, ObjectRef, TokenSource
+
+__all__ = ["CredentialsError", "KubeIO", "ObjectRef", "TokenSource"]

@@ -1,0 +1,138 @@
+"""The kopf handlers of AkuaCluster: thin wrappers around :meth:`Runtime.cycle`.
+
+- ``on.startup``: kopf settings (our finalizer, storage prefixes) and the shared clients.
+- ``on.create`` / ``on.resume`` / ``on.update``: observe (the lifecycle work extends the core,
+  not these handlers).
+- ``timer``: the periodic observation (interval from the settings, first run jittered).
+- ``on.delete``: the deletion flow. It never fails permanently (no ``timeout=``/``retries=``,
+  every exception becomes a TemporaryError); returning from it releases the finalizer, and it
+  returns only when the core decided ``Release``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import kopf
+from kopf._core.actions.execution import HandlerChildrenRetry  # a TemporaryError
+
+from akua_operator import telemetry
+from akua_operator.core.types import Action, Idle, Release, Requeue
+from akua_operator.handlers.runtime import InvalidSpecError, ResourceState, Runtime
+from akua_operator.resource.models import FINALIZER, GROUP, PLURAL, VERSION
+
+log = logging.getLogger("akua_operator")
+
+STORAGE_PREFIX = "operator.akua.dev"
+INTERNAL_ERROR_DELAY = 10.0
+
+
+class ComeBack(HandlerChildrenRetry):
+    """Re-run the handler after ``delay`` seconds (a kopf TemporaryError, logged at DEBUG only,
+    not as an error on every poll of a running operation)."""
+
+
+def _state(memo: Any) -> ResourceState:
+    state = memo.get("akua_state")
+    if not isinstance(state, ResourceState):
+        state = ResourceState()
+        memo["akua_state"] = state
+    return state
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime = memo.get("runtime")
+    if not isinstance(runtime, Runtime):
+        raise kopf.PermanentError("the operator was started without a Runtime in its memo")
+    return runtime
+
+
+def _min_delay(delay: float) -> float:
+    return max(0.1, delay)
+
+
+async def _run(body: Any, memo: Any, logger: Any, *, deleting: bool) -> Action:
+    runtime = _runtime(memo)
+    return await runtime.cycle(body, _state(memo), deleting=deleting, logger=logger)
+
+
+def register(registry: Any, runtime: Runtime) -> None:
+    """Register every handler on ``registry`` with timings from ``runtime.settings``."""
+    settings = runtime.settings
+    jitter = max(0.0, settings.observe_jitter) * settings.observe_interval
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=STORAGE_PREFIX
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=STORAGE_PREFIX, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.WARNING
+        memo["runtime"] = runtime
+        await runtime.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await runtime.stop()
+
+    async def observe(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+        try:
+            action = await _run(body, memo, logger, deleting=False)
+        except InvalidSpecError as exc:
+            raise kopf.PermanentError(f"invalid spec: {exc}") from None
+        except Exception as exc:
+            logger.exception("reconcile failed")
+            raise kopf.TemporaryError(
+                f"internal error: {type(exc).__name__}", delay=INTERNAL_ERROR_DELAY
+            ) from None
+        if isinstance(action, Requeue):
+            raise ComeBack(action.reason or "retry", delay=_min_delay(action.delay))
+        if isinstance(action, Release):  # pragma: no cover - only while deleting
+            return
+
+    kopf.on.create(GROUP, VERSION, PLURAL, id="observe-create", registry=registry)(observe)
+    kopf.on.resume(GROUP, VERSION, PLURAL, id="observe-resume", registry=registry)(observe)
+    kopf.on.update(GROUP, VERSION, PLURAL, id="observe-update", registry=registry)(observe)
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        id="observe-periodic",
+        interval=settings.observe_interval,
+        initial_delay=lambda **_: random.uniform(0, jitter),  # noqa: S311 - jitter
+        registry=registry,
+    )
+    async def periodic(body: Any, meta: Any, memo: Any, logger: Any, **_: Any) -> None:
+        if meta.get("deletionTimestamp"):
+            return
+        try:
+            await _run(body, memo, logger, deleting=False)
+        except Exception:  # the next tick tries again
+            logger.exception("periodic observation failed")
+        finally:
+            telemetry.current().tracker.mark_reconcile()
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete", registry=registry)
+    async def delete(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+        try:
+            action = await _run(body, memo, logger, deleting=True)
+        except Exception as exc:
+            # Never a permanent failure: that would release the finalizer and orphan the cluster.
+            logger.exception("deletion cycle failed; keeping the finalizer")
+            raise kopf.TemporaryError(
+                f"internal error: {type(exc).__name__}", delay=INTERNAL_ERROR_DELAY
+            ) from None
+        if isinstance(action, Release):
+            logger.info("releasing the finalizer: %s", action.reason)
+            return
+        if isinstance(action, Idle):  # pragma: no cover - the deletion flow never idles
+            raise ComeBack("idle", delay=INTERNAL_ERROR_DELAY)
+        delay = action.delay if isinstance(action, Requeue) else 0.0
+        reason = action.reason if isinstance(action, Requeue) else "continue"
+        raise ComeBack(reason or "continue", delay=_min_delay(delay))

@@ -1,0 +1,297 @@
+"""The reconcile cycle: gather facts, ask the core, apply its decision, perform its action.
+
+One :class:`Runtime` per process holds the shared Akua client and the Kubernetes I/O. A kopf
+handler calls :meth:`Runtime.cycle`, which loops
+
+    decision = core.decide(facts, observation)
+    write decision.status_patch (if any), emit decision.events
+    observation = perform(decision.action)      # one Akua call
+
+until the action is Release, Requeue or Idle, and returns that action; the handler turns it
+into kopf's language (return, TemporaryError). The status patch is written *before* the action
+is performed, so an operation id (or a DELETE's idempotency key) is recorded before anything
+waits on it, and a restarted operator resumes instead of repeating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from akua_operator import telemetry
+from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
+from akua_operator.akua.errors import AkuaError, AkuaNotFound
+from akua_operator.core import Facts, Meta, Tuning, advance, decide
+from akua_operator.core.types import (
+    Action,
+    ApiFailed,
+    ClusterGone,
+    ClusterObserved,
+    CredentialsUnavailable,
+    DeleteCluster,
+    FollowOperation,
+    Idle,
+    Observation,
+    ObserveCluster,
+    OperationObserved,
+    Release,
+    Requeue,
+)
+from akua_operator.kube import CredentialsError, KubeIO, ObjectRef, TokenSource
+from akua_operator.resource.models import AkuaClusterSpec, AkuaClusterStatus
+from akua_operator.settings import Settings
+
+log = logging.getLogger("akua_operator")
+
+# Bounds of one cycle: at most this many Akua calls, at most this many :wait long polls.
+MAX_ACTIONS = 8
+MAX_WAITS = 2
+
+
+def tuning_from(settings: Settings) -> Tuning:
+    return Tuning(
+        observe_interval=settings.observe_interval,
+        wait_timeout=settings.wait_timeout,
+        backoff_base=settings.backoff_base,
+        backoff_cap=settings.backoff_cap,
+        delete_retry_base=settings.delete_retry_base,
+        credentials_backoff=settings.credentials_backoff,
+        retain_recheck=settings.retain_recheck,
+        max_conflicts=settings.max_conflicts,
+    )
+
+
+@dataclass
+class ResourceState:
+    """Per-resource memory (kept in kopf's per-object memo)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    resource_version: str | None = None  # of our last status write
+    status: dict[str, Any] | None = None  # the status as we last wrote it
+
+
+class Runtime:
+    """Process-wide: the Akua client, Kubernetes I/O, settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        token_source: TokenSource | None = None,
+        kube: KubeIO | None = None,
+        client: AkuaClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tuning = tuning_from(settings)
+        self.token_source = token_source or TokenSource.from_env()
+        self._kube = kube
+        self._client = client
+
+    @property
+    def kube(self) -> KubeIO:
+        if self._kube is None:
+            raise RuntimeError("Runtime.start() was not called")
+        return self._kube
+
+    @property
+    def client(self) -> AkuaClient:
+        if self._client is None:
+            raise RuntimeError("Runtime.start() was not called")
+        return self._client
+
+    async def start(self) -> None:
+        """Create the shared clients (kopf startup)."""
+        if self._kube is None:
+            api_client = await asyncio.to_thread(_kubernetes_api_client)
+            self._kube = KubeIO(api_client)
+        if self._client is None:
+            s = self.settings
+            self._client = AkuaClient(
+                ClientConfig(
+                    base_url=s.api_url,
+                    timeout=s.api_timeout,
+                    max_retries=s.api_max_retries,
+                    backoff_base=min(1.0, s.backoff_base),
+                    backoff_cap=min(10.0, s.backoff_cap),
+                    rate=s.api_rate,
+                    burst=s.api_burst,
+                )
+            )
+            telemetry.current().attach_client(self._client)
+
+    async def stop(self) -> None:
+        """Close the shared clients (kopf cleanup)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # --- the cycle --------------------------------------------------------------------------
+
+    async def cycle(
+        self,
+        body: Mapping[str, Any],
+        state: ResourceState,
+        *,
+        deleting: bool,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
+    ) -> Action:
+        """Run decide/apply/perform until the core says Release, Requeue or Idle."""
+        async with state.lock:
+            facts = self._facts(body, state, deleting=deleting)
+            ref = ObjectRef(facts.meta.namespace, facts.meta.name, facts.meta.uid)
+            obs: Observation = None
+            creds: Credentials | None = None
+            waits = 0
+            for _ in range(MAX_ACTIONS):
+                decision = decide(facts, obs)
+                if decision.status_patch is not None:
+                    await self._write_status(ref, decision.status_patch, state)
+                for event in decision.events:
+                    logger.info("%s: %s", event.reason, event.message)
+                    await self.kube.emit_event(ref, event)
+                facts = advance(facts, decision)
+                facts = Facts(
+                    meta=facts.meta,
+                    spec=facts.spec,
+                    status=facts.status,
+                    now=_now(),
+                    tuning=facts.tuning,
+                )
+                action = decision.action
+                self._report(ref, facts, action)
+                if isinstance(action, Release | Requeue | Idle):
+                    return action
+                if isinstance(action, FollowOperation) and action.wait:
+                    if waits >= MAX_WAITS:
+                        return Requeue(0.0, "continue following")
+                    waits += 1
+                if creds is None:
+                    try:
+                        creds = await self.kube.credentials(
+                            facts.meta.namespace, facts.spec.credentials, self.token_source
+                        )
+                    except CredentialsError as exc:
+                        obs = CredentialsUnavailable(str(exc))
+                        continue
+                obs = await self.perform(action, creds)
+            return Requeue(0.0, "continue")
+
+    async def perform(self, action: Action, creds: Credentials) -> Observation:
+        """One Akua call; every outcome becomes an observation (nothing raises)."""
+        try:
+            match action:
+                case ObserveCluster(cluster_id=cluster_id):
+                    try:
+                        return ClusterObserved(
+                            await self.client.get_cluster(cluster_id, creds=creds)
+                        )
+                    except AkuaNotFound:
+                        return ClusterGone(cluster_id, via="GET")
+                case FollowOperation(operation_id=op_id, wait=True):
+                    op = await self.client.wait_operation(
+                        op_id, creds=creds, timeout=self.tuning.wait_timeout
+                    )
+                    return OperationObserved(op)
+                case FollowOperation(operation_id=op_id):
+                    return OperationObserved(await self.client.get_operation(op_id, creds=creds))
+                case DeleteCluster(cluster_id=cluster_id, if_match=etag, idempotency_key=key):
+                    try:
+                        op = await self.client.delete_cluster(
+                            cluster_id, creds=creds, if_match=etag, idempotency_key=key
+                        )
+                    except AkuaNotFound:
+                        return ClusterGone(cluster_id, via="DELETE")
+                    return OperationObserved(op, accepted=True)
+        except AkuaError as exc:
+            return ApiFailed(exc, action)
+        raise AssertionError(f"not an API action: {action!r}")  # pragma: no cover
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _facts(self, body: Mapping[str, Any], state: ResourceState, *, deleting: bool) -> Facts:
+        metadata = body.get("metadata", {})
+        status_raw = dict(body.get("status") or {})
+        if state.status is not None and _older(
+            metadata.get("resourceVersion"), state.resource_version
+        ):
+            # kopf handed us a body older than our own last status write: trust our write.
+            status_raw = dict(state.status)
+        try:
+            spec = AkuaClusterSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            raise InvalidSpecError(str(exc)) from None
+        try:
+            status = AkuaClusterStatus.model_validate(status_raw)
+        except ValidationError:
+            log.warning("ignoring an unreadable status of %s", metadata.get("name"))
+            status = AkuaClusterStatus()
+        return Facts(
+            meta=Meta(
+                uid=str(metadata.get("uid", "")),
+                name=str(metadata.get("name", "")),
+                namespace=str(metadata.get("namespace", "")),
+                generation=int(metadata.get("generation") or 1),
+                deleting=deleting or bool(metadata.get("deletionTimestamp")),
+                annotations=dict(metadata.get("annotations") or {}),
+            ),
+            spec=spec,
+            status=status,
+            now=_now(),
+            tuning=self.tuning,
+        )
+
+    async def _write_status(
+        self, ref: ObjectRef, patch: dict[str, Any], state: ResourceState
+    ) -> None:
+        result = await self.kube.patch_status(ref.namespace, ref.name, patch)
+        if isinstance(result, Mapping):
+            state.resource_version = result.get("metadata", {}).get("resourceVersion")
+            state.status = dict(result.get("status") or {})
+
+    def _report(self, ref: ObjectRef, facts: Facts, action: Action) -> None:
+        tel = telemetry.current()
+        try:
+            tel.record_resource(ref.namespace, ref.name, facts.status.conditions)
+            if facts.meta.deleting and isinstance(action, Release):
+                tel.finalizer_released(ref.uid)
+                tel.forget_resource(ref.namespace, ref.name)
+        except Exception:  # metrics never break reconciliation
+            log.debug("telemetry failed", exc_info=True)
+
+
+class InvalidSpecError(Exception):
+    """The spec does not parse (the CRD schema should have prevented it)."""
+
+
+def _now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+def _older(current: Any, written: str | None) -> bool:
+    if written is None or current is None:
+        return False
+    try:
+        return int(current) < int(written)
+    except (TypeError, ValueError):
+        return False
+
+
+def _kubernetes_api_client() -> Any:
+    """KUBECONFIG when set, else the in-cluster service account, else ~/.kube/config."""
+    import os
+
+    from kubernetes import client, config
+
+    if not os.environ.get("KUBECONFIG"):
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    return config.new_client_from_config()  # type: ignore[no-untyped-call]

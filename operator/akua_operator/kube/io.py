@@ -1,0 +1,199 @@
+"""Reading Secrets, emitting Events and patching the status of AkuaClusters (in threads)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from akua_operator.akua.client import Credentials
+from akua_operator.core.types import Event
+from akua_operator.resource.models import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    CredentialsSpec,
+)
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "akua-operator"
+MESSAGE_LIMIT = 1000
+
+
+class CredentialsError(Exception):
+    """The credentials cannot be read. The message names where from, never the token."""
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """The operator's own token: ``AKUA_TOKEN`` or the file named by ``AKUA_TOKEN_FILE``.
+
+    The file is read on every use, so a rotated Secret mounted as a file is picked up.
+    """
+
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TokenSource:
+        env = os.environ if env is None else env
+        token = env.get("AKUA_TOKEN") or None
+        path = env.get("AKUA_TOKEN_FILE") or None
+        return cls(
+            token=SecretStr(token) if token else None,
+            token_file=Path(path) if path else None,
+        )
+
+    def read(self) -> SecretStr:
+        if self.token_file is not None:
+            try:
+                text = self.token_file.read_text().strip()
+            except OSError as exc:
+                raise CredentialsError(
+                    f"cannot read AKUA_TOKEN_FILE {self.token_file}: {exc.strerror}"
+                ) from None
+            if not text:
+                raise CredentialsError(f"AKUA_TOKEN_FILE {self.token_file} is empty")
+            return SecretStr(text)
+        if self.token is not None:
+            return self.token
+        raise CredentialsError(
+            "no credentials: set spec.credentials.secretRef, or give the operator "
+            "AKUA_TOKEN or AKUA_TOKEN_FILE"
+        )
+
+
+class KubeIO:
+    """The operator's Kubernetes calls; sync ``*_sync`` methods and async wrappers."""
+
+    def __init__(self, api_client: Any, *, instance: str | None = None) -> None:
+        from kubernetes import client as k8s
+
+        self._k8s = k8s
+        self.api_client = api_client
+        self.core = k8s.CoreV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
+        self.instance = instance or os.environ.get("POD_ID") or socket.gethostname()
+
+    # --- credentials ------------------------------------------------------------------------
+
+    def read_secret_key_sync(self, namespace: str, name: str, key: str) -> SecretStr:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise CredentialsError(f"Secret {namespace}/{name} not found") from None
+            if exc.status == 403:
+                raise CredentialsError(
+                    f"the operator may not read Secret {namespace}/{name} (403)"
+                ) from None
+            raise CredentialsError(
+                f"reading Secret {namespace}/{name} failed: HTTP {exc.status}"
+            ) from None
+        data = secret.data or {}
+        if key not in data:
+            raise CredentialsError(f"Secret {namespace}/{name} has no key {key!r}")
+        try:
+            text = base64.b64decode(data[key]).decode().strip()
+        except (binascii.Error, UnicodeDecodeError):
+            raise CredentialsError(f"Secret {namespace}/{name} key {key!r} is not text") from None
+        if not text:
+            raise CredentialsError(f"Secret {namespace}/{name} key {key!r} is empty")
+        return SecretStr(text)
+
+    async def credentials(
+        self, namespace: str, spec: CredentialsSpec | None, default: TokenSource
+    ) -> Credentials:
+        """The Akua credentials for a resource, read now (every attempt: rotation works)."""
+        context = spec.workspace_id if spec is not None else None
+        if spec is not None and spec.secret_ref is not None:
+            ref = spec.secret_ref
+            token = await asyncio.to_thread(self.read_secret_key_sync, namespace, ref.name, ref.key)
+        else:
+            token = default.read()
+        return Credentials(token=token, context=context)
+
+    # --- status -----------------------------------------------------------------------------
+
+    def patch_status_sync(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": patch},
+            _content_type="application/merge-patch+json",
+        )
+
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+        """JSON-merge-patch ``status`` (the status subresource); returns the new object."""
+        return await asyncio.to_thread(self.patch_status_sync, namespace, name, patch)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def emit_event_sync(self, ref: ObjectRef, event: Event) -> None:
+        now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = event.message
+        if len(message) > MESSAGE_LIMIT:
+            message = message[: MESSAGE_LIMIT - 3] + "..."
+        body = self._k8s.CoreV1Event.from_dict(
+            {
+                "metadata": {"generateName": f"{ref.name}."},
+                "involvedObject": {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": ref.name,
+                    "namespace": ref.namespace,
+                    "uid": ref.uid,
+                },
+                "reason": event.reason,
+                "message": message,
+                "type": str(event.type),
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+                "source": {"component": COMPONENT},
+                "reportingComponent": "akua.dev/operator",
+                "reportingInstance": self.instance[:128],
+                "action": "Reconcile",
+            }
+        )
+        if body is None:  # pragma: no cover - from_dict of a dict never returns None
+            return
+        self.core.create_namespaced_event(ref.namespace, body)
+
+    async def emit_event(self, ref: ObjectRef, event: Event) -> None:
+        """Create a core/v1 Event on the AkuaCluster. Failures are logged, never raised."""
+        try:
+            await asyncio.to_thread(self.emit_event_sync, ref, event)
+        except Exception as exc:  # noqa: BLE001 - an Event is best effort
+            log.warning(
+                "could not emit Event %s on %s/%s: %s",
+                event.reason,
+                ref.namespace,
+                ref.name,
+                type(exc).__name__,
+            )
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    namespace: str
+    name: str
+    uid: str

@@ -1,0 +1,242 @@
+"""Settings of ``akua-operator run``: one table of options, each a flag and an environment variable.
+
+Precedence: command-line flag, then environment variable, then default. ``OPTIONS`` is the single
+reference (docs/deletion.md and docs/configuration.md list it); :func:`markdown_table` renders it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+DEFAULT_API_URL = "https://api.akua.dev/v1"
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Option:
+    attr: str
+    flag: str
+    env: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("api_url", "--api-url", "AKUA_API_URL", str, DEFAULT_API_URL, "Akua API base URL."),
+    Option(
+        "observe_interval",
+        "--observe-interval",
+        "AKUA_OBSERVE_INTERVAL",
+        float,
+        300.0,
+        "Seconds between periodic observations of each cluster (GET /clusters/{id}).",
+    ),
+    Option(
+        "observe_jitter",
+        "--observe-jitter",
+        "AKUA_OBSERVE_JITTER",
+        float,
+        0.2,
+        "Fraction of the interval used to spread the first observation of each resource.",
+    ),
+    Option(
+        "wait_timeout",
+        "--wait-timeout",
+        "AKUA_WAIT_TIMEOUT",
+        int,
+        5,
+        "Server-side timeout (1-60 s) of each POST /operations/{id}:wait long poll; step "
+        "changes reach the status within about this long.",
+    ),
+    Option(
+        "backoff_base",
+        "--backoff-base",
+        "AKUA_BACKOFF_BASE",
+        float,
+        2.0,
+        "First delay after a failed Akua call (doubles per consecutive failure).",
+    ),
+    Option(
+        "backoff_cap",
+        "--backoff-cap",
+        "AKUA_BACKOFF_CAP",
+        float,
+        300.0,
+        "Longest delay between retries.",
+    ),
+    Option(
+        "delete_retry_base",
+        "--delete-retry-base",
+        "AKUA_DELETE_RETRY_BASE",
+        float,
+        10.0,
+        "Delay before the first new DELETE after a failed delete operation (doubles each time).",
+    ),
+    Option(
+        "credentials_backoff",
+        "--credentials-backoff",
+        "AKUA_CREDENTIALS_BACKOFF",
+        float,
+        60.0,
+        "Delay between attempts while the credentials are rejected (401/403) or missing.",
+    ),
+    Option(
+        "retain_recheck",
+        "--retain-recheck",
+        "AKUA_RETAIN_RECHECK",
+        float,
+        15.0,
+        "How often a deletion retained after failure (onFailure: Retain) checks for a retry "
+        "trigger (spec change, new akua.dev/retry value). No API call.",
+    ),
+    Option(
+        "max_conflicts",
+        "--max-conflicts",
+        "AKUA_MAX_CONFLICTS",
+        int,
+        5,
+        "409 etag mismatches in a row before the delete backs off.",
+    ),
+    Option(
+        "api_timeout",
+        "--api-timeout",
+        "AKUA_API_TIMEOUT",
+        float,
+        15.0,
+        "Read timeout of ordinary Akua calls (seconds).",
+    ),
+    Option(
+        "api_max_retries",
+        "--api-max-retries",
+        "AKUA_API_MAX_RETRIES",
+        int,
+        2,
+        "In-call retries of safe Akua calls (GET, :wait, writes with an idempotency key).",
+    ),
+    Option(
+        "api_rate",
+        "--api-rate",
+        "AKUA_API_RATE",
+        float,
+        20.0,
+        "Akua requests per second over all resources (0: no limit).",
+    ),
+    Option("api_burst", "--api-burst", "AKUA_API_BURST", int, 40, "Burst of the rate limit."),
+    Option(
+        "standalone",
+        "--standalone",
+        "AKUA_STANDALONE",
+        _bool,
+        True,
+        "Run without kopf peering (true unless a peering name is given).",
+    ),
+    Option(
+        "peering_name",
+        "--peering-name",
+        "AKUA_PEERING_NAME",
+        str,
+        None,
+        "kopf peering object name (several replicas: one active).",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``akua-operator run`` needs (the Akua token is read separately, see kube)."""
+
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = False
+    api_url: str = DEFAULT_API_URL
+    observe_interval: float = 300.0
+    observe_jitter: float = 0.2
+    wait_timeout: int = 5
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    delete_retry_base: float = 10.0
+    credentials_backoff: float = 60.0
+    retain_recheck: float = 15.0
+    max_conflicts: int = 5
+    api_timeout: float = 15.0
+    api_max_retries: int = 2
+    api_rate: float = 20.0
+    api_burst: int = 40
+    standalone: bool = True
+    peering_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        dest="namespaces",
+        action="append",
+        default=[],
+        help="Namespace to watch (repeatable). Env AKUA_NAMESPACES (comma-separated).",
+    )
+    parser.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        default=None,
+        help="Watch every namespace (cluster-wide). Env AKUA_ALL_NAMESPACES.",
+    )
+    for opt in OPTIONS:
+        kwargs: dict[str, Any] = {"dest": opt.attr, "default": None}
+        if opt.type is _bool:
+            kwargs["type"] = _bool
+            kwargs["metavar"] = "BOOL"
+        else:
+            kwargs["type"] = opt.type
+        parser.add_argument(opt.flag, help=f"{opt.help} Env {opt.env}.", **kwargs)
+
+
+def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        value = getattr(args, opt.attr, None)
+        if value is None and env.get(opt.env):
+            value = opt.type(env[opt.env])
+        values[opt.attr] = opt.default if value is None else value
+    namespaces: Sequence[str] = getattr(args, "namespaces", None) or [
+        n.strip() for n in env.get("AKUA_NAMESPACES", "").split(",") if n.strip()
+    ]
+    all_ns = getattr(args, "all_namespaces", None)
+    if all_ns is None:
+        all_ns = _bool(env.get("AKUA_ALL_NAMESPACES", "false"))
+    if values["peering_name"]:
+        values["standalone"] = False
+    values["wait_timeout"] = max(1, min(60, int(values["wait_timeout"])))
+    known = {f.name for f in fields(Settings)}
+    return Settings(
+        namespaces=tuple(namespaces),
+        all_namespaces=bool(all_ns),
+        **{k: v for k, v in values.items() if k in known},
+    )
+
+
+def markdown_table() -> str:
+    rows = [
+        "| flag | environment | default | meaning |",
+        "|---|---|---|---|",
+        "| `--namespace NS` (repeatable) | `AKUA_NAMESPACES` (comma-separated) | - | "
+        "namespaces to watch |",
+        "| `--all-namespaces` | `AKUA_ALL_NAMESPACES` | false | watch every namespace |",
+        "| - | `AKUA_TOKEN` | - | the operator's own Akua token (default credentials) |",
+        "| - | `AKUA_TOKEN_FILE` | - | file holding the token; read on every attempt |",
+        "| - | `KUBECONFIG` | in-cluster | how to reach Kubernetes |",
+    ]
+    for opt in OPTIONS:
+        default = "-" if opt.default is None else str(opt.default)
+        rows.append(f"| `{opt.flag}` | `{opt.env}` | {default} | {opt.help} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,66 @@
+"""Settings: flag over environment over default; the token source reads the file every time."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from akua_operator import settings as settings_mod
+from akua_operator.kube import CredentialsError, TokenSource
+
+
+def parse(argv: list[str], env: dict[str, str]) -> settings_mod.Settings:
+    parser = argparse.ArgumentParser()
+    settings_mod.add_arguments(parser)
+    return settings_mod.from_args(parser.parse_args(argv), env)
+
+
+def test_defaults() -> None:
+    s = parse([], {})
+    assert s.api_url == "https://api.akua.dev/v1"
+    assert s.wait_timeout == 5
+    assert s.standalone is True
+    assert s.namespaces == ()
+
+
+def test_flag_beats_env_beats_default() -> None:
+    env = {"AKUA_API_URL": "http://env/v1", "AKUA_WAIT_TIMEOUT": "3", "AKUA_NAMESPACES": "a,b"}
+    s = parse(["--wait-timeout", "7"], env)
+    assert s.api_url == "http://env/v1"
+    assert s.wait_timeout == 7
+    assert s.namespaces == ("a", "b")
+    assert parse(["--namespace", "x", "-n", "y"], env).namespaces == ("x", "y")
+
+
+def test_wait_timeout_is_clamped_to_the_contract() -> None:
+    assert parse(["--wait-timeout", "600"], {}).wait_timeout == 60
+    assert parse(["--wait-timeout", "0"], {}).wait_timeout == 1
+
+
+def test_peering_name_turns_off_standalone() -> None:
+    assert parse([], {"AKUA_PEERING_NAME": "akua"}).standalone is False
+
+
+def test_markdown_table_lists_every_option() -> None:
+    table = settings_mod.markdown_table()
+    for opt in settings_mod.OPTIONS:
+        assert opt.env in table
+        assert opt.flag in table
+
+
+def test_token_file_is_read_on_every_use(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("sk_one\n")
+    source = TokenSource.from_env({"AKUA_TOKEN_FILE": str(path)})
+    assert source.read().get_secret_value() == "sk_one"
+    path.write_text("sk_two")
+    assert source.read().get_secret_value() == "sk_two"
+
+
+def test_missing_token_is_a_clear_error_without_secret() -> None:
+    with pytest.raises(CredentialsError, match="AKUA_TOKEN"):
+        TokenSource.from_env({}).read()
+    source = TokenSource.from_env({"AKUA_TOKEN": "sk_secret"})
+    assert "sk_secret" not in repr(source)
