@@ -88,6 +88,9 @@ def test_printer_columns() -> None:
         "State": ".status.state",
         "Operation": ".status.progress",
         "Ready": '.status.conditions[?(@.type=="Ready")].status',
+        "Reason": '.status.conditions[?(@.type=="Ready")].reason',
+        "Suspended": ".spec.suspended",
+        "Region": ".spec.regionId",
         "Age": ".metadata.creationTimestamp",
     }
 

@@ -305,6 +305,56 @@ class DeletionStatus(_Model):
     last_failure: str | None = Field(default=None, description="Why the last attempt failed.")
 
 
+class LifecycleStatus(_Model):
+    """Bookkeeping of create, import, rename, suspend and resume, so a restart resumes."""
+
+    create_attempt: int = Field(
+        default=0,
+        description="Create/import attempt (part of the idempotency key <uid>-create-<n>); a "
+        "new attempt starts only after the previous one failed and the spec or akua.dev/retry "
+        "changed.",
+    )
+    requests: int = Field(
+        default=0, description="Rename/suspend/resume requests sent (part of their keys)."
+    )
+    pending: str | None = Field(
+        default=None,
+        description="A rename, suspend or resume that was (maybe) sent and not answered yet; "
+        "resent unchanged (same if-match, same idempotency key).",
+    )
+    pending_key: str | None = Field(default=None, description="Its idempotency key.")
+    pending_if_match: str | None = Field(default=None, description="Its if-match etag.")
+    conflicts: int = Field(default=0, description="409s in a row on rename/suspend/resume.")
+    enacted_generation: int | None = Field(
+        default=None,
+        description="The generation whose spec.suspended was last enacted (or found true).",
+    )
+    enacted_retry_token: str | None = Field(
+        default=None, description="The akua.dev/retry value when it was enacted."
+    )
+    enacted_suspended: bool | None = Field(
+        default=None, description="The spec.suspended value that was enacted."
+    )
+    failed: str | None = Field(
+        default=None,
+        description="What failed for good (create, import, suspend, resume); the operator "
+        "tries again when the spec or the akua.dev/retry annotation changes.",
+    )
+    failed_generation: int | None = Field(default=None, description="Generation of the failure.")
+    failed_retry_token: str | None = Field(
+        default=None, description="The akua.dev/retry value at the failure."
+    )
+    last_failure: str | None = Field(default=None, description="Why it failed.")
+    paused: bool | None = Field(
+        default=None, description="Reconciling is paused by the annotation akua.dev/paused."
+    )
+    drift: str | None = Field(
+        default=None,
+        description="A reported drift the operator does not undo on its own, e.g. "
+        "ResumedOutsideOperator.",
+    )
+
+
 class AkuaClusterStatus(_Model):
     """Observed state, written only by the operator."""
 
@@ -331,6 +381,9 @@ class AkuaClusterStatus(_Model):
         default=None, description="The Akua operation being followed, or the last one."
     )
     deletion: DeletionStatus | None = Field(default=None, description="Deletion bookkeeping.")
+    lifecycle: LifecycleStatus | None = Field(
+        default=None, description="Create/import/rename/suspend/resume bookkeeping."
+    )
     api_errors: int = Field(
         default=0, description="Consecutive failed Akua API calls (drives the backoff)."
     )
@@ -361,5 +414,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
     },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+    {"name": "Suspended", "type": "boolean", "jsonPath": ".spec.suspended", "priority": 1},
+    {"name": "Region", "type": "string", "jsonPath": ".spec.regionId", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
