@@ -391,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100, help="AkuaClusters deleted at once")
     parser.add_argument("--duration", type=float, default=10.0, help="D: seconds per operation")
     parser.add_argument("--baseline", action="store_true", help="also run the kopf baseline")
+    parser.add_argument(
+        "--baseline-only", action="store_true", help="run only the kopf baseline (no operator)"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of each wait (s)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: results/)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs here")
@@ -437,31 +440,35 @@ def main(argv: list[str] | None = None) -> int:
             "timeout": args.timeout,
             "operator_args": args.operator_arg,
         }
-        if args.baseline:
+        if args.baseline or args.baseline_only:
             raw_base = run_mode("baseline", sim=None, **common)
             base = analyse(raw_base, args.duration)
             results["baseline"] = base
             if args.raw:
                 results["baseline_raw"] = raw_base
-        raw = run_mode("akua", sim=sim, **common)
-        ours = analyse(raw, args.duration)
-        if sim.sampler is not None:
-            ours["simulator_cpu_seconds"] = sim.sampler.usage.cpu_seconds
-        results["akua"] = ours
-        results["operator_log_tail"] = raw["log_tail"]
-        if args.raw:
-            results["akua_raw"] = {k: v for k, v in raw.items() if k != "log_tail"}
-        if base is not None:
-            results["ratio_to_baseline"] = {
-                key: (ours[key] / base[key] if base[key] else None)
-                for key in (
-                    "peak_rss_mib",
-                    "cpu_seconds_deletion",
-                    "cpu_seconds_total",
-                    "k8s_writes_per_deletion",
-                )
-            }
-        print(table(ours, base, args.duration))
+        if args.baseline_only:
+            assert base is not None
+            print(json.dumps(base, indent=2, default=str))
+        else:
+            raw = run_mode("akua", sim=sim, **common)
+            ours = analyse(raw, args.duration)
+            if sim.sampler is not None:
+                ours["simulator_cpu_seconds"] = sim.sampler.usage.cpu_seconds
+            results["akua"] = ours
+            results["operator_log_tail"] = raw["log_tail"]
+            if args.raw:
+                results["akua_raw"] = {k: v for k, v in raw.items() if k != "log_tail"}
+            if base is not None:
+                results["ratio_to_baseline"] = {
+                    key: (ours[key] / base[key] if base[key] else None)
+                    for key in (
+                        "peak_rss_mib",
+                        "cpu_seconds_deletion",
+                        "cpu_seconds_total",
+                        "k8s_writes_per_deletion",
+                    )
+                }
+            print(table(ours, base, args.duration))
     finally:
         sim.stop()
         cp.stop()
@@ -473,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     out.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
     log(f"wrote {out}")
-    return 0 if results["akua"]["finished"] else 1
+    final = results.get("akua") or results.get("baseline") or {}
+    return 0 if final.get("finished") else 1
 
 
 if __name__ == "__main__":
