@@ -452,3 +452,25 @@ async def test_stats_snapshot_is_json_ready(client: AkuaClient, creds: Credentia
     json.dumps(snap)
     series = {(r["endpoint"], r["status"]): r["count"] for r in snap["requests"]}
     assert series == {("GET /clusters/{id}", "404"): 1, ("GET /clusters", "200"): 1}
+
+
+async def test_token_echoed_in_an_invalid_success_body_stays_out_of_the_error_chain(
+    sleeps: Sleeps, creds: Credentials
+) -> None:
+    import traceback
+
+    body = {"id": TOKEN, "state": TOKEN, "deep": [[[[TOKEN]]]]}
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json=body))
+    async with make_client(transport, sleeps) as c:
+        with pytest.raises(AkuaResponseError) as info:
+            await c.get_cluster("clu_1", creds=creds)
+    text = "".join(traceback.format_exception(info.value)) + repr(vars(info.value))
+    assert TOKEN not in text
+    assert info.value.__cause__ is not None
+
+
+async def test_absurdly_deep_json_is_a_response_error(sleeps: Sleeps, creds: Credentials) -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, content=b"[" * 200_000))
+    async with make_client(transport, sleeps) as c:
+        with pytest.raises(AkuaResponseError):
+            await c.get_cluster("clu_1", creds=creds)

@@ -36,6 +36,7 @@ from akua_operator.akua.errors import (
     AkuaTimeout,
     AkuaTransportError,
     error_class_for_status,
+    safe_cause,
     safe_text,
 )
 from akua_operator.akua.metrics import ClientStats
@@ -161,8 +162,9 @@ class AkuaClient:
     # --- clusters ---------------------------------------------------------------------------
 
     async def get_cluster(self, cluster_id: str, *, creds: Credentials) -> Cluster:
-        data = await self._call("GET", "/clusters/{id}", {"id": cluster_id}, creds=creds)
-        return self._parse(Cluster, data, "GET /clusters/{id}")
+        return await self._call(
+            "GET", "/clusters/{id}", {"id": cluster_id}, creds=creds, model=Cluster
+        )
 
     async def list_clusters(
         self, *, creds: Credentials, limit: int = 50, cursor: str | None = None
@@ -170,26 +172,27 @@ class AkuaClient:
         params: dict[str, str | int] = {"limit": limit}
         if cursor is not None:
             params["cursor"] = cursor
-        data = await self._call("GET", "/clusters", {}, creds=creds, params=params)
-        return self._parse(ClusterList, data, "GET /clusters")
+        return await self._call(
+            "GET", "/clusters", {}, creds=creds, params=params, model=ClusterList
+        )
 
     async def create_cluster(
         self, body: CreateClusterRequest, *, creds: Credentials, idempotency_key: str
     ) -> Operation:
-        data = await self._call(
+        return await self._call(
             "POST",
             "/clusters",
             {},
             creds=creds,
             body=body.to_json(),
             idempotency_key=idempotency_key,
+            model=Operation,
         )
-        return self._parse(Operation, data, "POST /clusters")
 
     async def import_cluster(
         self, body: ImportClusterRequest, *, creds: Credentials, idempotency_key: str
     ) -> Cluster:
-        data = await self._call(
+        return await self._call(
             "POST",
             "/clusters:import",
             {},
@@ -197,8 +200,8 @@ class AkuaClient:
             body=body.to_json(),
             idempotency_key=idempotency_key,
             secrets=(body.kubeconfig.get_secret_value(),),
+            model=Cluster,
         )
-        return self._parse(Cluster, data, "POST /clusters:import")
 
     async def update_cluster(
         self,
@@ -210,7 +213,7 @@ class AkuaClient:
         idempotency_key: str | None = None,
     ) -> Cluster:
         secrets = (body.kubeconfig.get_secret_value(),) if body.kubeconfig else ()
-        data = await self._call(
+        return await self._call(
             "PATCH",
             "/clusters/{id}",
             {"id": cluster_id},
@@ -219,53 +222,54 @@ class AkuaClient:
             if_match=if_match,
             idempotency_key=idempotency_key,
             secrets=secrets,
+            model=Cluster,
         )
-        return self._parse(Cluster, data, "PATCH /clusters/{id}")
 
     async def delete_cluster(
         self, cluster_id: str, *, creds: Credentials, if_match: str, idempotency_key: str
     ) -> Operation:
-        data = await self._call(
+        return await self._call(
             "DELETE",
             "/clusters/{id}",
             {"id": cluster_id},
             creds=creds,
             if_match=if_match,
             idempotency_key=idempotency_key,
+            model=Operation,
         )
-        return self._parse(Operation, data, "DELETE /clusters/{id}")
 
     async def suspend_cluster(
         self, cluster_id: str, *, creds: Credentials, if_match: str, idempotency_key: str
     ) -> Operation:
-        data = await self._call(
+        return await self._call(
             "POST",
             "/clusters/{id}:suspend",
             {"id": cluster_id},
             creds=creds,
             if_match=if_match,
             idempotency_key=idempotency_key,
+            model=Operation,
         )
-        return self._parse(Operation, data, "POST /clusters/{id}:suspend")
 
     async def resume_cluster(
         self, cluster_id: str, *, creds: Credentials, if_match: str, idempotency_key: str
     ) -> Operation:
-        data = await self._call(
+        return await self._call(
             "POST",
             "/clusters/{id}:resume",
             {"id": cluster_id},
             creds=creds,
             if_match=if_match,
             idempotency_key=idempotency_key,
+            model=Operation,
         )
-        return self._parse(Operation, data, "POST /clusters/{id}:resume")
 
     # --- operations -------------------------------------------------------------------------
 
     async def get_operation(self, operation_id: str, *, creds: Credentials) -> Operation:
-        data = await self._call("GET", "/operations/{id}", {"id": operation_id}, creds=creds)
-        return self._parse(Operation, data, "GET /operations/{id}")
+        return await self._call(
+            "GET", "/operations/{id}", {"id": operation_id}, creds=creds, model=Operation
+        )
 
     async def wait_operation(
         self,
@@ -276,7 +280,7 @@ class AkuaClient:
     ) -> Operation:
         """Long-poll until the operation is done or ``timeout`` s (1..60) pass; check ``done``."""
         timeout = max(WAIT_TIMEOUT_MIN, min(WAIT_TIMEOUT_MAX, int(timeout)))
-        data = await self._call(
+        return await self._call(
             "POST",
             "/operations/{id}:wait",
             {"id": operation_id},
@@ -284,20 +288,20 @@ class AkuaClient:
             params={"timeout": timeout},
             safe=True,
             read_timeout=timeout + self.config.wait_timeout_margin,
+            model=Operation,
         )
-        return self._parse(Operation, data, "POST /operations/{id}:wait")
 
     async def cancel_operation(
         self, operation_id: str, *, creds: Credentials, idempotency_key: str | None = None
     ) -> Operation:
-        data = await self._call(
+        return await self._call(
             "POST",
             "/operations/{id}:cancel",
             {"id": operation_id},
             creds=creds,
             idempotency_key=idempotency_key,
+            model=Operation,
         )
-        return self._parse(Operation, data, "POST /operations/{id}:cancel")
 
     async def list_operations(
         self,
@@ -316,8 +320,9 @@ class AkuaClient:
             params["owner_id"] = owner_id
         if cursor is not None:
             params["cursor"] = cursor
-        data = await self._call("GET", "/operations", {}, creds=creds, params=params)
-        return self._parse(OperationList, data, "GET /operations")
+        return await self._call(
+            "GET", "/operations", {}, creds=creds, params=params, model=OperationList
+        )
 
     # --- machinery --------------------------------------------------------------------------
 
@@ -330,18 +335,22 @@ class AkuaClient:
         )
 
     @staticmethod
-    def _parse(model: type[_M], data: Any, endpoint: str) -> _M:
+    def _parse(model: type[_M], data: Any, endpoint: str, secrets: tuple[str, ...]) -> _M:
         try:
             return model.model_validate(data)
+        except RecursionError:
+            raise AkuaResponseError(
+                f"{endpoint}: response nests too deeply", endpoint=endpoint
+            ) from None
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or '<body>'}: {err['msg']}"
                 for err in exc.errors(include_input=False, include_url=False)[:5]
             )
             raise AkuaResponseError(
-                safe_text(f"{endpoint}: response does not match the contract: {problems}"),
+                safe_text(f"{endpoint}: response does not match the contract: {problems}", secrets),
                 endpoint=endpoint,
-            ) from exc
+            ) from safe_cause(exc, secrets)
 
     async def _call(
         self,
@@ -349,6 +358,7 @@ class AkuaClient:
         template: str,
         path_args: Mapping[str, str],
         *,
+        model: type[_M],
         creds: Credentials,
         params: Mapping[str, str | int] | None = None,
         body: dict[str, Any] | None = None,
@@ -357,8 +367,8 @@ class AkuaClient:
         safe: bool | None = None,
         read_timeout: float | None = None,
         secrets: tuple[str, ...] = (),
-    ) -> Any:
-        """Send one logical call (with retries when safe) and return the decoded JSON body."""
+    ) -> _M:
+        """Send one logical call (with retries when safe) and return the parsed body."""
         endpoint = f"{method} {template}"
         path = template
         for name, value in path_args.items():
@@ -386,7 +396,7 @@ class AkuaClient:
             waited = await self.rate_limiter.acquire()
             self.stats.rate_limited(waited)
             try:
-                return await self._attempt(
+                data = await self._attempt(
                     method=method,
                     url=url,
                     endpoint=endpoint,
@@ -396,6 +406,7 @@ class AkuaClient:
                     http_timeout=timeout,
                     secrets=all_secrets,
                 )
+                break
             except AkuaError as exc:
                 if not (safe and exc.retryable and attempt < self.retry_policy.max_retries):
                     raise
@@ -412,6 +423,7 @@ class AkuaClient:
                 self.stats.count_retry(endpoint)
                 attempt += 1
                 await self._sleep(delay)
+        return self._parse(model, data, endpoint, all_secrets)
 
     async def _attempt(
         self,
@@ -435,23 +447,23 @@ class AkuaClient:
             raise AkuaTimeout(
                 safe_text(f"{endpoint}: timed out ({type(exc).__name__})", secrets),
                 endpoint=endpoint,
-            ) from exc
+            ) from safe_cause(exc, secrets)
         except httpx.TransportError as exc:
             self.stats.observe(endpoint, "transport_error", self._clock() - started)
             raise AkuaTransportError(
                 safe_text(f"{endpoint}: {type(exc).__name__}: {exc}", secrets), endpoint=endpoint
-            ) from exc
+            ) from safe_cause(exc, secrets)
         except httpx.RequestError as exc:  # e.g. content decoding
             self.stats.observe(endpoint, "transport_error", self._clock() - started)
             raise AkuaResponseError(
                 safe_text(f"{endpoint}: {type(exc).__name__}: {exc}", secrets), endpoint=endpoint
-            ) from exc
+            ) from safe_cause(exc, secrets)
         self.stats.observe(endpoint, str(response.status_code), self._clock() - started)
 
         if 200 <= response.status_code < 300:
             try:
                 return response.json()
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise AkuaResponseError(
                     safe_text(
                         f"{endpoint}: HTTP {response.status_code} body is not JSON: "
@@ -461,7 +473,7 @@ class AkuaClient:
                     endpoint=endpoint,
                     status=response.status_code,
                     body=safe_text(response.text, secrets),
-                ) from exc
+                ) from safe_cause(exc, secrets)
         raise self._http_error(response, endpoint, secrets)
 
     @staticmethod
@@ -476,7 +488,7 @@ class AkuaClient:
         message = text or response.reason_phrase or f"HTTP {status}"
         try:
             envelope = ApiErrorResponse.model_validate(response.json())
-        except (ValueError, ValidationError):
+        except (ValueError, ValidationError, RecursionError):
             envelope = None
         if envelope is not None and envelope.errors:
             first = envelope.errors[0]

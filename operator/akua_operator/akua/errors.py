@@ -23,7 +23,9 @@ __all__ = [
     "AkuaTransportError",
     "AkuaUnauthorized",
     "AkuaUnprocessable",
+    "RedactedCause",
     "error_class_for_status",
+    "safe_cause",
     "safe_text",
 ]
 
@@ -39,6 +41,32 @@ def safe_text(text: str, secrets: Iterable[str] = (), limit: int = MAX_BODY_CHAR
     if len(text) > limit:
         text = text[:limit] + "...[truncated]"
     return text
+
+
+class RedactedCause(Exception):
+    """Stands in (as ``__cause__``) for an underlying exception whose text held a secret."""
+
+
+def safe_cause(exc: BaseException, secrets: Iterable[str]) -> BaseException:
+    """``exc`` itself, or a ``RedactedCause`` with its text redacted when any exception in its
+    chain mentions a secret (pydantic errors, for one, quote the offending input)."""
+    secrets = [s for s in secrets if s]
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    leaked = False
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        try:
+            text = f"{node!s} {node!r} {node.args!r}"
+        except Exception:  # noqa: BLE001 - a broken __str__ must not hide the real error
+            text = ""
+            leaked = True
+        if any(secret in text for secret in secrets):
+            leaked = True
+        node = node.__cause__ or node.__context__
+    if not leaked:
+        return exc
+    return RedactedCause(safe_text(f"{type(exc).__name__}: {exc}", secrets))
 
 
 class AkuaError(Exception):

@@ -53,6 +53,6 @@ def parse_retry_after(value: str | None) -> float | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    if math.isnan(seconds) or seconds < 0:
+    if not math.isfinite(seconds) or seconds < 0:
         return None
     return seconds
