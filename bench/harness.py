@@ -552,9 +552,16 @@ class ManagedOperator:
 
 
 def operator_argv(namespace: str, extra: Sequence[str] = ()) -> list[str]:
-    """`akua-operator run --namespace NS`, from the project's venv."""
+    """`akua-operator run --namespace NS`, from the project's venv, on free loopback ports
+    for its metrics and health endpoints (several helpers share this machine)."""
     exe = Path(sys.executable).with_name("akua-operator")
-    return [str(exe), "run", "--namespace", namespace, *extra]
+    ports = [
+        "--metrics-port",
+        str(controlplane.free_port()),
+        "--health-port",
+        str(controlplane.free_port()),
+    ]
+    return [str(exe), "run", "--namespace", namespace, *ports, *extra]
 
 
 def baseline_argv(namespace: str) -> list[str]:
