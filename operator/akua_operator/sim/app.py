@@ -423,9 +423,17 @@ class SimApp:
 
     async def _wait(self, op_id: str, seconds: int) -> dict[str, Any]:
         deadline = self.clock.now() + seconds
-        while not self.state.operation_done(op_id) and self.clock.now() < deadline:
+        while not self.state.operation_done(op_id):
             remaining = deadline - self.clock.now()
-            await self.clock.sleep(min(self.config.wait_poll_seconds, max(remaining, 0.0)))
+            if remaining <= 0:
+                break
+            # sleep until the next step boundary (or the deadline), but wake up regularly to
+            # notice changes made by other requests (cancel, approval)
+            until_change = self.state.seconds_until_change(op_id)
+            delay = min(remaining, self.config.wait_poll_seconds)
+            if until_change is not None:
+                delay = min(delay, until_change)
+            await self.clock.sleep(max(delay, 0.001))
         return self.state.get_operation(op_id, steps=self.config.wait_includes_steps)
 
     # --- admin ------------------------------------------------------------------------------

@@ -115,7 +115,8 @@ class SimConfig(_Model):
     faults: FaultConfig = Field(default_factory=FaultConfig)
     scenarios: list[Scenario] = Field(default_factory=list)
     journal_max: int = Field(10_000, ge=0)
-    wait_poll_seconds: float = Field(0.05, gt=0)
+    # :wait re-checks at least this often (and exactly at step boundaries)
+    wait_poll_seconds: float = Field(0.5, gt=0)
 
     # --- gap decisions (docs/simulator.md) ---
     # 1. 409 on etag mismatch: errors[0].code and the current etag in metadata.

@@ -780,6 +780,25 @@ class SimState:
             self._advance(op, self.clock.now())
             return op.done
 
+    def seconds_until_change(self, op_id: str) -> float | None:
+        """How long until the operation may change by itself: 0 when done, None when it waits
+        for a person (approval) or forever (stall)."""
+        with self.lock:
+            op = self._op(op_id)
+            now = self.clock.now()
+            self._advance(op, now)
+            if op.done:
+                return 0.0
+            step = op.steps[op.idx]
+            if step.status == "failed" and step.retry_at is not None:
+                return max(0.0, step.retry_at - now)
+            sc = self._scenario_for(op, step)
+            if sc is not None and sc.mode in ("approval", "stall"):
+                if sc.mode == "approval" and step.name in op.approved_at:
+                    return 0.0
+                return None
+            return max(0.0, op.cursor + op.step_seconds - now)
+
     def cancel_operation(
         self, op_id: str, key: str | None, fingerprint: str
     ) -> tuple[int, dict[str, Any]]:
