@@ -107,7 +107,7 @@ def test_running_operation_is_followed_and_reported() -> None:
     d = decide(advance(f, d), OperationObserved(op))
     assert d.action == FollowOperation("op_s", wait=True)
     assert d.status.progress == "suspend 2/3 stop_workers"
-    assert conds(d)["Reconciling"][:2] == ("True", "OperationRunning")
+    assert conds(d)["Reconciling"][:2] == ("True", "Suspending")
 
 
 def test_credentials_rejected_while_observing_stalls() -> None:
@@ -128,10 +128,11 @@ def test_server_error_while_observing_backs_off() -> None:
     assert d.status.api_errors == 1
 
 
-def test_no_cluster_id_stalls_until_lifecycle_lands() -> None:
+def test_no_cluster_id_creates() -> None:
+    # The lifecycle (core/lifecycle.py, tests/unit/test_lifecycle.py) creates the cluster.
     d = decide(facts(deleting=False, spec={"name": "n", "regionId": "r"}))
-    assert isinstance(d.action, Idle)
-    assert conds(d)["Stalled"][:2] == ("True", "NoClusterId")
+    assert type(d.action).__name__ == "CreateCluster"
+    assert conds(d)["Reconciling"][:2] == ("True", "Creating")
 
 
 def test_progress_texts() -> None:

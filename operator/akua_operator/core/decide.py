@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from akua_operator.core.deletion import decide_deletion
-from akua_operator.core.observe import decide_observe
+from akua_operator.core.lifecycle import decide_lifecycle
 from akua_operator.core.status import status_patch
 from akua_operator.core.types import Decision, Event, Facts, Observation
 
@@ -21,7 +21,7 @@ def decide(facts: Facts, obs: Observation = None) -> Decision:
     if facts.meta.deleting:
         action = decide_deletion(facts, status, obs, events)
     else:
-        action = decide_observe(facts, status, obs, events)
+        action = decide_lifecycle(facts, status, obs, events)
     return Decision(
         action=action,
         status=status,

@@ -15,6 +15,7 @@ from typing import Any
 
 from akua_operator.akua.errors import AkuaError
 from akua_operator.akua.models import Cluster, Operation
+from akua_operator.core.lifecycle_actions import LifecycleAction, LifecycleObservation
 from akua_operator.resource.models import AkuaClusterSpec, AkuaClusterStatus
 
 # --------------------------------------------------------------------------------------------
@@ -96,7 +97,13 @@ class CredentialsUnavailable:
 
 
 Observation = (
-    ClusterObserved | ClusterGone | OperationObserved | ApiFailed | CredentialsUnavailable | None
+    ClusterObserved
+    | ClusterGone
+    | OperationObserved
+    | ApiFailed
+    | CredentialsUnavailable
+    | LifecycleObservation  # create/import/rename/suspend/resume: core/lifecycle_actions.py
+    | None
 )
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +156,15 @@ class Idle:
     reason: str = ""
 
 
-Action = ObserveCluster | FollowOperation | DeleteCluster | Release | Requeue | Idle
+Action = (
+    ObserveCluster
+    | FollowOperation
+    | DeleteCluster
+    | Release
+    | Requeue
+    | Idle
+    | LifecycleAction  # create/import/rename/suspend/resume: core/lifecycle_actions.py
+)
 
 # Actions that call Akua (the handler performs them and feeds the result back in).
 API_ACTIONS = (ObserveCluster, FollowOperation, DeleteCluster)

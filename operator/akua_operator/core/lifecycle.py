@@ -1,0 +1,774 @@
+"""The living resource (no deletionTimestamp): create, import, adopt, drift, suspend, pause.
+
+:func:`decide_lifecycle` takes over from :func:`akua_operator.core.observe.decide_observe` for
+every resource that is not being deleted (``decide`` routes here). docs/resource.md tells the
+flow for users; in short:
+
+1. ``akua.dev/paused: "true"``: no Akua call at all (an Event says so once).
+2. An operation recorded in status and not done: follow it (resume after a restart).
+3. A rename/suspend/resume recorded as pending: resend it unchanged (same if-match, same key).
+4. No cluster id (neither ``spec.clusterId`` nor ``status.clusterId``): create
+   (``managed_kaas``) or import (``imported_byoc``) with the idempotency key
+   ``<uid>-create-<attempt>``. The attempt is recorded in status *before* the request, and a new
+   attempt (new key) only starts after the previous one failed for good and the spec or
+   ``akua.dev/retry`` changed. So a crash between the POST and the status write resends the
+   same key, and Akua answers with the first operation: never a second cluster.
+5. Otherwise observe the cluster and repair drift: a different Akua name is PATCHed back (with
+   ``if-match``; a 409 re-reads and retries), and ``spec.suspended`` is enacted with
+   ``:suspend``/``:resume`` once per generation (or ``akua.dev/retry`` value). When Akua
+   resumes a suspended cluster by itself (a machine was requested), that is reported
+   (``ResumedOutsideOperator``) and not undone until the spec or ``akua.dev/retry`` changes.
+6. A cluster gone outside Kubernetes: ``Stalled=True`` (``ClusterNotFound``), never re-created.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
+from akua_operator.akua.models import Cluster, Operation
+from akua_operator.core import failures
+from akua_operator.core.lifecycle_actions import (
+    LIFECYCLE_ACTIONS,
+    ClusterAnswered,
+    CreateCluster,
+    ImportCluster,
+    KubeconfigUnavailable,
+    LifecycleAction,
+    LifecycleFailed,
+    RenameCluster,
+    ResumeCluster,
+    SuspendCluster,
+)
+from akua_operator.core.status import (
+    READY,
+    RECONCILING,
+    STALLED,
+    backoff,
+    clip,
+    condition,
+    mark_stalled,
+    mirror_operation,
+    progress,
+    record_cluster,
+    rfc3339,
+    set_condition,
+    set_kstatus,
+    short_type,
+    step_events,
+)
+from akua_operator.core.types import (
+    Action,
+    ApiFailed,
+    ClusterGone,
+    ClusterObserved,
+    CredentialsUnavailable,
+    Event,
+    EventType,
+    Facts,
+    FollowOperation,
+    Idle,
+    Observation,
+    ObserveCluster,
+    OperationObserved,
+    Requeue,
+)
+from akua_operator.resource.models import (
+    ANNOTATION_PAUSED,
+    ANNOTATION_RETRY,
+    AkuaClusterStatus,
+    ConditionStatus,
+    LifecycleStatus,
+    Provider,
+)
+
+CREATE_TYPE = "cluster.create"
+SUSPEND_TYPE = "cluster.suspend"
+RESUME_TYPE = "cluster.resume"
+
+REASON_ACTIVE = "Active"
+REASON_SUSPENDED = "Suspended"
+REASON_CREATING = "Creating"
+REASON_IMPORTING = "Importing"
+REASON_RENAMING = "Renaming"
+REASON_SUSPENDING = "Suspending"
+REASON_RESUMING = "Resuming"
+REASON_OPERATION = "OperationRunning"
+REASON_PROGRESSING = "Progressing"
+REASON_NOT_FOUND = "ClusterNotFound"
+REASON_PAUSED = "Paused"
+REASON_RESUMED_OUTSIDE = "ResumedOutsideOperator"
+REASON_SUSPENDED_OUTSIDE = "SuspendedOutsideOperator"
+REASON_KUBECONFIG = "KubeconfigUnavailable"
+REASON_CHANGED = "ClusterChanged"
+
+FAILED_REASONS = {
+    "create": "CreateFailed",
+    "import": "ImportFailed",
+    "suspend": "SuspendFailed",
+    "resume": "ResumeFailed",
+    "rename": "RenameFailed",
+}
+
+_PROGRESSING_STATES = frozenset({"pending", "provisioning", "deleting"})
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def create_key(uid: str, attempt: int) -> str:
+    return f"{uid}-create-{attempt}"[:64]
+
+
+def request_key(uid: str, kind: str, n: int) -> str:
+    return f"{uid}-{kind}-{n}"[:64]
+
+
+def paused(annotations: dict[str, str]) -> bool:
+    return annotations.get(ANNOTATION_PAUSED, "").strip().lower() == "true"
+
+
+def _lc(status: AkuaClusterStatus) -> LifecycleStatus:
+    if status.lifecycle is None:
+        status.lifecycle = LifecycleStatus()
+    return status.lifecycle
+
+
+def _token(facts: Facts) -> str | None:
+    return facts.meta.annotations.get(ANNOTATION_RETRY)
+
+
+def _blocked(facts: Facts, lc: LifecycleStatus) -> bool:
+    """A failure is recorded and neither the spec nor akua.dev/retry changed since."""
+    return (
+        lc.failed is not None
+        and lc.failed_generation == facts.meta.generation
+        and lc.failed_retry_token == _token(facts)
+    )
+
+
+def _fail(
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], what: str, why: str
+) -> None:
+    lc = _lc(status)
+    lc.failed = what
+    lc.failed_generation = facts.meta.generation
+    lc.failed_retry_token = _token(facts)
+    lc.last_failure = clip(why, 500)
+    message = _failure_message(lc)
+    events.append(Event(EventType.WARNING, FAILED_REASONS.get(what, "Failed"), message))
+    mark_stalled(status, facts, FAILED_REASONS.get(what, "Failed"), message)
+
+
+def _failure_message(lc: LifecycleStatus) -> str:
+    return clip(
+        f"{(lc.failed or 'operation').capitalize()} failed: {lc.last_failure}. The operator "
+        f"tries again when the spec changes or the annotation akua.dev/retry gets a new value"
+    )
+
+
+def _cluster_id(facts: Facts, status: AkuaClusterStatus) -> str | None:
+    return facts.spec.cluster_id or status.cluster_id
+
+
+# --------------------------------------------------------------------------------------------
+# the decision
+
+
+def decide_lifecycle(
+    facts: Facts, status: AkuaClusterStatus, obs: Observation, events: list[Event]
+) -> Action:
+    """Mutates ``status`` and ``events``; returns the next action."""
+    lc_paused = status.lifecycle is not None and bool(status.lifecycle.paused)
+    if paused(facts.meta.annotations):
+        return _pause(facts, status, events, announce=not lc_paused)
+    if lc_paused:
+        _lc(status).paused = None
+        events.append(
+            Event(
+                EventType.NORMAL,
+                "Unpaused",
+                "The annotation akua.dev/paused is no longer true: reconciling again",
+            )
+        )
+    match obs:
+        case None:
+            return _start(facts, status, events)
+        case ClusterObserved(cluster=cluster):
+            return _on_cluster(facts, status, events, cluster)
+        case ClusterAnswered(cluster=cluster, request=request):
+            lc = _lc(status)
+            lc.pending = None
+            lc.pending_key = None
+            lc.pending_if_match = None
+            if request == "import":
+                events.append(
+                    Event(
+                        EventType.NORMAL,
+                        "Imported",
+                        f"Imported the cluster as Akua cluster {cluster.id} ({cluster.html_url})",
+                    )
+                )
+            else:
+                lc.conflicts = 0
+                events.append(
+                    Event(
+                        EventType.NORMAL,
+                        "Renamed",
+                        f"Akua cluster {cluster.id} renamed to {cluster.name!r} (drift repaired)",
+                    )
+                )
+            return _on_cluster(facts, status, events, cluster)
+        case ClusterGone(cluster_id=gone):
+            return _on_gone(facts, status, events, gone)
+        case OperationObserved(operation=op, accepted=accepted):
+            status.api_errors = 0
+            return _on_operation(facts, status, events, op, accepted=accepted)
+        case ApiFailed(error=error, action=action):
+            return _on_api_failed(facts, status, events, error, action)
+        case LifecycleFailed(error=error, action=action):
+            return _on_lifecycle_failed(facts, status, events, error, action)
+        case KubeconfigUnavailable(message=message):
+            lc = _lc(status)
+            status.api_errors += 1
+            text = clip(
+                f"The kubeconfig to import cannot be read: {message}; retrying every "
+                f"{facts.tuning.credentials_backoff:g}s"
+            )
+            fresh = _stalled_reason(status) != REASON_KUBECONFIG
+            mark_stalled(status, facts, REASON_KUBECONFIG, text)
+            if fresh:
+                events.append(Event(EventType.WARNING, REASON_KUBECONFIG, text))
+            del lc
+            return Requeue(facts.tuning.credentials_backoff, REASON_KUBECONFIG)
+        case CredentialsUnavailable(message=message):
+            outcome = failures.credentials_unavailable(status, facts, message)
+            events.extend(outcome.events)
+            return outcome.action
+    raise AssertionError(f"unknown observation {obs!r}")  # pragma: no cover
+
+
+def _stalled_reason(status: AkuaClusterStatus) -> str | None:
+    cond = condition(status, STALLED)
+    if cond is None or cond.status != ConditionStatus.TRUE:
+        return None
+    return cond.reason
+
+
+# --- pause -----------------------------------------------------------------------------------
+
+
+def _pause(
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], *, announce: bool
+) -> Action:
+    _lc(status).paused = True
+    message = (
+        "Reconciling is paused by the annotation akua.dev/paused=true: no Akua call is made; "
+        "deletion still honours the finalizer and deletion.policy"
+    )
+    if announce:
+        events.append(Event(EventType.NORMAL, REASON_PAUSED, message))
+    ready = condition(status, READY)
+    ready_value = ready is not None and ready.status == ConditionStatus.TRUE
+    set_condition(status, facts, READY, ready_value, REASON_PAUSED, message)
+    set_condition(status, facts, RECONCILING, False, REASON_PAUSED, message)
+    stalled = condition(status, STALLED)
+    if stalled is None:
+        set_condition(status, facts, STALLED, False, REASON_PAUSED, "")
+    return Idle("paused")
+
+
+# --- the start of a cycle ---------------------------------------------------------------------
+
+
+def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
+    lc = _lc(status)
+    op = status.operation
+    if op is not None and not op.done:
+        return FollowOperation(op.id, wait=False)
+    cluster_id = _cluster_id(facts, status)
+    if cluster_id is not None and lc.pending and lc.pending_key and lc.pending_if_match:
+        return _resend(facts, status, cluster_id)
+    if cluster_id is not None:
+        if lc.conflicts > facts.tuning.max_conflicts:
+            lc.conflicts = 0  # the backoff was served by the requeue that brought us here
+        return ObserveCluster(cluster_id)
+    return _create_or_import(facts, status, events)
+
+
+def _resend(facts: Facts, status: AkuaClusterStatus, cluster_id: str) -> Action:
+    lc = _lc(status)
+    assert lc.pending_key is not None and lc.pending_if_match is not None
+    _progressing(status, facts, _PENDING_REASONS.get(lc.pending or "", REASON_PROGRESSING), "")
+    if lc.pending == "suspend":
+        return SuspendCluster(cluster_id, lc.pending_if_match, lc.pending_key)
+    if lc.pending == "resume":
+        return ResumeCluster(cluster_id, lc.pending_if_match, lc.pending_key)
+    if lc.pending == "rename" and facts.spec.name:
+        return RenameCluster(cluster_id, facts.spec.name, lc.pending_if_match, lc.pending_key)
+    lc.pending = None
+    return ObserveCluster(cluster_id)
+
+
+_PENDING_REASONS = {
+    "suspend": REASON_SUSPENDING,
+    "resume": REASON_RESUMING,
+    "rename": REASON_RENAMING,
+}
+
+
+def _create_or_import(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
+    lc = _lc(status)
+    spec = facts.spec
+    importing = spec.provider == Provider.IMPORTED_BYOC
+    what = "import" if importing else "create"
+    if _blocked(facts, lc):
+        mark_stalled(status, facts, FAILED_REASONS.get(lc.failed or what, "Failed"),
+                     _failure_message(lc))  # fmt: skip
+        return Idle(f"{what} failed; waiting for a spec change or akua.dev/retry")
+    if not spec.name or not spec.region_id or (importing and spec.kubeconfig_secret_ref is None):
+        # The CRD's rules reject this; an old CRD may not have: say what is missing.
+        missing = "kubeconfigSecretRef" if spec.name and spec.region_id else "name and regionId"
+        message = f"Cannot {what} a cluster: spec.{missing} is required (or set spec.clusterId)"
+        mark_stalled(status, facts, "InvalidSpec", message)
+        return Idle(message)
+    retry = lc.failed is not None  # the previous attempt failed and the user asked again
+    if retry or lc.create_attempt == 0:
+        lc.create_attempt += 1
+        lc.failed = None
+        lc.failed_generation = None
+        lc.failed_retry_token = None
+        verb = "Importing" if importing else "Creating"
+        events.append(
+            Event(
+                EventType.NORMAL,
+                verb,
+                f"{verb} Akua cluster {spec.name!r} in region {spec.region_id} "
+                f"(attempt {lc.create_attempt})",
+            )
+        )
+    key = create_key(facts.meta.uid, lc.create_attempt)
+    status.observed_generation = facts.meta.generation
+    reason = REASON_IMPORTING if importing else REASON_CREATING
+    _progressing(status, facts, reason, f"{what} requested (attempt {lc.create_attempt})")
+    if importing:
+        assert spec.kubeconfig_secret_ref is not None
+        return ImportCluster(spec.name, spec.region_id, spec.kubeconfig_secret_ref, key)
+    profile = str(spec.network_profile) if spec.network_profile is not None else None
+    return CreateCluster(spec.name, spec.region_id, profile, key)
+
+
+# --- the cluster as observed ------------------------------------------------------------------
+
+
+def _on_cluster(
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], cluster: Cluster
+) -> Action:
+    lc = _lc(status)
+    status.api_errors = 0
+    first = status.cluster_id is None or status.etag is None
+    record_cluster(status, cluster)
+    status.observed_generation = facts.meta.generation
+    if first:
+        events.append(
+            Event(
+                EventType.NORMAL,
+                "Observed",
+                f"Managing Akua cluster {cluster.id} ({cluster.state}, {cluster.html_url})",
+            )
+        )
+    state = str(cluster.state)
+    busy = cluster.reconciling or state in _PROGRESSING_STATES
+    if _blocked(facts, lc):
+        mark_stalled(status, facts, FAILED_REASONS.get(lc.failed or "", "Failed"),
+                     _failure_message(lc))  # fmt: skip
+        return Idle("failed; waiting for a spec change or akua.dev/retry")
+    if lc.failed is not None:  # the spec or akua.dev/retry changed: try again
+        lc.failed = None
+        lc.failed_generation = None
+        lc.failed_retry_token = None
+    if busy:
+        _report(facts, status)
+        return Idle("the cluster is busy")
+    want = facts.spec.name
+    if want and cluster.name != want:
+        return _request(facts, status, events, "rename", cluster)
+    desired = facts.spec.suspended
+    if state in ("active", "suspended") and (state == "suspended") != desired:
+        enacted = (
+            lc.enacted_generation == facts.meta.generation
+            and lc.enacted_retry_token == _token(facts)
+            and lc.enacted_suspended == desired
+        )
+        if not enacted:
+            lc.drift = None
+            return _request(facts, status, events, "suspend" if desired else "resume", cluster)
+        reason = REASON_RESUMED_OUTSIDE if desired else REASON_SUSPENDED_OUTSIDE
+        if lc.drift != reason:
+            lc.drift = reason
+            events.append(Event(EventType.WARNING, reason, _drift_message(status, reason)))
+    elif state in ("active", "suspended"):
+        lc.enacted_generation = facts.meta.generation
+        lc.enacted_retry_token = _token(facts)
+        lc.enacted_suspended = desired
+        lc.drift = None
+    _report(facts, status)
+    return Idle("observed")
+
+
+def _drift_message(status: AkuaClusterStatus, reason: str) -> str:
+    if reason == REASON_RESUMED_OUTSIDE:
+        return (
+            f"Akua cluster {status.cluster_id} is active although spec.suspended is true: Akua "
+            f"resumed it (a machine was requested) or someone did outside Kubernetes. The "
+            f"operator does not suspend it again until the spec changes or the annotation "
+            f"akua.dev/retry gets a new value"
+        )
+    return (
+        f"Akua cluster {status.cluster_id} was suspended outside Kubernetes although "
+        f"spec.suspended is false. The operator does not resume it until the spec changes or "
+        f"the annotation akua.dev/retry gets a new value"
+    )
+
+
+def _request(
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], kind: str, cluster: Cluster
+) -> Action:
+    lc = _lc(status)
+    lc.requests += 1
+    lc.pending = kind
+    lc.pending_if_match = cluster.etag
+    lc.pending_key = request_key(facts.meta.uid, kind, lc.requests)
+    reason = _PENDING_REASONS[kind]
+    if kind == "rename":
+        assert facts.spec.name is not None
+        events.append(
+            Event(
+                EventType.NORMAL,
+                "NameDrift",
+                f"Akua cluster {cluster.id} is named {cluster.name!r}, the spec says "
+                f"{facts.spec.name!r}: renaming it",
+            )
+        )
+        _progressing(status, facts, reason, f"renaming to {facts.spec.name!r}")
+        return RenameCluster(cluster.id, facts.spec.name, cluster.etag, lc.pending_key)
+    _progressing(status, facts, reason, f"requesting {kind}")
+    if kind == "suspend":
+        return SuspendCluster(cluster.id, cluster.etag, lc.pending_key)
+    return ResumeCluster(cluster.id, cluster.etag, lc.pending_key)
+
+
+def _on_gone(facts: Facts, status: AkuaClusterStatus, events: list[Event], gone: str) -> Action:
+    status.api_errors = 0
+    status.state = None
+    status.reconciling = None
+    lc = _lc(status)
+    lc.pending = None
+    message = (
+        f"Akua cluster {gone} does not exist (404); it was deleted outside Kubernetes or the "
+        f"credentials see another workspace. Nothing is re-created: delete this resource (the "
+        f"deletion finds nothing to delete) or set spec.clusterId on a new one"
+    )
+    fresh = _stalled_reason(status) != REASON_NOT_FOUND
+    mark_stalled(status, facts, REASON_NOT_FOUND, message)
+    if fresh:
+        events.append(Event(EventType.WARNING, REASON_NOT_FOUND, message))
+    return Idle(message)
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+def _on_operation(
+    facts: Facts,
+    status: AkuaClusterStatus,
+    events: list[Event],
+    raw: Operation,
+    *,
+    accepted: bool,
+) -> Action:
+    lc = _lc(status)
+    op = mirror_operation(raw)
+    previous = status.operation
+    kind = short_type(op.type)
+    if accepted:
+        lc.pending = None
+        lc.pending_key = None
+        lc.pending_if_match = None
+        lc.conflicts = 0
+    if previous is None or previous.id != op.id:
+        verb = "started" if accepted else "attached to"
+        events.append(
+            Event(
+                EventType.NORMAL,
+                f"{kind.capitalize()}Started",
+                f"Akua {kind} operation {op.id} {verb} ({op.html_url or 'no url'})",
+            )
+        )
+    events.extend(step_events(previous, op))
+    status.operation = op
+    status.progress = progress(op)
+    if not op.done:
+        _report(facts, status)
+        return FollowOperation(op.id, wait=True)
+    ended_now = previous is None or previous.id != op.id or not previous.done
+    cluster_id = _cluster_id(facts, status)
+    if op.type == CREATE_TYPE and op.state == "SUCCEEDED":
+        created = raw.created_cluster_id or (raw.owner_id if raw.owner_type == "cluster" else None)
+        if created and status.cluster_id is None:
+            status.cluster_id = created
+            cluster_id = created
+    if op.state == "SUCCEEDED":
+        if ended_now:
+            events.append(
+                Event(
+                    EventType.NORMAL,
+                    _DONE_REASONS.get(op.type, f"{kind.capitalize()}Succeeded"),
+                    f"Akua {kind} operation {op.id} succeeded"
+                    + (f": cluster {cluster_id}" if cluster_id else "")
+                    + f" ({op.html_url or 'no url'})",
+                )
+            )
+    elif ended_now and op.type in (CREATE_TYPE, SUSPEND_TYPE, RESUME_TYPE):
+        step = next((s for s in reversed(op.steps) if s.status == "failed"), None)
+        why = (
+            (op.error.message if op.error else "")
+            or (step.error_message if step and step.error_message else "")
+            or op.state
+        )
+        where = f" at step {step.name}" if step else ""
+        _fail(
+            facts,
+            status,
+            events,
+            kind,
+            f"operation {op.id} {op.state}{where}: {why} ({op.html_url or 'no url'})",
+        )
+    elif ended_now:
+        events.append(
+            Event(
+                EventType.WARNING,
+                "OperationEnded",
+                f"Akua {kind} operation {op.id} ended {op.state} ({op.html_url or 'no url'})",
+            )
+        )
+    if cluster_id is None:
+        if not _blocked(facts, lc):
+            _report(facts, status)
+        return Idle("operation ended without a cluster")
+    return ObserveCluster(cluster_id)
+
+
+_DONE_REASONS = {
+    CREATE_TYPE: "Created",
+    SUSPEND_TYPE: "Suspended",
+    RESUME_TYPE: "Resumed",
+}
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+def _on_api_failed(
+    facts: Facts,
+    status: AkuaClusterStatus,
+    events: list[Event],
+    error: AkuaError,
+    action: Action,
+) -> Action:
+    if isinstance(action, LIFECYCLE_ACTIONS):
+        return _on_lifecycle_failed(facts, status, events, error, action)
+    cluster_id = _cluster_id(facts, status)
+    if isinstance(action, FollowOperation) and isinstance(error, AkuaNotFound):
+        if status.operation is not None and status.operation.id == action.operation_id:
+            status.operation = None
+            status.progress = None
+        status.api_errors = 0
+        if cluster_id is None:
+            # A create whose operation vanished: the next cycle resends the same key.
+            return Requeue(facts.tuning.backoff_base, "the create operation vanished")
+        return ObserveCluster(cluster_id)
+    if (
+        isinstance(action, FollowOperation)
+        and action.wait
+        and isinstance(error, AkuaHTTPError)
+        and error.status in (400, 405, 422, 501)
+    ):
+        status.api_errors += 1
+        return Requeue(min(float(facts.tuning.wait_timeout), 5.0), "no :wait long poll")
+    doing = f"observing Akua cluster {cluster_id}" if cluster_id else "following an operation"
+    outcome = failures.api_failure(status, facts, error, doing)
+    events.extend(outcome.events)
+    return outcome.action
+
+
+def _on_lifecycle_failed(
+    facts: Facts,
+    status: AkuaClusterStatus,
+    events: list[Event],
+    error: AkuaError,
+    action: LifecycleAction,
+) -> Action:
+    lc = _lc(status)
+    match action:
+        case CreateCluster() | ImportCluster():
+            what = "import" if isinstance(action, ImportCluster) else "create"
+            if isinstance(error, AkuaHTTPError) and error.status in (400, 409, 422):
+                status.api_errors = 0
+                _fail(facts, status, events, what, f"Akua rejected the {what}: {error}")
+                return Idle(f"{what} rejected")
+            outcome = failures.api_failure(status, facts, error, f"requesting the {what}")
+            events.extend(outcome.events)
+            return outcome.action
+        case (
+            RenameCluster(cluster_id=cid)
+            | SuspendCluster(cluster_id=cid)
+            | ResumeCluster(cluster_id=cid)
+        ):
+            kind = lc.pending or "request"
+            if isinstance(error, AkuaNotFound):
+                return _on_gone(facts, status, events, cid)
+            if isinstance(error, AkuaConflict):
+                return _on_conflict(facts, status, events, error, cid, kind=kind)
+            if isinstance(error, AkuaHTTPError) and error.status in (400, 422):
+                lc.pending = None  # answered for good; the next try re-reads the cluster
+                lc.pending_key = None
+                lc.pending_if_match = None
+            outcome = failures.api_failure(status, facts, error, f"requesting {kind} of {cid}")
+            events.extend(outcome.events)
+            return outcome.action
+    raise AssertionError(f"unknown action {action!r}")  # pragma: no cover
+
+
+def _on_conflict(
+    facts: Facts,
+    status: AkuaClusterStatus,
+    events: list[Event],
+    error: AkuaConflict,
+    cluster_id: str,
+    *,
+    kind: str,
+) -> Action:
+    lc = _lc(status)
+    lc.pending = None  # answered: never resend a stale etag
+    lc.pending_key = None
+    lc.pending_if_match = None
+    status.api_errors = 0
+    if error.active_operation_id:
+        events.append(
+            Event(
+                EventType.NORMAL,
+                "WaitingForOperation",
+                f"Operation {error.active_operation_id} is running on Akua cluster {cluster_id}; "
+                f"following it before the {kind}",
+            )
+        )
+        return FollowOperation(error.active_operation_id, wait=False)
+    lc.conflicts += 1
+    if error.etag:
+        status.etag = error.etag
+    events.append(
+        Event(
+            EventType.NORMAL,
+            REASON_CHANGED,
+            f"Akua cluster {cluster_id} changed since it was last observed (etag mismatch); "
+            f"re-reading it and retrying the {kind}",
+        )
+    )
+    if lc.conflicts > facts.tuning.max_conflicts:
+        delay = backoff(
+            lc.conflicts - facts.tuning.max_conflicts,
+            facts.tuning.backoff_base,
+            facts.tuning.backoff_cap,
+        )
+        _progressing(
+            status,
+            facts,
+            _PENDING_REASONS.get(kind, REASON_PROGRESSING),
+            f"the cluster keeps changing; retrying the {kind} in {delay:g}s "
+            f"(until {rfc3339(facts.now + timedelta(seconds=delay))})",
+        )
+        return Requeue(delay, "the cluster keeps changing")
+    return ObserveCluster(cluster_id)
+
+
+# --- conditions -------------------------------------------------------------------------------
+
+
+def _progressing(status: AkuaClusterStatus, facts: Facts, reason: str, message: str) -> None:
+    op = status.operation
+    if op is not None and not op.done:
+        message = f"{progress(op)} (operation {op.id})"
+    set_kstatus(
+        status,
+        facts,
+        ready=(False, reason, message),
+        reconciling=(True, reason, message),
+        stalled=(False, reason, ""),
+    )
+
+
+def _report(facts: Facts, status: AkuaClusterStatus) -> None:
+    """kstatus conditions from the observed cluster, the followed operation and the drift."""
+    lc = _lc(status)
+    op = status.operation
+    if op is not None and not op.done:
+        message = f"{progress(op)} (operation {op.id})"
+        if op.last_error is not None:
+            message += f"; last error: {op.last_error.message}"
+        reason = {
+            CREATE_TYPE: REASON_CREATING,
+            SUSPEND_TYPE: REASON_SUSPENDING,
+            RESUME_TYPE: REASON_RESUMING,
+        }.get(op.type, REASON_OPERATION)
+        set_kstatus(
+            status,
+            facts,
+            ready=(False, reason, clip(message)),
+            reconciling=(True, reason, clip(message)),
+            stalled=(False, reason, ""),
+        )
+        return
+    state = status.state or "unknown"
+    if status.reconciling or state in _PROGRESSING_STATES:
+        message = f"Akua cluster is {state}" + (
+            ", an operation is in flight" if status.reconciling else ""
+        )
+        set_kstatus(
+            status,
+            facts,
+            ready=(False, REASON_PROGRESSING, message),
+            reconciling=(True, REASON_PROGRESSING, message),
+            stalled=(False, REASON_PROGRESSING, ""),
+        )
+        return
+    if lc.drift is not None:
+        message = _drift_message(status, lc.drift)
+        set_kstatus(
+            status,
+            facts,
+            ready=(True, lc.drift, message),
+            reconciling=(False, lc.drift, ""),
+            stalled=(False, lc.drift, ""),
+        )
+        return
+    wanted = "suspended" if facts.spec.suspended else "active"
+    if state == wanted:
+        message = f"Akua cluster {status.cluster_id} is {state}"
+        reason = REASON_ACTIVE if state == "active" else REASON_SUSPENDED
+        set_kstatus(
+            status,
+            facts,
+            ready=(True, reason, message),
+            reconciling=(False, reason, ""),
+            stalled=(False, reason, ""),
+        )
+        return
+    message = f"Akua cluster is {state}, the spec wants {wanted}"
+    set_kstatus(
+        status,
+        facts,
+        ready=(False, "StateDiffers", message),
+        reconciling=(True, "StateDiffers", message),
+        stalled=(False, "StateDiffers", ""),
+    )
