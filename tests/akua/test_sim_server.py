@@ -182,3 +182,20 @@ async def test_sim_server_in_a_thread() -> None:
     async with _client(server.base, max_retries=1) as client:
         with pytest.raises(AkuaTransportError):
             await client.list_clusters(creds=CREDS)
+
+
+def test_cli_flags_override_the_config_file(tmp_path: Path) -> None:
+    from akua_operator.sim.cli import build_parser, config_from_args
+
+    path = tmp_path / "sim.json"
+    path.write_text(
+        '{"step_seconds": 9, "seed": 4, "tokens": ["sk_a"], "deleted_cluster_404": false}'
+    )
+    config = config_from_args(build_parser().parse_args(["--config", str(path)]))
+    assert (config.step_seconds, config.seed, config.tokens) == (9, 4, ["sk_a"])
+    assert config.deleted_cluster_404 is False
+    config = config_from_args(
+        build_parser().parse_args(["--config", str(path), "--step-seconds", "1", "--token", "t"])
+    )
+    assert (config.step_seconds, config.seed, config.tokens) == (1, 4, ["t"])
+    assert config_from_args(build_parser().parse_args([])).step_seconds == 2.0

@@ -537,7 +537,7 @@ class SimApp:
                 return 200, {"ok": True}
         if path == "/config":
             if method == "GET":
-                return 200, self.config.model_dump()
+                return 200, self.config.model_dump(exclude={"tokens", "member_tokens"})
             if method == "PATCH":
                 data = await self._json(request)
                 allowed = {"step_seconds", "step_seconds_by_type", "stale_read_seconds"}
@@ -548,13 +548,16 @@ class SimApp:
                     updated = SimConfig.model_validate({**self.config.model_dump(), **data})
                     for key in data:
                         setattr(self.config, key, getattr(updated, key))
-                return 200, self.config.model_dump()
+                return 200, self.config.model_dump(exclude={"tokens", "member_tokens"})
         if path == "/clock" and method == "POST":
             data = await self._json(request)
             advance: Callable[[float], float] | None = getattr(self.clock, "advance", None)
             if advance is None:
                 raise _invalid(422, "the simulator runs on the real clock", ["body"])
-            return 200, {"now": advance(float(data.get("seconds", 0)))}
+            try:
+                return 200, {"now": advance(float(data.get("seconds", 0)))}
+            except (TypeError, ValueError) as exc:
+                raise _invalid(422, "seconds must be a number >= 0", ["body", "seconds"]) from exc
         if (m := re.fullmatch(r"/operations/([^/:]+):approve", path)) and method == "POST":
             data = await self._json(request)
             return 200, state.approve(m.group(1), data.get("step"))

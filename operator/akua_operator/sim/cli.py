@@ -26,10 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="tokens",
         help="accepted bearer token (repeatable; default sk_akua_test)",
     )
-    parser.add_argument("--step-seconds", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--step-seconds", type=float, default=None, help="seconds per workflow step (default 2)"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     parser.add_argument("--workspace-id", default=None)
-    parser.add_argument("--stale-read-seconds", type=float, default=0.0)
+    parser.add_argument("--stale-read-seconds", type=float, default=None)
     parser.add_argument(
         "--config",
         default=None,
@@ -39,22 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``akua-sim`` console script."""
-    args = build_parser().parse_args(argv)
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """The ``SimConfig`` of a command line: the ``--config`` file, then explicit flags."""
     data: dict[str, object] = {}
     if args.config:
         with open(args.config, encoding="utf-8") as fh:
             data = json.load(fh)
-    data["step_seconds"] = args.step_seconds
-    data["seed"] = args.seed
-    data["stale_read_seconds"] = args.stale_read_seconds
+    for key in ("step_seconds", "seed", "stale_read_seconds", "workspace_id"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
     if args.tokens:
         data["tokens"] = args.tokens
-    if args.workspace_id:
-        data["workspace_id"] = args.workspace_id
-    config = SimConfig.model_validate(data)
-    sim = create_app(config)
+    return SimConfig.model_validate(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``akua-sim`` console script."""
+    args = build_parser().parse_args(argv)
+    sim = create_app(config_from_args(args))
     install_log_filter()
     print(
         f"akua-sim serving http://{args.host}:{args.port}/v1 (admin /_sim)",
