@@ -353,7 +353,9 @@ def _create_or_import(facts: Facts, status: AkuaClusterStatus, events: list[Even
     _progressing(status, facts, reason, f"{what} requested (attempt {lc.create_attempt})")
     if importing:
         assert spec.kubeconfig_secret_ref is not None
-        return ImportCluster(spec.name, spec.region_id, spec.kubeconfig_secret_ref, key)
+        return ImportCluster(
+            spec.name, spec.region_id, facts.meta.namespace, spec.kubeconfig_secret_ref, key
+        )
     profile = str(spec.network_profile) if spec.network_profile is not None else None
     return CreateCluster(spec.name, spec.region_id, profile, key)
 

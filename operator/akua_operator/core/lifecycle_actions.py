@@ -32,6 +32,7 @@ class ImportCluster:
 
     name: str
     region_id: str
+    namespace: str  # of the resource, where the Secret lives
     kubeconfig: SecretKeyRef
     idempotency_key: str
 

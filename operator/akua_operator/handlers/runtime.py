@@ -28,6 +28,7 @@ from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaError, AkuaNotFound
 from akua_operator.core import Facts, Meta, Tuning, advance, decide
+from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.types import (
     Action,
     ApiFailed,
@@ -43,6 +44,7 @@ from akua_operator.core.types import (
     Release,
     Requeue,
 )
+from akua_operator.handlers.lifecycle import perform_lifecycle
 from akua_operator.kube import CredentialsError, KubeIO, ObjectRef, TokenSource
 from akua_operator.resource.models import AkuaClusterSpec, AkuaClusterStatus
 from akua_operator.settings import Settings
@@ -208,6 +210,9 @@ class Runtime:
                     except AkuaNotFound:
                         return ClusterGone(cluster_id, via="DELETE")
                     return OperationObserved(op, accepted=True)
+                case _ if isinstance(action, LIFECYCLE_ACTIONS):
+                    # create, import, rename, suspend, resume: handlers/lifecycle.py
+                    return await perform_lifecycle(self.client, self.kube, action, creds)
         except AkuaError as exc:
             return ApiFailed(exc, action)
         raise AssertionError(f"not an API action: {action!r}")  # pragma: no cover
