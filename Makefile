@@ -35,6 +35,10 @@ testbin: ## Build (or reuse) kube-apiserver, kubectl, etcd and helm from Go modu
 system-deps: ## Install the Debian packages the tests need (buildah, debootstrap); fast when present
 	hack/install-system-deps.sh
 
+.PHONY: demo
+demo: venv ## Local control plane + Akua simulator + operator: an AkuaCluster adopted, watched, deleted
+	hack/demo.sh
+
 .PHONY: lint
 lint: venv ## ruff, mypy --strict, import-linter layering contracts
 	$(RUN) ruff check .
