@@ -1,0 +1,435 @@
+"""The lifecycle decisions (core/lifecycle.py): create, import, adopt, drift, suspend, pause."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from akc_factories import CID, UID, cluster, facts, operation, step
+
+from akua_operator.akua.errors import AkuaConflict, AkuaNotFound, AkuaServerError, AkuaUnprocessable
+from akua_operator.core import Decision, Facts, advance, decide
+from akua_operator.core.lifecycle_actions import (
+    ClusterAnswered,
+    CreateCluster,
+    ImportCluster,
+    KubeconfigUnavailable,
+    RenameCluster,
+    ResumeCluster,
+    SuspendCluster,
+)
+from akua_operator.core.types import (
+    ApiFailed,
+    ClusterGone,
+    ClusterObserved,
+    FollowOperation,
+    Idle,
+    ObserveCluster,
+    OperationObserved,
+    Requeue,
+)
+from akua_operator.resource.models import SecretKeyRef
+
+CREATE = {"name": "prod", "regionId": "reg_eu"}
+CREATE_STEPS = ["validate_request", "provision_network", "provision_control_plane", "workers"]
+SUSPEND_STEPS = ["drain_workloads", "stop_workers", "suspend_control_plane"]
+NEW = "clu_new1"
+
+
+def conds(d: Decision) -> dict[str, tuple[str, str, int | None]]:
+    return {c.type: (str(c.status), c.reason, c.observed_generation) for c in d.status.conditions}
+
+
+def reasons(d: Decision) -> list[str]:
+    return [e.reason for e in d.events]
+
+
+def living(**kw: Any) -> Facts:
+    return facts(deleting=False, **kw)
+
+
+def create_op(state: str = "RUNNING", **over: Any) -> Any:
+    done = state != "RUNNING"
+    steps = [step(n, "completed" if done else "pending") for n in CREATE_STEPS]
+    if state == "FAILED":
+        steps[2] = step(CREATE_STEPS[2], "failed", error_message="no capacity", retryable=True)
+    return operation(
+        "op_create1",
+        op_type="cluster.create",
+        state=state,
+        steps=steps,
+        owner_id=NEW,
+        response={"type": "cluster.create", "cluster_id": NEW} if state == "SUCCEEDED" else None,
+        error="no capacity" if state == "FAILED" else None,
+        **over,
+    )
+
+
+def then(f: Facts, d: Decision) -> Facts:
+    return advance(f, d)
+
+
+# --- create --------------------------------------------------------------------------------
+
+
+def test_create_records_attempt_before_the_post_with_uid_key() -> None:
+    f = living(spec=CREATE, generation=2)
+    d = decide(f)
+    assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1")
+    # The attempt is in the status patch, written before the action is performed.
+    assert d.status_patch is not None
+    assert d.status_patch["lifecycle"]["createAttempt"] == 1
+    assert conds(d)["Reconciling"] == ("True", "Creating", 2)
+    assert reasons(d) == ["Creating"]
+
+
+def test_create_operation_recorded_then_followed() -> None:
+    f = living(spec={**CREATE, "networkProfile": "mixed_os_calico"})
+    d = decide(f)
+    assert isinstance(d.action, CreateCluster)
+    assert d.action.network_profile == "mixed_os_calico"
+    d = decide(then(f, d), OperationObserved(create_op(), accepted=True))
+    assert d.action == FollowOperation("op_create1", wait=True)
+    assert d.status_patch is not None
+    assert d.status_patch["operation"]["id"] == "op_create1"
+    assert d.status.progress == "create 1/4 validate_request"
+    assert "CreateStarted" in reasons(d)
+    assert conds(d)["Ready"][:2] == ("False", "Creating")
+
+
+def test_restart_after_post_before_record_resends_the_same_key() -> None:
+    # The POST went out (attempt 1 was recorded first), the operator died before the
+    # operation id reached the status: the next cycle sends the very same key.
+    f = living(spec=CREATE, status={"lifecycle": {"createAttempt": 1}})
+    d = decide(f)
+    assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1")
+    assert reasons(d) == []  # not a new attempt
+
+
+def test_create_success_sets_cluster_id_from_the_response() -> None:
+    status = {
+        "lifecycle": {"createAttempt": 1},
+        "operation": {"id": "op_create1", "type": "cluster.create", "state": "RUNNING"}
+        | {"done": False},
+    }
+    f = living(spec=CREATE, status=status)
+    d = decide(f)
+    assert d.action == FollowOperation("op_create1", wait=False)
+    d = decide(then(f, d), OperationObserved(create_op("SUCCEEDED")))
+    assert d.status.cluster_id == NEW
+    assert d.action == ObserveCluster(NEW)
+    assert "Created" in reasons(d)
+    d = decide(then(f, d), ClusterObserved(cluster(id=NEW, etag="e1")))
+    assert isinstance(d.action, Idle)
+    assert conds(d)["Ready"][:2] == ("True", "Active")
+    assert d.status.etag == "e1"
+
+
+def test_create_failure_stalls_until_spec_or_retry_changes() -> None:
+    f = living(spec=CREATE, status={"lifecycle": {"createAttempt": 1}})
+    d = decide(then(f, decide(f)), OperationObserved(create_op("FAILED"), accepted=True))
+    assert isinstance(d.action, Idle)
+    assert conds(d)["Stalled"][:2] == ("True", "CreateFailed")
+    assert "no capacity" in conds_message(d, "Stalled")
+    assert "CreateFailed" in reasons(d)
+    # Same generation, same annotations: nothing is sent.
+    same = living(spec=CREATE, status=d.status.dump())
+    again = decide(same)
+    assert isinstance(again.action, Idle)
+    assert again.status_patch is None
+    # A spec change (new generation) starts attempt 2 with a new key.
+    bumped = living(spec=CREATE, status=d.status.dump(), generation=2)
+    retry = decide(bumped)
+    assert retry.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-2")
+    # So does a new akua.dev/retry value.
+    token = living(spec=CREATE, status=d.status.dump(), annotations={"akua.dev/retry": "1"})
+    assert decide(token).action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-2")
+
+
+def conds_message(d: Decision, type_: str) -> str:
+    return next(c.message for c in d.status.conditions if c.type == type_)
+
+
+def test_create_rejected_by_akua_stalls() -> None:
+    f = living(spec=CREATE)
+    d = decide(f)
+    assert isinstance(d.action, CreateCluster)
+    err = AkuaUnprocessable("INVALID_ARGUMENT: unknown region", status=422)
+    d = decide(then(f, d), ApiFailed(err, d.action))
+    assert isinstance(d.action, Idle)
+    assert conds(d)["Stalled"][:2] == ("True", "CreateFailed")
+    assert "unknown region" in conds_message(d, "Stalled")
+
+
+def test_create_server_error_backs_off_and_keeps_the_key() -> None:
+    f = living(spec=CREATE)
+    d = decide(f)
+    assert isinstance(d.action, CreateCluster)
+    d = decide(then(f, d), ApiFailed(AkuaServerError("boom", status=503), d.action))
+    assert isinstance(d.action, Requeue)
+    again = decide(living(spec=CREATE, status=d.status.dump()))
+    assert again.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1")
+
+
+# --- import --------------------------------------------------------------------------------
+
+
+IMPORT = {
+    "name": "edge",
+    "regionId": "reg_eu",
+    "provider": "imported_byoc",
+    "kubeconfigSecretRef": {"name": "edge-kubeconfig", "key": "config"},
+}
+
+
+def test_import_reads_the_secret_ref_and_records_the_cluster() -> None:
+    f = living(spec=IMPORT)
+    d = decide(f)
+    assert d.action == ImportCluster(
+        "edge",
+        "reg_eu",
+        "ns",
+        SecretKeyRef(name="edge-kubeconfig", key="config"),
+        f"{UID}-create-1",
+    )
+    assert conds(d)["Reconciling"][:2] == ("True", "Importing")
+    imported = cluster(id=NEW, name="edge", provider="imported_byoc", etag="e9")
+    d = decide(then(f, d), ClusterAnswered(imported, "import"))
+    assert d.status.cluster_id == NEW
+    assert d.status.provider == "imported_byoc"
+    assert "Imported" in reasons(d)
+    assert conds(d)["Ready"][:2] == ("True", "Active")
+
+
+def test_import_with_unreadable_kubeconfig_stalls() -> None:
+    f = living(spec=IMPORT)
+    d = decide(f)
+    d = decide(then(f, d), KubeconfigUnavailable("Secret ns/edge-kubeconfig not found"))
+    assert isinstance(d.action, Requeue)
+    assert conds(d)["Stalled"][:2] == ("True", "KubeconfigUnavailable")
+    assert "not found" in conds_message(d, "Stalled")
+
+
+# --- adopt ---------------------------------------------------------------------------------
+
+
+def test_adopt_never_creates_even_with_name_and_region() -> None:
+    f = living(spec={"clusterId": CID, "name": "prod", "regionId": "reg_eu"})
+    d = decide(f)
+    assert d.action == ObserveCluster(CID)
+    d = decide(then(f, d), ClusterGone(CID))
+    assert isinstance(d.action, Idle)
+    assert conds(d)["Stalled"][:2] == ("True", "ClusterNotFound")
+    assert "Nothing is re-created" in conds_message(d, "Stalled")
+    # The next cycle still only observes.
+    assert decide(
+        living(spec={"clusterId": CID, "name": "prod"}, status=d.status.dump())
+    ).action == (ObserveCluster(CID))
+
+
+def test_created_cluster_gone_is_not_recreated() -> None:
+    status = {"clusterId": NEW, "etag": "e1", "lifecycle": {"createAttempt": 1}}
+    f = living(spec=CREATE, status=status)
+    d = decide(f)
+    assert d.action == ObserveCluster(NEW)
+    d = decide(then(f, d), ClusterGone(NEW))
+    assert isinstance(d.action, Idle)
+    assert reasons(d) == ["ClusterNotFound"]
+    again = decide(living(spec=CREATE, status=d.status.dump()))
+    assert again.action == ObserveCluster(NEW)
+
+
+# --- drift ---------------------------------------------------------------------------------
+
+
+def test_name_drift_is_patched_with_if_match_and_a_409_rereads() -> None:
+    f = living(spec={"clusterId": CID, "name": "prod"})
+    d = decide(f)
+    d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e1")))
+    assert d.action == RenameCluster(CID, "prod", "e1", f"{UID}-rename-1")
+    assert "NameDrift" in reasons(d)
+    assert conds(d)["Reconciling"][:2] == ("True", "Renaming")
+    conflict = AkuaConflict("ABORTED: etag mismatch", status=409, metadata={"etag": "e2"})
+    d = decide(then(f, d), ApiFailed(conflict, d.action))
+    assert d.action == ObserveCluster(CID)
+    assert "ClusterChanged" in reasons(d)
+    d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e2")))
+    assert d.action == RenameCluster(CID, "prod", "e2", f"{UID}-rename-2")
+    d = decide(then(f, d), ClusterAnswered(cluster(name="prod", etag="e3"), "rename"))
+    assert isinstance(d.action, Idle)
+    assert "Renamed" in reasons(d)
+    assert d.status.etag == "e3"
+    assert d.status.lifecycle is not None and d.status.lifecycle.pending is None
+    assert conds(d)["Ready"][:2] == ("True", "Active")
+
+
+def test_endless_conflicts_back_off() -> None:
+    f = living(spec={"clusterId": CID, "name": "prod"})
+    d = decide(f)
+    for i in range(1, 7):
+        d = decide(then(f, d), ClusterObserved(cluster(name="x", etag=f"e{i}")))
+        assert isinstance(d.action, RenameCluster)
+        err = AkuaConflict("ABORTED", status=409, metadata={"etag": f"e{i + 1}"})
+        d = decide(then(f, d), ApiFailed(err, d.action))
+    assert isinstance(d.action, Requeue)
+
+
+def test_periodic_observation_updates_etag_and_state() -> None:
+    f = living(spec={"clusterId": CID})
+    d = decide(then(f, decide(f)), ClusterObserved(cluster(etag="e1")))
+    f2 = living(spec={"clusterId": CID}, status=d.status.dump())
+    d2 = decide(then(f2, decide(f2)), ClusterObserved(cluster(etag="e5", state="provisioning")))
+    assert d2.status_patch is not None
+    assert d2.status_patch["etag"] == "e5"
+    assert d2.status_patch["state"] == "provisioning"
+    assert conds(d2)["Reconciling"][0] == "True"
+
+
+def test_pending_rename_is_resent_unchanged_after_restart() -> None:
+    status = {
+        "clusterId": CID,
+        "etag": "e1",
+        "lifecycle": {"pending": "rename", "pendingKey": "k-1", "pendingIfMatch": "e1"},
+    }
+    d = decide(living(spec={"clusterId": CID, "name": "prod"}, status=status))
+    assert d.action == RenameCluster(CID, "prod", "e1", "k-1")
+
+
+# --- suspend and resume ---------------------------------------------------------------------
+
+
+def suspend_op(state: str = "RUNNING", op_id: str = "op_s1", kind: str = "suspend") -> Any:
+    done = state != "RUNNING"
+    names = SUSPEND_STEPS if kind == "suspend" else ["start_control_plane", "start_workers"]
+    return operation(
+        op_id,
+        op_type=f"cluster.{kind}",
+        state=state,
+        steps=[step(n, "completed" if done else "pending") for n in names],
+        error="drain timed out" if state == "FAILED" else None,
+    )
+
+
+def test_suspend_is_mirrored_and_enacted_once() -> None:
+    spec = {"clusterId": CID, "suspended": True}
+    f = living(spec=spec, generation=4)
+    d = decide(f)
+    d = decide(then(f, d), ClusterObserved(cluster(etag="e1")))
+    assert d.action == SuspendCluster(CID, "e1", f"{UID}-suspend-1")
+    assert d.status_patch is not None and d.status_patch["lifecycle"]["pending"] == "suspend"
+    d = decide(then(f, d), OperationObserved(suspend_op(), accepted=True))
+    assert d.action == FollowOperation("op_s1", wait=True)
+    assert "SuspendStarted" in reasons(d)
+    assert d.status.lifecycle is not None and d.status.lifecycle.pending is None
+    assert conds(d)["Reconciling"] == ("True", "Suspending", 4)
+    d = decide(then(f, d), OperationObserved(suspend_op("SUCCEEDED")))
+    assert d.action == ObserveCluster(CID)
+    assert "Suspended" in reasons(d)
+    d = decide(then(f, d), ClusterObserved(cluster(state="suspended", etag="e2")))
+    assert isinstance(d.action, Idle)
+    assert conds(d)["Ready"] == ("True", "Suspended", 4)
+    assert d.status.lifecycle is not None
+    assert d.status.lifecycle.enacted_generation == 4
+    assert d.status.lifecycle.enacted_suspended is True
+
+
+def test_resume_when_spec_says_not_suspended() -> None:
+    f = living(spec={"clusterId": CID, "suspended": False})
+    d = decide(then(f, decide(f)), ClusterObserved(cluster(state="suspended", etag="e1")))
+    assert d.action == ResumeCluster(CID, "e1", f"{UID}-resume-1")
+    assert conds(d)["Reconciling"][:2] == ("True", "Resuming")
+
+
+def test_akua_auto_resume_is_reported_not_fought() -> None:
+    enacted = {
+        "clusterId": CID,
+        "state": "suspended",
+        "etag": "e2",
+        "lifecycle": {"enactedGeneration": 4, "enactedSuspended": True},
+    }
+    spec = {"clusterId": CID, "suspended": True}
+    f = living(spec=spec, generation=4, status=enacted)
+    d = decide(then(f, decide(f)), ClusterObserved(cluster(state="active", etag="e3")))
+    assert isinstance(d.action, Idle)
+    assert reasons(d) == ["ResumedOutsideOperator"]
+    assert d.events[0].type == "Warning"
+    assert conds(d)["Ready"][:2] == ("True", "ResumedOutsideOperator")
+    assert d.status.lifecycle is not None and d.status.lifecycle.drift == "ResumedOutsideOperator"
+    # The next observation: no second Event, no write.
+    f2 = living(spec=spec, generation=4, status=d.status.dump())
+    d2 = decide(then(f2, decide(f2)), ClusterObserved(cluster(state="active", etag="e3")))
+    assert d2.events == ()
+    assert d2.status_patch is None
+    # A new generation, or a new akua.dev/retry value, suspends again.
+    f3 = living(spec=spec, generation=5, status=d.status.dump())
+    d3 = decide(then(f3, decide(f3)), ClusterObserved(cluster(state="active", etag="e3")))
+    assert isinstance(d3.action, SuspendCluster)
+    f4 = living(
+        spec=spec, generation=4, status=d.status.dump(), annotations={"akua.dev/retry": "a"}
+    )
+    d4 = decide(then(f4, decide(f4)), ClusterObserved(cluster(state="active", etag="e3")))
+    assert isinstance(d4.action, SuspendCluster)
+
+
+def test_failed_suspend_stalls_until_retry() -> None:
+    spec = {"clusterId": CID, "suspended": True}
+    f = living(spec=spec)
+    d = decide(then(f, decide(f)), ClusterObserved(cluster(etag="e1")))
+    d = decide(then(f, d), OperationObserved(suspend_op(), accepted=True))
+    d = decide(then(f, d), OperationObserved(suspend_op("FAILED")))
+    assert "SuspendFailed" in reasons(d)
+    d = decide(then(f, d), ClusterObserved(cluster(etag="e4")))
+    assert isinstance(d.action, Idle)
+    assert conds(d)["Stalled"][:2] == ("True", "SuspendFailed")
+    assert "drain timed out" in conds_message(d, "Stalled")
+
+
+def test_suspend_while_another_operation_runs_waits_for_it() -> None:
+    f = living(spec={"clusterId": CID, "suspended": True})
+    d = decide(then(f, decide(f)), ClusterObserved(cluster(etag="e1")))
+    busy = AkuaConflict(
+        "ABORTED: running", status=409, metadata={"active_operation_id": "op_other", "etag": "e1"}
+    )
+    d = decide(then(f, d), ApiFailed(busy, d.action))
+    assert d.action == FollowOperation("op_other", wait=False)
+    assert "WaitingForOperation" in reasons(d)
+
+
+def test_suspend_on_a_vanished_cluster_stalls() -> None:
+    f = living(spec={"clusterId": CID, "suspended": True})
+    d = decide(then(f, decide(f)), ClusterObserved(cluster(etag="e1")))
+    d = decide(then(f, d), ApiFailed(AkuaNotFound("gone", status=404), d.action))
+    assert conds(d)["Stalled"][:2] == ("True", "ClusterNotFound")
+
+
+# --- pause ---------------------------------------------------------------------------------
+
+
+def test_pause_stops_all_calls_and_says_so_once() -> None:
+    paused = {"akua.dev/paused": "true"}
+    f = living(spec=CREATE, annotations=paused)
+    d = decide(f)
+    assert isinstance(d.action, Idle)
+    assert reasons(d) == ["Paused"]
+    assert conds(d)["Reconciling"][:2] == ("False", "Paused")
+    again = decide(living(spec=CREATE, annotations=paused, status=d.status.dump()))
+    assert isinstance(again.action, Idle)
+    assert again.events == ()
+    resumed = decide(living(spec=CREATE, status=d.status.dump()))
+    assert reasons(resumed)[0] == "Unpaused"
+    assert isinstance(resumed.action, CreateCluster)
+
+
+def test_paused_while_an_operation_runs_does_not_follow_it() -> None:
+    status = {
+        "clusterId": CID,
+        "operation": {"id": "op_s1", "type": "cluster.suspend", "state": "RUNNING", "done": False},
+    }
+    d = decide(living(status=status, annotations={"akua.dev/paused": "TRUE"}))
+    assert isinstance(d.action, Idle)
+
+
+def test_every_condition_carries_the_generation() -> None:
+    f = living(spec={"clusterId": CID}, generation=7)
+    d = decide(then(f, decide(f)), ClusterObserved(cluster()))
+    assert d.status.observed_generation == 7
+    assert {c.observed_generation for c in d.status.conditions} == {7}
