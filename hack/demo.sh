@@ -15,6 +15,7 @@
 #   DEMO_MODE=adopt|create   adopt a cluster seeded in the simulator (default), or create a new one
 #   DEMO_STEP_SECONDS=2      how long each simulated Akua operation step takes
 #   DEMO_KEEP=1              keep the work directory (logs, kubeconfig) after the demo
+#   AKUA_TESTBIN=DIR         use these control-plane binaries instead of hack/testbin/build.sh
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -159,8 +160,15 @@ START=$SECONDS
 phase "Setting up: Python venv (done by 'make venv') and the control-plane binaries"
 say "hack/testbin/build.sh builds kube-apiserver, etcd, kubectl and helm from Go modules"
 say "(the first time takes several minutes; afterwards they come from ~/.cache/akua-operator)"
-TESTBIN="$("$REPO/hack/testbin/build.sh" 2>/dev/null | tail -n1)" ||
-    die "hack/testbin/build.sh failed; run it by hand to see why"
+if [[ -n "${AKUA_TESTBIN:-}" ]]; then # already built (make test, the test suite)
+    for bin in etcd kube-apiserver kubectl helm; do
+        [[ -x "$AKUA_TESTBIN/$bin" ]] || die "AKUA_TESTBIN=$AKUA_TESTBIN has no $bin; unset it to build"
+    done
+    TESTBIN="$AKUA_TESTBIN"
+else
+    TESTBIN="$("$REPO/hack/testbin/build.sh" | tail -n1)" ||
+        die "hack/testbin/build.sh failed (output above)"
+fi
 export AKUA_TESTBIN="$TESTBIN"
 export PATH="$TESTBIN:$PATH"
 say "binaries: $TESTBIN"
