@@ -199,3 +199,18 @@ def test_cli_flags_override_the_config_file(tmp_path: Path) -> None:
     )
     assert (config.step_seconds, config.seed, config.tokens) == (1, 4, ["t"])
     assert config_from_args(build_parser().parse_args([])).step_seconds == 2.0
+
+
+async def test_read_timeouts_are_typed_and_retried_for_reads(fresh: str) -> None:
+    from akua_operator.akua import AkuaTimeout
+
+    r = await http("POST", f"{fresh}/_sim/faults", json={"latency_ms": 1500, "methods": ["GET"]})
+    r.raise_for_status()
+    try:
+        async with _client(fresh, timeout=0.2, max_retries=1) as client:
+            with pytest.raises(AkuaTimeout) as info:
+                await client.list_clusters(creds=CREDS)
+            assert isinstance(info.value.__cause__, httpx.TimeoutException)
+            assert client.stats.count("GET /clusters", "timeout") == 2
+    finally:
+        (await http("DELETE", f"{fresh}/_sim/faults")).raise_for_status()
