@@ -39,6 +39,10 @@ system-deps: ## Install the Debian packages the tests need (buildah, debootstrap
 demo: venv ## Local control plane + Akua simulator + operator: an AkuaCluster adopted, watched, deleted
 	hack/demo.sh
 
+.PHONY: sim
+sim: venv ## Run the Akua API simulator on 127.0.0.1:8080 (token sk_akua_test; docs/simulator.md)
+	$(RUN) akua-sim --host 127.0.0.1 --port 8080 --token sk_akua_test --step-seconds 2
+
 .PHONY: lint
 lint: venv ## ruff, mypy --strict, import-linter layering contracts
 	$(RUN) ruff check .
