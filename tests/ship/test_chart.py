@@ -31,11 +31,10 @@ TOKEN = "sk_akua_chart_test_0123456789"  # a value only this test uses, to look 
 # The rights the chart grants in a namespace the operator watches, as `kubectl auth can-i --list`
 # prints them: (resource, resource names, verbs). The peering rows name the release's peering.
 WATCHED_NAMESPACE_RIGHTS = {
-    ("akuaclusters.akua.dev", (), ("get", "list", "patch", "update", "watch")),
-    ("akuaclusters.akua.dev/status", (), ("get", "patch", "update")),
+    ("akuaclusters.akua.dev", (), ("get", "list", "patch", "watch")),
+    ("akuaclusters.akua.dev/status", (), ("patch",)),
     ("secrets", (), ("get",)),
-    ("events", (), ("create", "patch")),
-    ("events.events.k8s.io", (), ("create", "patch")),
+    ("events", (), ("create",)),
 }
 CLUSTER_ONLY_RIGHTS = {
     ("customresourcedefinitions.apiextensions.k8s.io", (), ("list", "watch")),
@@ -234,11 +233,10 @@ def test_cluster_scope_renders_cluster_rbac_and_all_namespaces(
     ]
     peering = "rel-akua-operator"
     assert rule_set(role["rules"]) == {
-        ("akua.dev", "akuaclusters", (), ("get", "list", "patch", "update", "watch")),
-        ("akua.dev", "akuaclusters/status", (), ("get", "patch", "update")),
+        ("akua.dev", "akuaclusters", (), ("get", "list", "patch", "watch")),
+        ("akua.dev", "akuaclusters/status", (), ("patch",)),
         ("", "secrets", (), ("get",)),
-        ("", "events", (), ("create", "patch")),
-        ("events.k8s.io", "events", (), ("create", "patch")),
+        ("", "events", (), ("create",)),
         ("apiextensions.k8s.io", "customresourcedefinitions", (), ("list", "watch")),
         ("", "namespaces", (), ("list", "watch")),
         ("kopf.dev", "clusterkopfpeerings", (), ("list", "watch")),
@@ -280,11 +278,10 @@ def test_namespaced_scope_renders_a_role_per_watched_namespace_and_nothing_clust
         assert b["roleRef"]["kind"] == "Role"
     for r in roles:
         assert rule_set(r["rules"]) == {
-            ("akua.dev", "akuaclusters", (), ("get", "list", "patch", "update", "watch")),
-            ("akua.dev", "akuaclusters/status", (), ("get", "patch", "update")),
+            ("akua.dev", "akuaclusters", (), ("get", "list", "patch", "watch")),
+            ("akua.dev", "akuaclusters/status", (), ("patch",)),
             ("", "secrets", (), ("get",)),
-            ("", "events", (), ("create", "patch")),
-            ("events.k8s.io", "events", (), ("create", "patch")),
+            ("", "events", (), ("create",)),
             ("kopf.dev", "kopfpeerings", (), ("list", "watch")),
             ("kopf.dev", "kopfpeerings", ("rel-akua-operator",), ("get", "patch")),
         }
@@ -733,6 +730,9 @@ def test_rbac_cluster_scope_grants_exactly_the_listed_rights(
         for verb_resource in [
             ("delete", "akuaclusters.akua.dev"),
             ("create", "akuaclusters.akua.dev"),
+            ("update", "akuaclusters.akua.dev"),
+            ("patch", "events"),
+            ("create", "events.events.k8s.io"),
             ("list", "secrets"),
             ("watch", "secrets"),
             ("create", "secrets"),

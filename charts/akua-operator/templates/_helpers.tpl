@@ -70,23 +70,20 @@ RBAC rules the operator needs in the namespaces it watches (a Role per namespace
 scope; part of the ClusterRole in cluster scope). Keep in step with docs/helm.md "RBAC".
 */}}
 {{- define "akua-operator.namespacedRules" -}}
-# AkuaClusters: watch them, add/remove the finalizer and kopf's annotations (patch; update for
-# the finalizer list), never create or delete them.
+# AkuaClusters: watch them; add/remove the finalizer and kopf's annotations (kopf writes with
+# PATCH only, never PUT). Never create or delete them.
 - apiGroups: ["akua.dev"]
   resources: ["akuaclusters"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["akua.dev"]
   resources: ["akuaclusters/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 # Secrets named by spec.credentials.secretRef / kubeconfig refs: read one by name, never list.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# Events on AkuaClusters (kopf posts core/v1 Events; the recorder may use events.k8s.io).
+# Events on AkuaClusters: kopf and the operator create core/v1 Events (never patch them).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}

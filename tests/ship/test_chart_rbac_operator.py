@@ -1,0 +1,232 @@
+"""The chart's RBAC is enough: the operator, run exactly as the chart's Deployment runs it and
+authenticated only by a token minted for the chart's ServiceAccount, creates and deletes an
+AkuaCluster end to end (against the Akua simulator).
+
+The test control plane has no kubelet, so the pod is played by a local process: its command line
+and environment are taken from the Deployment that `helm install` created (args, env values,
+fieldRefs resolved as the kubelet would), the token file holds what the chart's Secret holds, and
+its kubeconfig carries the ServiceAccount token from the TokenRequest API (`kubectl create token`)
+and nothing else. tests/ship/test_chart.py shows the rights are no more than needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from akua_operator.sim.config import SimConfig
+from akua_operator.sim.server import SimServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "charts" / "akua-operator"
+TOKEN = f"sk_akua_rbac_{uuid.uuid4().hex[:12]}"
+OPERATOR = Path(sys.executable).with_name("akua-operator")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def token_kubeconfig(admin_kubeconfig: Path, token: str, path: Path) -> Path:
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    ctx = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    cluster = next(c for c in admin["clusters"] if c["name"] == ctx["cluster"])
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(SimConfig(tokens=[TOKEN], step_seconds=0.3, seed=11)) as server:
+        yield server
+
+
+class PodProcess:
+    """The Deployment's container, played by a local process."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._fh = log.open("wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._fh, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._fh.close()
+
+
+def run_like_the_pod(
+    helm: Any,
+    kubectl: Any,
+    kubeconfig: Path,
+    namespace: str,
+    release: str,
+    workdir: Path,
+) -> PodProcess:
+    """Build the operator process from the installed Deployment and start it."""
+    manifest = helm("get", "manifest", release, "-n", namespace).stdout
+    dep = next(d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    sa = pod["serviceAccountName"]
+    env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "LANG": "C.UTF-8"}
+    pod_name = f"{dep['metadata']['name']}-0"
+    field_values = {"metadata.name": pod_name, "metadata.namespace": namespace}
+    for e in c["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            env[e["name"]] = field_values[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    # The credentials volume: the chart's Secret, read (as the kubelet would) by the admin.
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    secret_volume = volumes["credentials"]["secret"]
+    secret = kubectl.json("get", "secret", secret_volume["secretName"], "-n", namespace)
+    mount = workdir / "credentials"
+    mount.mkdir()
+    for item in secret_volume["items"]:
+        (mount / item["path"]).write_bytes(base64.b64decode(secret["data"][item["key"]]))
+    token_file = Path(env["AKUA_TOKEN_FILE"])
+    assert str(token_file.parent) == mounts["credentials"]
+    env["AKUA_TOKEN_FILE"] = str(mount / token_file.name)
+    # Kubernetes access: the ServiceAccount's token, nothing else.
+    sa_token = kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+    env["KUBECONFIG"] = str(token_kubeconfig(kubeconfig, sa_token, workdir / "sa.kubeconfig"))
+    return PodProcess([str(OPERATOR), *c["args"]], env, workdir / "operator.log")
+
+
+def wait_ready(port: int, proc: PodProcess, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.proc.poll() is not None:
+            pytest.fail(f"operator exited {proc.proc.returncode}:\n{proc.text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as rsp:
+                if rsp.status == 200:
+                    return
+        except OSError as err:
+            last = str(err)
+        time.sleep(0.3)
+    pytest.fail(f"/readyz not 200 within {timeout}s ({last}):\n{proc.text()[-4000:]}")
+
+
+@pytest.mark.parametrize("flow", ["adopt"])
+@pytest.mark.parametrize("scope", ["namespaced", "cluster"])
+def test_operator_with_only_the_chart_rbac_creates_and_deletes(
+    helm: Any,
+    kubectl: Any,
+    kubeconfig: Path,
+    namespace: str,
+    sim: SimServer,
+    tmp_path: Path,
+    scope: str,
+    flow: str,
+) -> None:
+    release = f"r{uuid.uuid4().hex[:6]}"
+    metrics_port, health_port = free_port(), free_port()
+    sets = [
+        f"credentials.token={TOKEN}",
+        f"akua.apiUrl={sim.url}",
+        f"metrics.port={metrics_port}",
+        f"health.port={health_port}",
+        f"rbac.scope={scope}",
+        "operator.logFormat=text",
+    ]
+    if scope == "namespaced":
+        sets.append(f"watchNamespaces={{{namespace}}}")
+    args: list[str] = []
+    for s in sets:
+        args += ["--set", s]
+    helm("install", release, CHART, "-n", namespace, *args)
+    proc = run_like_the_pod(helm, kubectl, kubeconfig, namespace, release, tmp_path)
+    try:
+        wait_ready(health_port, proc)
+        spec: dict[str, Any]
+        if flow == "adopt":
+            seeded = sim.sim.state.seed_cluster(name="rbac-proof", state="active")
+            spec = {"clusterId": seeded["id"]}
+        else:
+            spec = {"name": "rbac-proof", "regionId": "reg_sim"}
+        kubectl.apply(
+            {
+                "apiVersion": "akua.dev/v1alpha1",
+                "kind": "AkuaCluster",
+                "metadata": {"name": "rbac-proof", "namespace": namespace},
+                "spec": spec,
+            }
+        )
+        kubectl(
+            "wait",
+            "akc/rbac-proof",
+            "-n",
+            namespace,
+            "--for=condition=Ready",
+            "--timeout=90s",
+            timeout=120,
+        )
+        akc = kubectl.json("get", "akc", "rbac-proof", "-n", namespace)
+        cluster_id = akc["status"]["clusterId"]
+        assert "akua.dev/finalizer" in akc["metadata"]["finalizers"]
+        assert any(c["id"] == cluster_id for c in sim.sim.state.dump()["clusters"])
+        # Events were posted with the chart's rights.
+        events = kubectl.json(
+            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=rbac-proof"
+        )["items"]
+        assert events, "no Event on the AkuaCluster"
+
+        # kubectl delete blocks until the Akua delete operation has ended.
+        kubectl("delete", "akc", "rbac-proof", "-n", namespace, "--timeout=90s", timeout=120)
+        assert kubectl("get", "akc", "rbac-proof", "-n", namespace, check=False).returncode != 0
+        state = sim.sim.state.dump()
+        assert cluster_id in state["deleted_cluster_ids"], "the Akua cluster was not deleted"
+        assert all(c["id"] != cluster_id for c in state["clusters"])
+        deletes = [
+            j
+            for j in sim.sim.journal.read(0)
+            if j["method"] == "DELETE" and j["path"] == f"/clusters/{cluster_id}"
+        ]
+        assert [j["status"] for j in deletes] == [202], deletes
+    finally:
+        proc.stop()
+        helm("uninstall", release, "-n", namespace, "--wait=false", check=False)
+    log = proc.text()
+    assert TOKEN not in log
+    forbidden = [line for line in log.splitlines() if "forbidden" in line.lower() or " 403" in line]
+    assert not forbidden, f"the operator hit {len(forbidden)} RBAC denials, e.g.:\n" + "\n".join(
+        line[:400] for line in forbidden[:4]
+    )
