@@ -191,6 +191,16 @@ def decide_lifecycle(
                 "The annotation akua.dev/paused is no longer true: reconciling again",
             )
         )
+    action = _decide(facts, status, obs, events)
+    if any(c.observed_generation == facts.meta.generation for c in status.conditions):
+        # A verdict (progressing, ready, stalled) was reached for this generation.
+        status.observed_generation = facts.meta.generation
+    return action
+
+
+def _decide(
+    facts: Facts, status: AkuaClusterStatus, obs: Observation, events: list[Event]
+) -> Action:
     match obs:
         case None:
             return _start(facts, status, events)

@@ -1,0 +1,71 @@
+"""The Argo CD health check in Lua, on statuses the decision core writes (the e2e tests run it
+on statuses the operator wrote to the API server: tests/e2e/test_lifecycle.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from akc_factories import CID, cluster, facts, operation, step
+from argocd_lua import argocd_health
+
+from akua_operator.core import Decision, advance, decide
+from akua_operator.core.types import ClusterGone, ClusterObserved, OperationObserved
+
+CREATE = {"name": "prod", "regionId": "reg_eu"}
+
+
+def obj(d: Decision, generation: int = 1, **annotations: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "akua.dev/v1alpha1",
+        "kind": "AkuaCluster",
+        "metadata": {"name": "prod", "generation": generation, "annotations": annotations},
+        "spec": {},
+        "status": d.status.dump(),
+    }
+
+
+def test_no_status_is_progressing() -> None:
+    health = argocd_health({"metadata": {"name": "x", "generation": 1}, "spec": {}})
+    assert health["status"] == "Progressing"
+
+
+def test_running_create_is_progressing_with_the_step() -> None:
+    f = facts(deleting=False, spec=CREATE)
+    d = decide(f)
+    assert argocd_health(obj(d))["status"] == "Progressing"
+    op = operation(
+        "op_c",
+        op_type="cluster.create",
+        steps=[step("validate_request", "completed"), step("provision_network", "running")],
+    )
+    d = decide(advance(f, d), OperationObserved(op, accepted=True))
+    health = argocd_health(obj(d))
+    assert health == {
+        "status": "Progressing",
+        "message": "create 2/2 provision_network (Creating: create 2/2 provision_network "
+        "(operation op_c))",
+    }
+
+
+def test_ready_is_healthy_and_an_older_generation_is_progressing() -> None:
+    f = facts(deleting=False, generation=3)
+    d = decide(advance(f, decide(f)), ClusterObserved(cluster()))
+    assert argocd_health(obj(d, generation=3)) == {
+        "status": "Healthy",
+        "message": f"Active: Akua cluster {CID} is active",
+    }
+    assert argocd_health(obj(d, generation=4))["status"] == "Progressing"
+
+
+def test_cluster_gone_is_degraded() -> None:
+    f = facts(deleting=False)
+    d = decide(advance(f, decide(f)), ClusterGone(CID))
+    health = argocd_health(obj(d))
+    assert health["status"] == "Degraded"
+    assert health["message"].startswith("ClusterNotFound: Akua cluster clu_abc123 does not exist")
+
+
+def test_paused_is_suspended() -> None:
+    f = facts(deleting=False, annotations={"akua.dev/paused": "true"})
+    d = decide(f)
+    assert argocd_health(obj(d, **{"akua.dev/paused": "true"}))["status"] == "Suspended"
