@@ -4,95 +4,22 @@ AKUA_API_URL and AKUA_TOKEN)."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from e2e_helpers import CRD, TOKEN, Operator, Sim
 
 from akua_operator.sim.config import SimConfig
 from akua_operator.sim.server import SimServer
-
-REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
-TOKEN = "sk_akua_test"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-
-
-def operator_binary() -> Path:
-    path = Path(sys.executable).parent / "akua-operator"
-    if not path.exists():
-        raise AssertionError(f"{path} is missing: run `make venv` (uv sync) first")
-    return path
-
-
-class Sim:
-    """The simulator plus helpers for its /_sim admin endpoints."""
-
-    def __init__(self, server: SimServer) -> None:
-        self.server = server
-        self.http = httpx.Client(timeout=10)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        resp = self.http.request(method, self.server.admin_url + path, json=body)
-        assert resp.status_code < 300, resp.text
-        return resp.json()
-
-    def api(self, method: str, path: str, *, token: str = TOKEN, **kw: Any) -> httpx.Response:
-        headers = {"authorization": f"Bearer {token}", **kw.pop("headers", {})}
-        return self.http.request(method, self.server.url + path, headers=headers, **kw)
-
-    def seed(self, name: str, **extra: Any) -> dict[str, Any]:
-        cluster: dict[str, Any] = self.admin("POST", "/clusters", {"name": name, **extra})
-        return cluster
-
-    def scenario(self, **scenario: Any) -> None:
-        self.admin("POST", "/scenarios", scenario)
-
-    def journal(self) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = self.admin("GET", "/journal")["data"]
-        return data
-
-    def deletes(self, cluster_id: str) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.journal()
-            if e["method"] == "DELETE" and e["path"] == f"/clusters/{cluster_id}"
-        ]
-
-    def calls_for(self, cluster_id: str) -> list[dict[str, Any]]:
-        return [e for e in self.journal() if cluster_id in e["path"]]
-
-    def state(self) -> dict[str, Any]:
-        data: dict[str, Any] = self.admin("GET", "/state")
-        return data
-
-    def delete_operations(self, cluster_id: str) -> list[dict[str, Any]]:
-        return [
-            op
-            for op in self.state()["operations"]
-            if op["metadata"].get("type") == "cluster.delete"
-            and op["metadata"].get("cluster_id") == cluster_id
-        ]
-
-    def cluster_exists(self, cluster_id: str) -> bool:
-        return self.api("GET", f"/clusters/{cluster_id}").status_code == 200
 
 
 @pytest.fixture
@@ -113,54 +40,6 @@ def crd(kubectl: Any) -> str:
     kubectl("apply", "--server-side", "-f", str(CRD))
     kubectl("wait", "--for=condition=Established", "crd/akuaclusters.akua.dev", "--timeout=60s")
     return "akuaclusters.akua.dev"
-
-
-class Operator:
-    """`akua-operator run --namespace NS` as a subprocess; logs go to a file."""
-
-    def __init__(self, env: dict[str, str], namespace: str, log_path: Path) -> None:
-        self.env = env
-        self.namespace = namespace
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> Operator:
-        self.starts += 1
-        log = self.log_path.open("ab")
-        log.write(f"\n===== start #{self.starts} =====\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
-            [str(operator_binary()), "run", "--namespace", self.namespace],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no goodbye."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def assert_alive(self) -> None:
-        assert self.proc is not None
-        assert self.proc.poll() is None, f"the operator exited:\n{self.logs()[-4000:]}"
 
 
 @pytest.fixture
@@ -196,60 +75,3 @@ def operator(
     op.stop()
     if os.environ.get("AKUA_E2E_SHOW_LOGS"):
         print(op.logs())
-
-
-# --- helpers used by the tests ----------------------------------------------------------------
-
-
-def wait_for(
-    what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.2
-) -> Any:
-    """Poll ``check`` (from the test, not the operator) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def akc(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "akua.dev/v1alpha1",
-        "kind": "AkuaCluster",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-
-
-def get_akc(kubectl: Any, name: str, namespace: str) -> dict[str, Any] | None:
-    result = kubectl("get", "akc", name, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
-        if "NotFound" in result.stderr:
-            return None
-        raise AssertionError(result.stderr)
-    obj: dict[str, Any] = json.loads(result.stdout)
-    return obj
-
-
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond["type"] == type_:
-            return dict(cond)
-    return {}
-
-
-def events(kubectl: Any, name: str, namespace: str) -> list[dict[str, Any]]:
-    data = kubectl.json(
-        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
-    )
-    items: list[dict[str, Any]] = sorted(
-        data["items"], key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"])
-    )
-    return items
-
-
-def event_reasons(kubectl: Any, name: str, namespace: str) -> list[str]:
-    return [e["reason"] for e in events(kubectl, name, namespace)]

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import (
+from e2e_helpers import (
     Operator,
     Sim,
     akc,
@@ -186,3 +186,303 @@ class TestDeleteFlow:
         assert reasons.count("OperationStep") >= 8
         deleted = next(e for e in events(kubectl, "prod", namespace) if e["reason"] == "Deleted")
         assert ops[0]["html_url"] in deleted["message"]
+
+
+# --- 4. release: Orphan policy, already gone ----------------------------------------------------
+
+
+def test_orphan_policy_releases_at_once_without_any_api_call(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace, deletion={"policy": "Orphan"})
+    observed(kubectl, "prod", namespace)
+    sim.admin("DELETE", "/journal")
+    kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=60s")
+    assert sim.calls_for(cluster_id) == []
+    assert sim.cluster_exists(cluster_id)
+    assert "Orphaned" in event_reasons(kubectl, "prod", namespace)
+
+
+def test_cluster_already_gone_releases(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace)
+    etag = observed(kubectl, "prod", namespace)["status"]["etag"]
+    # someone deletes the cluster in Akua directly
+    resp = sim.api("DELETE", f"/clusters/{cluster_id}", headers={"if-match": etag})
+    assert resp.status_code == 202
+    wait_for("the outside delete", lambda: not sim.cluster_exists(cluster_id))
+    kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=60s")
+    assert "AlreadyGone" in event_reasons(kubectl, "prod", namespace)
+    assert len(sim.delete_operations(cluster_id)) == 1  # only the outside one
+
+
+# --- 5. FAILED / CANCELLED --------------------------------------------------------------------
+
+
+def test_retryable_failure_is_retried_with_a_fresh_etag_and_a_new_key(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace)
+    observed(kubectl, "prod", namespace)
+    sim.scenario(
+        operation_type="cluster.delete",
+        cluster_id=cluster_id,
+        mode="fail",
+        step="delete_workers",
+        retryable=True,
+        error_message="workers did not drain",
+        times=1,
+    )
+    kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=120s", timeout=150)
+    ops = sim.delete_operations(cluster_id)
+    assert [op["state"] for op in ops] == ["FAILED", "SUCCEEDED"]
+    accepted = [d for d in sim.deletes(cluster_id) if d["status"] == 202]
+    assert len(accepted) == 2
+    assert accepted[0]["idempotency_key"] != accepted[1]["idempotency_key"]
+    assert accepted[0]["if_match"] != accepted[1]["if_match"]
+    reasons = event_reasons(kubectl, "prod", namespace)
+    assert "DeleteRetrying" in reasons
+    assert "Deleted" in reasons
+
+
+def test_on_failure_release_records_the_error_and_leaves_the_cluster(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace, deletion={"maxRetries": 0})
+    observed(kubectl, "prod", namespace)
+    sim.scenario(
+        operation_type="cluster.delete",
+        cluster_id=cluster_id,
+        mode="fail",
+        step="delete_control_plane",
+        retryable=False,
+        error_message="control plane is protected",
+    )
+    kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=120s", timeout=150)
+    assert sim.cluster_exists(cluster_id)
+    failed = [e for e in events(kubectl, "prod", namespace) if e["reason"] == "DeleteFailed"]
+    assert len(failed) == 1
+    assert "control plane is protected" in failed[0]["message"]
+    assert failed[0]["type"] == "Warning"
+    assert "DeleteFailed" in operator.logs()
+
+
+def test_on_failure_retain_keeps_the_finalizer_until_akua_dev_retry_changes(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace, deletion={"onFailure": "Retain"})
+    observed(kubectl, "prod", namespace)
+    sim.scenario(
+        operation_type="cluster.delete",
+        cluster_id=cluster_id,
+        mode="fail",
+        step="drain_workloads",
+        retryable=False,
+        error_message="a PodDisruptionBudget blocks the drain",
+        times=1,
+    )
+    kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+    obj = wait_for(
+        "Stalled=True",
+        lambda: (
+            (o := get_akc(kubectl, "prod", namespace))
+            and condition(o, "Stalled").get("status") == "True"
+            and o
+        ),
+    )
+    stalled = condition(obj, "Stalled")
+    assert stalled["reason"] == "DeleteRetained"
+    assert "PodDisruptionBudget" in stalled["message"]
+    assert obj["metadata"]["finalizers"] == ["akua.dev/finalizer"]
+    time.sleep(3)  # several retain re-checks (1 s): no new DELETE without a trigger
+    assert len(sim.deletes(cluster_id)) == 1
+    assert get_akc(kubectl, "prod", namespace) is not None
+    kubectl("annotate", "akc", "prod", "-n", namespace, "akua.dev/retry=1")
+    wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None)
+    assert [op["state"] for op in sim.delete_operations(cluster_id)] == ["FAILED", "SUCCEEDED"]
+    assert "DeleteRetry" in event_reasons(kubectl, "prod", namespace)
+
+
+# --- 6. 409 -----------------------------------------------------------------------------------
+
+
+def test_stale_etag_409_takes_the_current_etag_and_deletes(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace)
+    etag = observed(kubectl, "prod", namespace)["status"]["etag"]
+    # the cluster changes in Akua after the operator observed it
+    resp = sim.api(
+        "PATCH", f"/clusters/{cluster_id}", headers={"if-match": etag}, json={"name": "renamed"}
+    )
+    assert resp.status_code == 200, resp.text
+    current = resp.json()["etag"]
+    kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=120s", timeout=150)
+    deletes = sim.deletes(cluster_id)
+    assert [(d["if_match"], d["status"]) for d in deletes] == [(etag, 409), (current, 202)]
+    assert "ClusterChanged" in event_reasons(kubectl, "prod", namespace)
+
+
+class TestOtherOperation:
+    @pytest.fixture
+    def sim_config(self) -> SimConfig:
+        return SimConfig(step_seconds=1.0)
+
+    def test_a_running_suspend_is_waited_for_then_deleted(
+        self, kubectl: Any, sim: Sim, namespace: str, operator: Operator
+    ) -> None:
+        operator.start()
+        cluster_id = adopt(kubectl, sim, namespace)
+        etag = observed(kubectl, "prod", namespace)["status"]["etag"]
+        resp = sim.api("POST", f"/clusters/{cluster_id}:suspend", headers={"if-match": etag})
+        assert resp.status_code == 202, resp.text
+        suspend_id = resp.json()["id"]
+        kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=120s", timeout=150)
+        deletes = sim.deletes(cluster_id)
+        assert [d["status"] for d in deletes] == [409, 202]
+        ops = {op["id"]: op for op in sim.state()["operations"]}
+        assert ops[suspend_id]["state"] == "SUCCEEDED"
+        assert len(sim.delete_operations(cluster_id)) == 1
+        assert "WaitingForOperation" in event_reasons(kubectl, "prod", namespace)
+
+
+# --- 7. credentials and transient failures ----------------------------------------------------
+
+
+def put_secret(kubectl: Any, namespace: str, token: str) -> None:
+    manifest = kubectl(
+        "create",
+        "secret",
+        "generic",
+        "akua-creds",
+        "-n",
+        namespace,
+        f"--from-literal=token={token}",
+        "--dry-run=client",
+        "-o",
+        "json",
+    ).stdout
+    kubectl.apply(manifest)
+
+
+def test_rejected_credentials_stall_and_a_corrected_secret_is_picked_up(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    wrong = "sk_akua_wrong_token_value"
+    put_secret(kubectl, namespace, wrong)
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace, credentials={"secretRef": {"name": "akua-creds"}})
+    obj = wait_for(
+        "Stalled=True (credentials)",
+        lambda: (
+            (o := get_akc(kubectl, "prod", namespace))
+            and condition(o, "Stalled").get("reason") == "CredentialsRejected"
+            and o
+        ),
+    )
+    kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+    time.sleep(3)
+    obj = get_akc(kubectl, "prod", namespace)
+    assert obj is not None
+    assert obj["metadata"]["finalizers"] == ["akua.dev/finalizer"]
+    stalled = condition(obj, "Stalled")
+    assert stalled["status"] == "True"
+    assert stalled["reason"] == "CredentialsRejected"
+    assert "Secret akua-creds" in stalled["message"]
+    assert sim.cluster_exists(cluster_id)
+    # fix the Secret: no restart needed
+    put_secret(kubectl, namespace, "sk_akua_test")
+    wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None)
+    assert not sim.cluster_exists(cluster_id)
+    assert operator.starts == 1
+    operator.assert_alive()
+    # the token is nowhere
+    assert wrong not in operator.logs()
+    assert wrong not in json.dumps(obj)
+    assert all(wrong not in e["message"] for e in events(kubectl, "prod", namespace))
+
+
+def test_errors_and_lost_responses_never_start_a_second_operation(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace)
+    observed(kubectl, "prod", namespace)
+    # the first DELETE is processed but its response is lost; then 503s and 429s
+    sim.admin("POST", "/faults", {"drop_rate": 1.0, "methods": ["DELETE"], "count": 1})
+    kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+    wait_for("the dropped DELETE", lambda: len(sim.deletes(cluster_id)) >= 1)
+    sim.admin(
+        "POST",
+        "/faults",
+        {"error_rate_503": 1.0, "methods": ["POST", "GET"], "count": 4, "retry_after_seconds": 1},
+    )
+    wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None, timeout=90)
+    assert len(sim.delete_operations(cluster_id)) == 1
+    keys = {d["idempotency_key"] for d in sim.deletes(cluster_id)}
+    assert len(keys) == 1  # every resend was the same request
+
+
+# --- 8. restarts --------------------------------------------------------------------------------
+
+
+class TestRestart:
+    @pytest.fixture
+    def sim_config(self) -> SimConfig:
+        return SimConfig(step_seconds=2.0)
+
+    def test_killed_mid_operation_the_next_operator_resumes_it(
+        self, kubectl: Any, sim: Sim, namespace: str, operator: Operator
+    ) -> None:
+        operator.start()
+        cluster_id = adopt(kubectl, sim, namespace)
+        observed(kubectl, "prod", namespace)
+        kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+        wait_for(
+            "the operation id in status",
+            lambda: (
+                ((get_akc(kubectl, "prod", namespace) or {}).get("status") or {})
+                .get("operation", {})
+                .get("state")
+                == "RUNNING"
+            ),
+        )
+        operator.kill()
+        time.sleep(1)
+        operator.start()
+        wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None)
+        assert len(sim.deletes(cluster_id)) == 1
+        (op,) = sim.delete_operations(cluster_id)
+        assert op["state"] == "SUCCEEDED"
+
+
+# --- 9. escape hatch ------------------------------------------------------------------------------
+
+
+def test_orphan_annotation_releases_a_stuck_deletion_without_deleting(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    put_secret(kubectl, namespace, "sk_akua_revoked")
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace, credentials={"secretRef": {"name": "akua-creds"}})
+    wait_for("the finalizer", lambda: finalizers(kubectl, "prod", namespace))
+    kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+    wait_for(
+        "a stuck deletion",
+        lambda: (o := get_akc(kubectl, "prod", namespace))
+        and o["metadata"].get("deletionTimestamp")
+        and condition(o, "Stalled").get("reason") == "CredentialsRejected",
+    )
+    kubectl("annotate", "akc", "prod", "-n", namespace, "akua.dev/orphan=true")
+    wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None)
+    assert sim.cluster_exists(cluster_id)
+    assert [d for d in sim.deletes(cluster_id) if d["status"] == 202] == []
+    orphaned = [e for e in events(kubectl, "prod", namespace) if e["reason"] == "Orphaned"]
+    assert orphaned and "akua.dev/orphan" in orphaned[0]["message"]
