@@ -414,7 +414,8 @@ async def test_long_error_bodies_are_cut(sleeps: Sleeps, creds: Credentials) -> 
     async with make_client(transport, sleeps, max_retries=0) as c:
         with pytest.raises(AkuaServerError) as info:
             await c.get_cluster("clu_1", creds=creds)
-    assert info.value.body is not None and len(info.value.body) <= MAX_BODY_CHARS + 20
+    assert info.value.body is not None and len(info.value.body) <= MAX_BODY_CHARS
+    assert len(info.value.message) <= MAX_BODY_CHARS
     assert len(str(info.value)) < MAX_BODY_CHARS + 100
     assert info.value.code is None
 

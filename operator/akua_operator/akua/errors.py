@@ -39,7 +39,8 @@ def safe_text(text: str, secrets: Iterable[str] = (), limit: int = MAX_BODY_CHAR
         if secret:
             text = text.replace(secret, _REDACTED)
     if len(text) > limit:
-        text = text[:limit] + "...[truncated]"
+        suffix = "...[truncated]"
+        text = text[: max(0, limit - len(suffix))] + suffix
     return text
 
 
