@@ -262,3 +262,21 @@ def test_watch_events_keep_resources_and_finalizers_current(clock: Clock) -> Non
     text = telemetry.metrics.exposition().decode()
     assert 'akua_resources{condition="Ready",reason="Deleting",status="False"} 0.0' in text
     assert telemetry.tracker.liveness().checks["watch"]["active_resources"] == 0
+
+
+def test_watch_stall_threshold_covers_three_reconcile_periods_unless_set() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert settings_from_args(parser.parse_args([]), {}).thresholds.watch_stall_after == 900
+    stretched = settings_from_args(parser.parse_args([]), {}, reconcile_interval=600)
+    assert stretched.thresholds.watch_stall_after == 1800
+    short = settings_from_args(parser.parse_args([]), {}, reconcile_interval=60)
+    assert short.thresholds.watch_stall_after == 900
+    explicit = settings_from_args(
+        parser.parse_args(["--watch-stall-seconds", "120"]), {}, reconcile_interval=600
+    )
+    assert explicit.thresholds.watch_stall_after == 120
+    from_env = settings_from_args(
+        parser.parse_args([]), {"AKUA_WATCH_STALL_SECONDS": "200"}, reconcile_interval=600
+    )
+    assert from_env.thresholds.watch_stall_after == 200

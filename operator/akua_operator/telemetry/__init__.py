@@ -15,6 +15,7 @@ and the handlers report through ``telemetry.current()``: ``record_resource``, ``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import time
@@ -148,7 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, log_level: bool = True) ->
     ``--metrics-port`` (``AKUA_METRICS_PORT``, 8080), ``--health-port`` (``AKUA_HEALTH_PORT``,
     8081), ``--log-format`` (``AKUA_LOG_FORMAT``, text|json), ``--log-level``
     (``AKUA_LOG_LEVEL``, INFO; omit with ``log_level=False`` if the caller has its own),
-    ``--watch-stall-seconds`` (``AKUA_WATCH_STALL_SECONDS``, 300) and
+    ``--watch-stall-seconds`` (``AKUA_WATCH_STALL_SECONDS``, 900) and
     ``--api-unreachable-seconds`` (``AKUA_API_UNREACHABLE_SECONDS``, 120).
     Environment values are validated when :func:`settings_from_args` runs.
     """
@@ -184,7 +185,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, log_level: bool = True) ->
         type=_seconds,
         default=None,
         help="liveness fails after this long without watch events or reconcile ticks while "
-        "AkuaClusters exist (env AKUA_WATCH_STALL_SECONDS, default 300)",
+        "AkuaClusters exist (env AKUA_WATCH_STALL_SECONDS, default 900, at least 3 periodic "
+        "observation intervals)",
     )
     group.add_argument(
         "--api-unreachable-seconds",
@@ -196,10 +198,29 @@ def add_arguments(parser: argparse.ArgumentParser, *, log_level: bool = True) ->
 
 
 def settings_from_args(
-    args: argparse.Namespace, env: Mapping[str, str] | None = None
+    args: argparse.Namespace,
+    env: Mapping[str, str] | None = None,
+    *,
+    reconcile_interval: float | None = None,
 ) -> TelemetrySettings:
-    """Flags over environment over defaults."""
+    """Flags over environment over defaults.
+
+    ``reconcile_interval``: the period of the per-resource timer that marks reconcile ticks.
+    When the watch stall threshold is not set explicitly, it becomes at least three such periods,
+    so an idle operator whose only sign of life is that timer stays live.
+    """
+    env = os.environ if env is None else env
     base = settings_from_env(env)
+    explicit_stall = getattr(args, "watch_stall_seconds", None) is not None or bool(
+        env.get("AKUA_WATCH_STALL_SECONDS", "").strip()
+    )
+    if reconcile_interval is not None and not explicit_stall:
+        floor = 3.0 * reconcile_interval
+        if base.thresholds.watch_stall_after < floor:
+            base = dataclasses.replace(
+                base,
+                thresholds=dataclasses.replace(base.thresholds, watch_stall_after=floor),
+            )
 
     def pick(name: str, fallback: Any) -> Any:
         value = getattr(args, name, None)

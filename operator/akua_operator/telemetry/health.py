@@ -56,7 +56,7 @@ class HealthThresholds:
 
     #: Liveness fails if no watch event / reconcile tick for this long while resources exist.
     #: Keep it above three periods of the per-resource timer.
-    watch_stall_after: float = 300.0
+    watch_stall_after: float = 900.0
     #: Readiness fails if Akua calls failed continuously for this long.
     api_unreachable_after: float = 120.0
     #: Liveness fails if the event loop heartbeat is older than this.
