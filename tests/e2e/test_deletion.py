@@ -476,9 +476,11 @@ def test_orphan_annotation_releases_a_stuck_deletion_without_deleting(
     kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
     wait_for(
         "a stuck deletion",
-        lambda: (o := get_akc(kubectl, "prod", namespace))
-        and o["metadata"].get("deletionTimestamp")
-        and condition(o, "Stalled").get("reason") == "CredentialsRejected",
+        lambda: (
+            (o := get_akc(kubectl, "prod", namespace))
+            and o["metadata"].get("deletionTimestamp")
+            and condition(o, "Stalled").get("reason") == "CredentialsRejected"
+        ),
     )
     kubectl("annotate", "akc", "prod", "-n", namespace, "akua.dev/orphan=true")
     wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None)
