@@ -194,3 +194,31 @@ def _assert_status(response: httpx.Response, status: int) -> httpx.Response:
 
 def _assert_equal(actual: float, expected: float) -> None:
     assert actual == expected
+
+
+def test_a_taken_metrics_port_stops_kopf_with_a_clear_error(tmp_path: Path) -> None:
+    handlers = tmp_path / "handlers.py"
+    handlers.write_text(textwrap.dedent(HANDLERS))
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "KUBECONFIG": str(tmp_path / "none"),
+            "AKUA_METRICS_PORT": str(port),
+            "AKUA_HEALTH_PORT": "0",
+            "AKUA_LOG_FORMAT": "json",
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "kopf", "run", "--standalone", "-n", "x", handlers],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"cannot serve metrics/health on ports {port}/0" in output

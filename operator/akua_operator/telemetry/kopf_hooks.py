@@ -77,7 +77,14 @@ def register(
 
     @kopf.on.startup(id="akua_telemetry_start", registry=registry)
     async def _telemetry_start(**_: Any) -> None:
-        await tel.start()
+        try:
+            await tel.start()
+        except OSError as exc:
+            # A taken port will not free itself: stop the operator instead of retrying forever.
+            raise kopf.PermanentError(
+                f"cannot serve metrics/health on ports {tel.settings.metrics_port}/"
+                f"{tel.settings.health_port}: {exc}"
+            ) from exc
         if mark_started:
             tel.tracker.mark_started()
 
