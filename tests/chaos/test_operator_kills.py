@@ -40,6 +40,8 @@ def test_kills_during_deletions_resume_and_delete_exactly_once(
     operator.start()
     chaoskit.wait_all_observed(watcher, len(names), operator, timeout=60 + scale.deletions)
 
+    # Deletions of 6 s, so the kills (and the restarts' start-up) land among them.
+    sim.admin("PATCH", "/config", {"step_seconds": 1.5})
     harness.delete_all(kube_client, namespace)
     remaining_at_kill: list[int] = []
     for _ in range(scale.kills):
@@ -54,6 +56,7 @@ def test_kills_during_deletions_resume_and_delete_exactly_once(
     chaoskit.wait_all_gone(watcher, names, timeout=60 + 3 * scale.deletions)
     watcher.stop()
 
+    print(f"objects left at each kill: {remaining_at_kill}")
     assert remaining_at_kill[0] > 0, "the first kill must land while deletions are in flight"
     assert operator.starts == scale.kills + 1
     assert harness.list_objects(kube_client, namespace) == []

@@ -20,6 +20,7 @@ import harness
 pytestmark = [pytest.mark.e2e]
 
 RETRY_AFTER = 1
+RATE, BURST = 4.0, 4  # the operator's own client-side limit for this test (--api-rate/--api-burst)
 BASE_FAULTS: dict[str, Any] = {
     "error_rate_503": 0.2,
     "drop_rate": 0.1,
@@ -29,12 +30,13 @@ BASE_FAULTS: dict[str, Any] = {
 
 
 def _storms(sim: harness.SimProcess, stop: threading.Event) -> None:
-    """Every few seconds, a 1.5 s storm in which 90% of calls get 429 with Retry-After."""
-    while not stop.wait(3.0):
+    """From the start, every 4 s a 1.5 s storm in which 90% of calls get 429 + Retry-After."""
+    while not stop.is_set():
         sim.set_faults(**BASE_FAULTS, error_rate_429=0.9)
         if stop.wait(1.5):
             break
         sim.set_faults(**BASE_FAULTS)
+        stop.wait(2.5)
 
 
 def test_deletions_complete_through_503s_drops_429_storms_and_stale_reads(
@@ -51,17 +53,29 @@ def test_deletions_complete_through_503s_drops_429_storms_and_stale_reads(
     watcher = harness.Watcher(kubeconfig, namespace)
     watcher.start()
     watcher.wait_ready()
-    operator = operator_factory(sim.url)
+    operator = operator_factory(sim.url, "--api-rate", str(RATE), "--api-burst", str(BURST))
     operator.start()
+    sim.admin("PATCH", "/config", {"step_seconds": 1.0})  # deletions of 4 s: several storms
     sim.set_faults(**BASE_FAULTS)
     chaoskit.wait_all_observed(watcher, len(names), operator, timeout=90 + scale.deletions)
 
+    # The worst case first: the first DELETEs are carried out, but their answers are lost.
+    sim.set_faults(
+        **{**BASE_FAULTS, "error_rate_503": 0.0, "drop_rate": 1.0},
+        methods=["DELETE"],
+        count=2,
+    )
+    t0 = time.time()
+    harness.delete_all(kube_client, namespace)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if sum(1 for e in sim.journal() if e["fault"] == "drop_after") >= 2:
+            break
+        time.sleep(0.1)
     stop = threading.Event()
     storms = threading.Thread(target=_storms, args=(sim, stop), daemon=True)
     storms.start()
-    t0 = time.time()
     try:
-        harness.delete_all(kube_client, namespace)
         chaoskit.wait_all_gone(watcher, names, timeout=120 + 4 * scale.deletions)
     finally:
         stop.set()
@@ -71,7 +85,14 @@ def test_deletions_complete_through_503s_drops_429_storms_and_stale_reads(
     assert operator.alive(), "the operator survived the faults"
 
     journal = sim.journal()
-    faults = {e["fault"] for e in journal if e["time"] >= t0 and e["fault"]}
+    faults = {e["fault"] for e in journal if e["fault"]}
+    dropped_deletes = [e for e in journal if e["method"] == "DELETE" and e["fault"] == "drop_after"]
+    deletes = [
+        (e["time"] - t0, e["path"][-6:], e["status"], e["fault"])
+        for e in journal
+        if e["method"] == "DELETE"
+    ]
+    assert dropped_deletes and dropped_deletes[0]["time"] >= t0, deletes
     assert {"503", "429", "drop_after"} <= faults, f"faults actually injected: {faults}"
     assert harness.list_objects(kube_client, namespace) == []
     chaoskit.assert_each_deleted_exactly_once(sim, list(by_name.values()))
@@ -88,6 +109,15 @@ def test_deletions_complete_through_503s_drops_429_storms_and_stale_reads(
                 early.append((key, round(gap, 3)))
         last[key] = entry
     assert not early, f"calls repeated before Retry-After elapsed: {early[:10]}"
+
+    # The client's rate limit held: in any window of w seconds, at most burst + rate * w calls
+    # (one more for a token taken just before the window opened).
+    times = sorted(e["time"] for e in journal)
+    for window in (1.0, 2.0, 5.0):
+        most = max(
+            sum(1 for t in times[i:] if t - start <= window) for i, start in enumerate(times)
+        )
+        assert most <= BURST + RATE * window + 1, f"{most} calls within {window}s"
 
     chaoskit.assert_token_nowhere(
         token, kube_client, namespace, operator.log_text(), chaoskit.statuses_text(watcher)
