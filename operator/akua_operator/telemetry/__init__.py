@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import datetime
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -256,6 +257,7 @@ class _ApiProgress:
         self._tracker = tracker
         self._ok = 0
         self._failed = 0
+        self._lock = threading.Lock()  # kopf runs the sync probe handler in a thread
 
     def refresh(self) -> None:
         ok = failed = 0
@@ -264,11 +266,12 @@ class _ApiProgress:
                 failed += int(series["count"])
             else:
                 ok += int(series["count"])
-        if ok > self._ok:
-            self._tracker.mark_api_success()
-        elif failed > self._failed:
-            self._tracker.mark_api_failure()
-        self._ok, self._failed = ok, failed
+        with self._lock:
+            if ok > self._ok:
+                self._tracker.mark_api_success()
+            elif failed > self._failed:
+                self._tracker.mark_api_failure()
+            self._ok, self._failed = max(ok, self._ok), max(failed, self._failed)
 
 
 class Telemetry:
