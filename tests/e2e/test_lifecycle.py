@@ -1,0 +1,477 @@
+"""The lifecycle end to end (issue 5): the real control plane, the simulator on loopback, and
+`akua-operator run` as a subprocess. Create (and a crash in the middle of it), import, adopt,
+name drift repaired through a 409, a cluster deleted outside Kubernetes, suspend/resume with
+Akua's own resume, pause; the Argo CD health check runs on the statuses the operator wrote."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from argocd_lua import argocd_health
+from e2e_helpers import Operator, Sim, condition, event_reasons, events, get_akc, wait_for
+
+from akua_operator.sim.config import SimConfig
+
+CREATE_STEPS = ["validate_request", "provision_network", "provision_control_plane"]
+
+
+@pytest.fixture
+def sim_config() -> SimConfig:
+    return SimConfig(step_seconds=0.5)
+
+
+def res(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "akua.dev/v1alpha1",
+        "kind": "AkuaCluster",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+class Recorder:
+    """Polls the object (from the test) and keeps every distinct version it saw."""
+
+    def __init__(self, kubectl: Any, name: str, namespace: str, interval: float = 0.1) -> None:
+        self.kubectl = kubectl
+        self.name = name
+        self.namespace = namespace
+        self.interval = interval
+        self.objects: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last = None
+        while not self._stop.is_set():
+            try:
+                obj = get_akc(self.kubectl, self.name, self.namespace)
+            except AssertionError:  # the control plane is going away
+                return
+            if obj is not None and obj["metadata"]["resourceVersion"] != last:
+                last = obj["metadata"]["resourceVersion"]
+                self.objects.append(obj)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return self.objects
+
+
+def wait_obj(
+    kubectl: Any, name: str, namespace: str, what: str, check: Callable[[dict[str, Any]], Any]
+) -> dict[str, Any]:
+    obj: dict[str, Any] = wait_for(
+        what, lambda: (o := get_akc(kubectl, name, namespace)) and check(o) and o, timeout=90
+    )
+    return obj
+
+
+def ready(obj: dict[str, Any], reason: str | None = None) -> bool:
+    cond = condition(obj, "Ready")
+    return (
+        cond.get("status") == "True"
+        and (reason is None or cond.get("reason") == reason)
+        and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
+    )
+
+
+def stalled(obj: dict[str, Any], reason: str) -> bool:
+    cond = condition(obj, "Stalled")
+    return cond.get("status") == "True" and cond.get("reason") == reason
+
+
+def operator_posts(sim: Sim, path: str) -> list[dict[str, Any]]:
+    return [e for e in sim.journal() if e["method"] == "POST" and e["path"] == path]
+
+
+def sim_clusters(sim: Sim) -> list[dict[str, Any]]:
+    clusters: list[dict[str, Any]] = sim.state()["clusters"]
+    return clusters
+
+
+def sim_ops(sim: Sim, op_type: str) -> list[dict[str, Any]]:
+    return [op for op in sim.state()["operations"] if op["metadata"].get("type") == op_type]
+
+
+def etag_of(sim: Sim, cluster_id: str) -> str:
+    etag: str = sim.api("GET", f"/clusters/{cluster_id}").json()["etag"]
+    return etag
+
+
+def wait_op_done(sim: Sim, op_id: str) -> None:
+    wait_for(f"operation {op_id}", lambda: sim.api("GET", f"/operations/{op_id}").json()["done"])
+
+
+# --- create ------------------------------------------------------------------------------------
+
+
+def test_create_mirrors_the_operation_and_sets_the_cluster_id(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    rec = Recorder(kubectl, "web", namespace)
+    kubectl.apply(res("web", namespace, {"name": f"web-{namespace}", "regionId": "reg_eu"}))
+    obj = wait_obj(kubectl, "web", namespace, "the created cluster Ready", ready)
+    seen = rec.stop()
+    operator.assert_alive()
+    uid = obj["metadata"]["uid"]
+
+    # Akua: exactly one cluster with that name, one create operation, one key derived from uid.
+    mine = [c for c in sim_clusters(sim) if c["name"] == f"web-{namespace}"]
+    assert len(mine) == 1
+    assert obj["status"]["clusterId"] == mine[0]["id"]
+    assert obj["status"]["state"] == "active"
+    posts = operator_posts(sim, "/clusters")
+    assert posts
+    assert {p["idempotency_key"] for p in posts} == {f"{uid}-create-1"}
+    assert len(sim_ops(sim, "cluster.create")) == 1
+
+    # The operation and its steps were mirrored while it ran, and it ended SUCCEEDED.
+    running = [
+        o for o in seen if ((o.get("status") or {}).get("operation") or {}).get("done") is False
+    ]
+    assert running, "no status showed the running create operation"
+    op = running[-1]["status"]["operation"]
+    assert op["type"] == "cluster.create"
+    assert [s["name"] for s in op["steps"]][:3] == CREATE_STEPS
+    assert obj["status"]["operation"]["state"] == "SUCCEEDED"
+    assert obj["status"]["operation"]["id"] == op["id"]
+    reasons = event_reasons(kubectl, "web", namespace)
+    for reason in ("Creating", "CreateStarted", "OperationStep", "Created", "Observed"):
+        assert reason in reasons, reasons
+    created = next(e for e in events(kubectl, "web", namespace) if e["reason"] == "Created")
+    assert mine[0]["id"] in created["message"]
+    assert "https://" in created["message"]
+
+    # Argo CD's health, on what the operator really wrote: Progressing while the operation ran,
+    # Healthy once Ready.
+    assert argocd_health(running[-1])["status"] == "Progressing"
+    assert "create" in argocd_health(running[-1])["message"]
+    assert argocd_health(obj)["status"] == "Healthy"
+    # The printer columns show the phase.
+    table = kubectl("get", "akc", "web", "-n", namespace).stdout
+    assert "REASON" in table
+    assert "Active" in table
+    assert mine[0]["id"] in table
+
+
+def test_crash_between_the_post_and_the_record_creates_exactly_one_cluster(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    # The first POST /clusters is processed by Akua, but the answer never reaches the operator
+    # (connection cut after processing); the operator is SIGKILLed right then.
+    sim.admin(
+        "POST",
+        "/faults",
+        {"drop_rate": 1.0, "methods": ["POST"], "path_contains": "/clusters", "count": 1},
+    )
+    operator.env["AKUA_API_MAX_RETRIES"] = "0"  # no in-call retry: the kill comes first
+    operator.start()
+    kubectl.apply(res("crash", namespace, {"name": f"crash-{namespace}", "regionId": "reg_eu"}))
+    dropped = wait_for(
+        "the dropped POST /clusters",
+        lambda: [p for p in operator_posts(sim, "/clusters") if p["fault"] == "drop_after"],
+        interval=0.02,
+    )
+    operator.kill()
+    # Akua did create it: one cluster exists, provisioning, and the operator never learned of it.
+    assert len([c for c in sim_clusters(sim) if c["name"] == f"crash-{namespace}"]) == 1
+    obj = get_akc(kubectl, "crash", namespace)
+    assert obj is not None
+    uid = obj["metadata"]["uid"]
+    assert dropped[0]["idempotency_key"] == f"{uid}-create-1"
+    # The intent (attempt 1) was recorded before the POST; no operation id was.
+    assert obj["status"]["lifecycle"]["createAttempt"] == 1
+    assert "operation" not in obj["status"]
+
+    operator.start()
+    obj = wait_obj(kubectl, "crash", namespace, "Ready after the restart", ready)
+    operator.assert_alive()
+    mine = [c for c in sim_clusters(sim) if c["name"] == f"crash-{namespace}"]
+    assert len(mine) == 1, mine
+    assert obj["status"]["clusterId"] == mine[0]["id"]
+    assert len(sim_ops(sim, "cluster.create")) == 1
+    posts = operator_posts(sim, "/clusters")
+    assert len(posts) >= 2  # the lost one and the resend after the restart
+    assert {p["idempotency_key"] for p in posts} == {f"{uid}-create-1"}
+    assert [p["status"] for p in posts][1:] == [202] * (len(posts) - 1)
+
+
+# --- import --------------------------------------------------------------------------------
+
+
+def test_import_reads_the_kubeconfig_secret_and_it_goes_nowhere_else(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    marker = "kc-marker-6f1d2e"
+    kubeconfig = f"apiVersion: v1\nkind: Config\nclusters: []\n# {marker}\n"
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "edge-kubeconfig", "namespace": namespace},
+            "data": {"config": base64.b64encode(kubeconfig.encode()).decode()},
+        }
+    )
+    operator.start()
+    spec = {
+        "name": f"edge-{namespace}",
+        "regionId": "reg_eu",
+        "provider": "imported_byoc",
+        "kubeconfigSecretRef": {"name": "edge-kubeconfig", "key": "config"},
+    }
+    kubectl.apply(res("edge", namespace, spec))
+    obj = wait_obj(kubectl, "edge", namespace, "the imported cluster Ready", ready)
+    operator.assert_alive()
+    mine = [c for c in sim_clusters(sim) if c["name"] == f"edge-{namespace}"]
+    assert len(mine) == 1
+    assert mine[0]["provider"] == "imported_byoc"
+    assert obj["status"]["clusterId"] == mine[0]["id"]
+    assert obj["status"]["provider"] == "imported_byoc"
+    assert "Imported" in event_reasons(kubectl, "edge", namespace)
+    assert len(operator_posts(sim, "/clusters:import")) == 1
+    assert operator_posts(sim, "/clusters") == []
+    # The kubeconfig is nowhere but the request body.
+    assert marker not in json.dumps(obj)
+    assert marker not in json.dumps(events(kubectl, "edge", namespace))
+    assert marker not in operator.logs()
+
+
+def test_import_with_a_missing_secret_stalls_with_a_clear_reason(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    spec = {
+        "name": "edge",
+        "regionId": "reg_eu",
+        "provider": "imported_byoc",
+        "kubeconfigSecretRef": {"name": "nope"},
+    }
+    kubectl.apply(res("edge", namespace, spec))
+    obj = wait_obj(
+        kubectl, "edge", namespace, "Stalled", lambda o: stalled(o, "KubeconfigUnavailable")
+    )
+    assert f"Secret {namespace}/nope not found" in condition(obj, "Stalled")["message"]
+    assert argocd_health(obj)["status"] == "Degraded"
+    assert operator_posts(sim, "/clusters:import") == []
+
+
+# --- adopt, drift, gone ------------------------------------------------------------------------
+
+
+def test_adopt_repairs_name_drift_through_a_409(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    time.sleep(2)  # let the operator finish starting, so its first read falls in the window
+    # Reads of the cluster return the pre-write state for 4 s after a write: the operator's
+    # first PATCH carries a stale etag and gets a 409.
+    sim.admin("PATCH", "/faults", {"stale_read_seconds": 4.0})
+    cluster = sim.seed(f"renamed-in-ui-{namespace}")
+    cid = cluster["id"]
+    patched = sim.api(
+        "PATCH",
+        f"/clusters/{cid}",
+        json={"region_id": "reg_b"},
+        headers={"if-match": cluster["etag"]},
+    )
+    assert patched.status_code == 200, patched.text
+    kubectl.apply(res("prod", namespace, {"clusterId": cid, "name": f"prod-{namespace}"}))
+    obj = wait_obj(
+        kubectl,
+        "prod",
+        namespace,
+        "the name repaired",
+        lambda o: ready(o) and o["status"].get("name") == f"prod-{namespace}",
+    )
+    operator.assert_alive()
+    uid = obj["metadata"]["uid"]
+    assert sim.api("GET", f"/clusters/{cid}").json()["name"] == f"prod-{namespace}"
+    mine = [
+        e
+        for e in sim.journal()
+        if e["method"] == "PATCH" and (e["idempotency_key"] or "").startswith(uid)
+    ]
+    statuses = [e["status"] for e in mine]
+    assert statuses[0] == 409, statuses
+    assert statuses[-1] == 200, statuses
+    assert all(e["if_match"] for e in mine)
+    # Each 409 was followed by a re-read, never by a resend of the stale etag.
+    stale = [e["if_match"] for e in mine if e["status"] == 409]
+    assert mine[-1]["if_match"] not in stale
+    reasons = event_reasons(kubectl, "prod", namespace)
+    for reason in ("NameDrift", "ClusterChanged", "Renamed"):
+        assert reason in reasons, reasons
+    assert operator_posts(sim, "/clusters") == []  # adopting never creates
+
+
+def test_cluster_deleted_outside_kubernetes_stalls_and_is_not_recreated(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.env["AKUA_OBSERVE_INTERVAL"] = "1"
+    operator.start()
+    cid = sim.seed(f"doomed-{namespace}")["id"]
+    kubectl.apply(res("doomed", namespace, {"clusterId": cid, "name": f"doomed-{namespace}"}))
+    obj = wait_obj(kubectl, "doomed", namespace, "adopted", ready)
+    assert argocd_health(obj)["status"] == "Healthy"
+    gone = sim.api("DELETE", f"/clusters/{cid}", headers={"if-match": etag_of(sim, cid)})
+    assert gone.status_code == 202, gone.text
+    wait_op_done(sim, gone.json()["id"])
+    obj = wait_obj(kubectl, "doomed", namespace, "Stalled", lambda o: stalled(o, "ClusterNotFound"))
+    message = condition(obj, "Stalled")["message"]
+    assert f"Akua cluster {cid} does not exist" in message
+    assert "Nothing is re-created" in message
+    assert condition(obj, "Ready")["status"] == "False"
+    assert "ClusterNotFound" in event_reasons(kubectl, "doomed", namespace)
+    assert argocd_health(obj)["status"] == "Degraded"
+    assert operator_posts(sim, "/clusters") == []
+    # The resource can still be deleted: nothing to delete, the finalizer is released.
+    kubectl("delete", "akc", "doomed", "-n", namespace, "--timeout=60s", timeout=90)
+    assert get_akc(kubectl, "doomed", namespace) is None
+
+
+# --- suspend and resume --------------------------------------------------------------------------
+
+
+def test_suspend_resume_and_akuas_own_resume(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.env["AKUA_OBSERVE_INTERVAL"] = "1"
+    operator.start()
+    cid = sim.seed(f"sleepy-{namespace}")["id"]
+    kubectl.apply(res("sleepy", namespace, {"clusterId": cid}))
+    wait_obj(kubectl, "sleepy", namespace, "adopted", ready)
+    rec = Recorder(kubectl, "sleepy", namespace)
+
+    kubectl("patch", "akc", "sleepy", "-n", namespace, "--type=merge", "-p",
+            '{"spec":{"suspended":true}}')  # fmt: skip
+    obj = wait_obj(
+        kubectl,
+        "sleepy",
+        namespace,
+        "suspended",
+        lambda o: ready(o, "Suspended") and o["status"]["state"] == "suspended",
+    )
+    seen = rec.stop()
+    assert obj["status"]["operation"]["type"] == "cluster.suspend"
+    assert obj["status"]["operation"]["state"] == "SUCCEEDED"
+    running = [
+        o
+        for o in seen
+        if ((o.get("status") or {}).get("operation") or {}).get("type") == "cluster.suspend"
+        and not o["status"]["operation"]["done"]
+    ]
+    assert running, "the running suspend never showed in status"
+    assert condition(running[-1], "Reconciling")["reason"] == "Suspending"
+    assert argocd_health(running[-1])["status"] == "Progressing"
+    assert argocd_health(obj)["status"] == "Healthy"
+    reasons = event_reasons(kubectl, "sleepy", namespace)
+    assert "SuspendStarted" in reasons
+    assert "Suspended" in reasons
+    suspends = [e for e in sim.journal() if e["path"] == f"/clusters/{cid}:suspend"]
+    assert [e["status"] for e in suspends] == [202]
+
+    # Akua resumes the cluster by itself (a machine was requested): reported, not fought.
+    resumed = sim.api("POST", f"/clusters/{cid}:resume", headers={"if-match": etag_of(sim, cid)})
+    assert resumed.status_code == 202, resumed.text
+    wait_op_done(sim, resumed.json()["id"])
+    obj = wait_obj(
+        kubectl,
+        "sleepy",
+        namespace,
+        "the drift reported",
+        lambda o: ready(o, "ResumedOutsideOperator"),
+    )
+    assert obj["status"]["state"] == "active"
+    assert obj["status"]["lifecycle"]["drift"] == "ResumedOutsideOperator"
+    drift = [
+        e for e in events(kubectl, "sleepy", namespace) if e["reason"] == "ResumedOutsideOperator"
+    ]
+    assert len(drift) == 1
+    assert drift[0]["type"] == "Warning"
+    assert "akua.dev/retry" in drift[0]["message"]
+    # Several observations later, still no second :suspend.
+    seq = len(sim.journal())
+    wait_for("three more observations", lambda: len(
+        [e for e in sim.journal()[seq:] if e["path"] == f"/clusters/{cid}"]) >= 3)  # fmt: skip
+    assert len([e for e in sim.journal() if e["path"] == f"/clusters/{cid}:suspend"]) == 1
+
+    # A new akua.dev/retry value suspends it again.
+    kubectl("annotate", "akc", "sleepy", "-n", namespace, "akua.dev/retry=1")
+    wait_obj(
+        kubectl,
+        "sleepy",
+        namespace,
+        "suspended again",
+        lambda o: ready(o, "Suspended") and o["status"]["state"] == "suspended",
+    )
+    assert len([e for e in sim.journal() if e["path"] == f"/clusters/{cid}:suspend"]) == 2
+
+    # suspended: false resumes it.
+    kubectl("patch", "akc", "sleepy", "-n", namespace, "--type=merge", "-p",
+            '{"spec":{"suspended":false}}')  # fmt: skip
+    obj = wait_obj(
+        kubectl,
+        "sleepy",
+        namespace,
+        "active again",
+        lambda o: ready(o, "Active") and o["status"]["state"] == "active",
+    )
+    assert obj["status"]["operation"]["type"] == "cluster.resume"
+    assert "Resumed" in event_reasons(kubectl, "sleepy", namespace)
+    operator.assert_alive()
+
+
+# --- pause ---------------------------------------------------------------------------------
+
+
+def test_pause_stops_reconciling_but_deletion_still_deletes(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    operator.start()
+    manifest = res("calm", namespace, {"name": f"calm-{namespace}", "regionId": "reg_eu"})
+    manifest["metadata"]["annotations"] = {"akua.dev/paused": "true"}
+    kubectl.apply(manifest)
+    obj = wait_obj(
+        kubectl,
+        "calm",
+        namespace,
+        "paused",
+        lambda o: condition(o, "Reconciling").get("reason") == "Paused",
+    )
+    assert "Paused" in event_reasons(kubectl, "calm", namespace)
+    assert argocd_health(obj)["status"] == "Suspended"
+    assert operator_posts(sim, "/clusters") == []
+
+    kubectl("annotate", "akc", "calm", "-n", namespace, "akua.dev/paused-")
+    obj = wait_obj(kubectl, "calm", namespace, "created after unpausing", ready)
+    assert "Unpaused" in event_reasons(kubectl, "calm", namespace)
+    cid = obj["status"]["clusterId"]
+    assert len(operator_posts(sim, "/clusters")) == 1
+
+    # Paused again, then deleted: the finalizer and deletion.policy (Delete) are still honoured.
+    kubectl("annotate", "akc", "calm", "-n", namespace, "akua.dev/paused=true")
+    wait_obj(
+        kubectl,
+        "calm",
+        namespace,
+        "paused again",
+        lambda o: condition(o, "Reconciling").get("reason") == "Paused",
+    )
+    kubectl("delete", "akc", "calm", "-n", namespace, "--timeout=90s", timeout=120)
+    assert get_akc(kubectl, "calm", namespace) is None
+    assert not sim.cluster_exists(cid)
+    deletes = [
+        e for e in sim.journal() if e["method"] == "DELETE" and e["path"] == f"/clusters/{cid}"
+    ]
+    assert deletes
+    operator.assert_alive()
