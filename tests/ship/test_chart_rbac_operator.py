@@ -96,15 +96,20 @@ def run_like_the_pod(
     namespace: str,
     release: str,
     workdir: Path,
+    index: int = 0,
+    ports: tuple[int, int] | None = None,
 ) -> PodProcess:
-    """Build the operator process from the installed Deployment and start it."""
+    """Build the operator process (pod `index` of the Deployment) and start it. Pods have a
+    network namespace each; local processes do not, so a second one gets `ports` (metrics,
+    health) instead of the Deployment's."""
+    workdir.mkdir(parents=True, exist_ok=True)
     manifest = helm("get", "manifest", release, "-n", namespace).stdout
     dep = next(d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "Deployment")
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     sa = pod["serviceAccountName"]
     env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "LANG": "C.UTF-8"}
-    pod_name = f"{dep['metadata']['name']}-0"
+    pod_name = f"{dep['metadata']['name']}-{index}"
     field_values = {"metadata.name": pod_name, "metadata.namespace": namespace}
     for e in c["env"]:
         if "value" in e:
@@ -126,6 +131,8 @@ def run_like_the_pod(
     # Kubernetes access: the ServiceAccount's token, nothing else.
     sa_token = kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
     env["KUBECONFIG"] = str(token_kubeconfig(kubeconfig, sa_token, workdir / "sa.kubeconfig"))
+    if ports is not None:
+        env["AKUA_METRICS_PORT"], env["AKUA_HEALTH_PORT"] = (str(p) for p in ports)
     return PodProcess([str(OPERATOR), *c["args"]], env, workdir / "operator.log")
 
 
@@ -230,3 +237,82 @@ def test_operator_with_only_the_chart_rbac_creates_and_deletes(
     assert not forbidden, f"the operator hit {len(forbidden)} RBAC denials, e.g.:\n" + "\n".join(
         line[:400] for line in forbidden[:4]
     )
+
+
+def handled_by(proc: PodProcess, name: str) -> bool:
+    return f"/{name}] Handler" in proc.text()
+
+
+def test_a_second_replica_waits_through_peering(
+    helm: Any,
+    kubectl: Any,
+    kubeconfig: Path,
+    namespace: str,
+    sim: SimServer,
+    tmp_path: Path,
+) -> None:
+    """replicaCount=2 with the chart's peering: one replica handles AkuaClusters, the other
+    waits, and takes over when the first one is gone."""
+    release = f"r{uuid.uuid4().hex[:6]}"
+    health = [free_port(), free_port()]
+    sets = [
+        f"credentials.token={TOKEN}",
+        f"akua.apiUrl={sim.url}",
+        f"metrics.port={free_port()}",
+        f"health.port={health[0]}",
+        "replicaCount=2",
+        "operator.logFormat=text",
+    ]
+    args: list[str] = []
+    for s in sets:
+        args += ["--set", s]
+    helm("install", release, CHART, "-n", namespace, *args)
+    pods = [
+        run_like_the_pod(helm, kubectl, kubeconfig, namespace, release, tmp_path / "pod-0"),
+        run_like_the_pod(
+            helm,
+            kubectl,
+            kubeconfig,
+            namespace,
+            release,
+            tmp_path / "pod-1",
+            index=1,
+            ports=(free_port(), health[1]),
+        ),
+    ]
+    try:
+        for pod, port in zip(pods, health, strict=True):
+            wait_ready(port, pod)
+        seeded = sim.sim.state.seed_cluster(name="peered", state="active")
+        kubectl.apply(
+            {
+                "apiVersion": "akua.dev/v1alpha1",
+                "kind": "AkuaCluster",
+                "metadata": {"name": "peered", "namespace": namespace},
+                "spec": {"clusterId": seeded["id"]},
+            }
+        )
+        kubectl(
+            "wait",
+            "akc/peered",
+            "-n",
+            namespace,
+            "--for=condition=Ready",
+            "--timeout=90s",
+            timeout=120,
+        )
+        active = [p for p in pods if handled_by(p, "peered")]
+        assert len(active) == 1, "exactly one replica must handle the resource:\n" + "\n".join(
+            p.text()[-1500:] for p in pods
+        )
+        (standby,) = [p for p in pods if p is not active[0]]
+        assert "Pausing operations in favour of" in standby.text()
+        # The active replica goes away; the standby takes over once its record expires.
+        active[0].stop()
+        kubectl("delete", "akc", "peered", "-n", namespace, "--timeout=150s", timeout=180)
+        assert handled_by(standby, "peered")
+        assert seeded["id"] in sim.sim.state.dump()["deleted_cluster_ids"]
+    finally:
+        for pod in pods:
+            pod.stop()
+        helm("uninstall", release, "-n", namespace, "--wait=false", check=False)
