@@ -345,7 +345,8 @@ def table(ours: dict[str, Any], base: dict[str, Any] | None, duration: float) ->
     row("Akua calls / operation", ours["akua_calls_per_operation"])
     for endpoint, value in ours["akua_calls_per_operation_by_endpoint"].items():
         row(f"  {endpoint}", value)
-    row("Akua calls / 5 s / running op", ours["akua_calls_per_5s_per_running_operation"], "<= 1")
+    row("Akua polls / 5 s / running op", ours["akua_polls_per_5s_per_running_operation"], "<= 1")
+    row("Akua calls / 5 s / running op", ours["akua_calls_per_5s_per_running_operation"])
     row("Akua max calls in 1 s", ours["akua_max_calls_in_1s"])
     row("K8s writes / deletion", ours["k8s_writes_per_deletion"])
     for kind, value in ours["k8s_writes_per_deletion_by_kind"].items():
