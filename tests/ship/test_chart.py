@@ -38,7 +38,6 @@ WATCHED_NAMESPACE_RIGHTS = {
 }
 CLUSTER_ONLY_RIGHTS = {
     ("customresourcedefinitions.apiextensions.k8s.io", (), ("list", "watch")),
-    ("namespaces", (), ("list", "watch")),
 }
 
 
@@ -238,7 +237,6 @@ def test_cluster_scope_renders_cluster_rbac_and_all_namespaces(
         ("", "secrets", (), ("get",)),
         ("", "events", (), ("create",)),
         ("apiextensions.k8s.io", "customresourcedefinitions", (), ("list", "watch")),
-        ("", "namespaces", (), ("list", "watch")),
         ("kopf.dev", "clusterkopfpeerings", (), ("list", "watch")),
         ("kopf.dev", "clusterkopfpeerings", (peering,), ("get", "patch")),
     }
@@ -738,6 +736,7 @@ def test_rbac_cluster_scope_grants_exactly_the_listed_rights(
             ("create", "secrets"),
             ("get", "pods"),
             ("get", "configmaps"),
+            ("list", "namespaces"),
             ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
             ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
             ("patch", f"clusterkopfpeerings.kopf.dev/someone-else-{uid()}"),
