@@ -152,7 +152,7 @@ def wait_ready(port: int, proc: PodProcess, timeout: float = 60) -> None:
     pytest.fail(f"/readyz not 200 within {timeout}s ({last}):\n{proc.text()[-4000:]}")
 
 
-@pytest.mark.parametrize("flow", ["adopt"])
+@pytest.mark.parametrize("flow", ["adopt", "create"])
 @pytest.mark.parametrize("scope", ["namespaced", "cluster"])
 def test_operator_with_only_the_chart_rbac_creates_and_deletes(
     helm: Any,
