@@ -36,7 +36,7 @@ system-deps: ## Install the Debian packages the tests need (buildah, debootstrap
 	hack/install-system-deps.sh
 
 .PHONY: demo
-demo: venv ## Local control plane + Akua simulator + operator: an AkuaCluster adopted, watched, deleted
+demo: venv ## Local control plane + Akua simulator + operator: an AkuaCluster created, watched, deleted
 	hack/demo.sh
 
 .PHONY: sim

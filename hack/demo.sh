@@ -7,19 +7,20 @@
 #   2. a local Kubernetes control plane (etcd + kube-apiserver, hack/controlplane.py)
 #   3. the Akua API simulator (akua-sim) on a free loopback port
 #   4. the operator, as users run it: akua-operator run --namespace akua-demo
-#   5. an AkuaCluster applied with kubectl, watched until Ready
+#   5. an AkuaCluster applied with kubectl (name + regionId: the operator creates the Akua
+#      cluster), watched with `kubectl get akc -w` until Ready
 #   6. kubectl delete, while `kubectl get akc -w` shows the delete operation's steps advancing
 #   7. everything stopped and removed again, also on Ctrl-C or an error
 #
 # Environment knobs (all optional):
-#   DEMO_MODE=adopt|create   adopt a cluster seeded in the simulator (default), or create a new one
+#   DEMO_MODE=create|adopt   create a new Akua cluster (default), or adopt one seeded in the simulator
 #   DEMO_STEP_SECONDS=2      how long each simulated Akua operation step takes
 #   DEMO_KEEP=1              keep the work directory (logs, kubeconfig) after the demo
 #   AKUA_TESTBIN=DIR         use these control-plane binaries instead of hack/testbin/build.sh
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MODE="${DEMO_MODE:-adopt}"
+MODE="${DEMO_MODE:-create}"
 STEP_SECONDS="${DEMO_STEP_SECONDS:-2}"
 NS=akua-demo
 NAME=demo

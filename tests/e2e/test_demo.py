@@ -13,13 +13,19 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+CREATE_STEPS = [
+    "validate_request",
+    "provision_network",
+    "provision_control_plane",
+    "provision_workers",
+]
 DELETE_STEPS = ["drain_workloads", "delete_workers", "delete_control_plane", "release_network"]
 PHASES = [
     "[1/7] Setting up",
     "[2/7] Starting a local Kubernetes control plane",
     "[3/7] Starting the Akua API simulator",
     "[4/7] Starting the operator: akua-operator run --namespace akua-demo",
-    "[5/7] ",
+    "[5/7] Creating an AkuaCluster: the operator creates the Akua cluster",
     "[6/7] Deleting it",
     "[7/7] Done in",
     "==> cleaning up",
@@ -137,6 +143,13 @@ def test_make_demo_shows_the_lifecycle_and_cleans_up(testbin: Path) -> None:
     positions = [out.find(phase) for phase in PHASES]
     assert -1 not in positions, f"missing phase headings {PHASES}:\n{out}"
     assert positions == sorted(positions), out
+
+    # The operator created the Akua cluster; the watch showed the create operation's steps.
+    creating = out[out.index("[5/7] Creating an AkuaCluster") : out.index("[6/7] Deleting it")]
+    created = list(dict.fromkeys(re.findall(r"create \d/4 (\w+)", creating)))
+    assert created[: len(CREATE_STEPS)] == CREATE_STEPS, creating
+    for step in CREATE_STEPS:
+        assert re.search(rf"^ +{step} completed$", creating, re.M), creating
 
     # The AkuaCluster became Ready and its cluster id is shown.
     cluster_id = re.search(r"Ready: the AkuaCluster manages Akua cluster (clu_\w+)", out)
