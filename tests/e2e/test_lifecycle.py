@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -272,10 +271,14 @@ def test_adopt_repairs_name_drift_through_a_409(
     kubectl: Any, sim: Sim, namespace: str, operator: Operator
 ) -> None:
     operator.start()
-    time.sleep(2)  # let the operator finish starting, so its first read falls in the window
-    # Reads of the cluster return the pre-write state for 4 s after a write: the operator's
+    # Make sure the operator is up (it adopted another cluster), so that its first read of the
+    # drifted cluster falls in the stale-read window below.
+    warm = sim.seed(f"warm-{namespace}")["id"]
+    kubectl.apply(res("warm", namespace, {"clusterId": warm}))
+    wait_obj(kubectl, "warm", namespace, "the operator up", ready)
+    # Reads of the cluster return the pre-write state for 5 s after a write: the operator's
     # first PATCH carries a stale etag and gets a 409.
-    sim.admin("PATCH", "/faults", {"stale_read_seconds": 4.0})
+    sim.admin("PATCH", "/faults", {"stale_read_seconds": 5.0})
     cluster = sim.seed(f"renamed-in-ui-{namespace}")
     cid = cluster["id"]
     patched = sim.api(
@@ -295,7 +298,8 @@ def test_adopt_repairs_name_drift_through_a_409(
     )
     operator.assert_alive()
     uid = obj["metadata"]["uid"]
-    assert sim.api("GET", f"/clusters/{cid}").json()["name"] == f"prod-{namespace}"
+    # (the simulator's own state: its API still serves stale reads for a few seconds)
+    assert next(c for c in sim_clusters(sim) if c["id"] == cid)["name"] == f"prod-{namespace}"
     mine = [
         e
         for e in sim.journal()
