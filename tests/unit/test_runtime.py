@@ -1,0 +1,167 @@
+"""The reconcile runtime with the real Akua client against the in-process simulator.
+
+Kubernetes is replaced by a recorder of status patches and Events (the e2e tests run the real
+thing); what is checked here is the order of writes and calls, and that nothing escapes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
+from akua_operator.core.status import merge_patch
+from akua_operator.core.types import Event, Release, Requeue
+from akua_operator.handlers.runtime import ResourceState, Runtime
+from akua_operator.kube import ObjectRef, TokenSource
+from akua_operator.resource.models import CredentialsSpec
+from akua_operator.settings import Settings
+from akua_operator.sim.app import SimApp, create_app
+from akua_operator.sim.config import SimConfig
+from akua_operator.sim.transport import SimTransport
+
+UID = "5d1c7f0e-0000-4000-8000-000000000001"
+TOKEN = "sk_akua_test"
+
+
+def apply_merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = apply_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class RecordingKube:
+    """Stands in for KubeIO: applies merge patches to a status dict, records Events."""
+
+    def __init__(self, sim: SimApp, token: str = TOKEN) -> None:
+        self.sim = sim
+        self.token = token
+        self.status: dict[str, Any] = {}
+        self.rv = 1
+        self.writes: list[tuple[dict[str, Any], list[str]]] = []  # (patch, journal paths then)
+        self.events: list[Event] = []
+
+    async def credentials(
+        self, namespace: str, spec: CredentialsSpec | None, default: TokenSource
+    ) -> Credentials:
+        return Credentials(token=SecretStr(self.token))
+
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+        seen = [f"{e['method']} {e['path']}" for e in self.sim.journal.read(0)]
+        self.writes.append((patch, seen))
+        self.status = apply_merge(self.status, patch)
+        self.rv += 1
+        return {"metadata": {"resourceVersion": str(self.rv)}, "status": self.status}
+
+    async def emit_event(self, ref: ObjectRef, event: Event) -> None:
+        self.events.append(event)
+
+
+class Garbage(httpx.AsyncBaseTransport):
+    """Answers 200 with a body that is not JSON."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"<html>oops</html>")
+
+
+def make_runtime(kube: RecordingKube, transport: httpx.AsyncBaseTransport) -> Runtime:
+    client = AkuaClient(
+        ClientConfig(base_url="http://sim/v1", rate=0, max_retries=0), transport=transport
+    )
+    settings = Settings(namespaces=("ns",), wait_timeout=1)
+    return Runtime(
+        settings,
+        token_source=TokenSource(token=SecretStr(TOKEN)),
+        kube=kube,  # type: ignore[arg-type]
+        client=client,
+    )
+
+
+def body(cluster_id: str, status: dict[str, Any], *, deleting: bool) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "prod", "namespace": "ns", "uid": UID, "generation": 1}
+    if deleting:
+        meta["deletionTimestamp"] = datetime.now(tz=UTC).isoformat()
+    return {"metadata": meta, "spec": {"clusterId": cluster_id}, "status": status}
+
+
+async def seed(sim: SimApp) -> str:
+    transport = SimTransport(sim)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
+        resp = await http.post("/_sim/clusters", json={"name": "prod"})
+        cluster_id: str = resp.json()["id"]
+    return cluster_id
+
+
+async def test_intent_is_recorded_before_each_call_and_the_delete_releases() -> None:
+    sim = create_app(SimConfig(step_seconds=0.05))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    action = await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    assert kube.status["etag"]
+    for _ in range(20):
+        action = await runtime.cycle(
+            body(cluster_id, kube.status, deleting=True), state, deleting=True
+        )
+        if isinstance(action, Release):
+            break
+        assert isinstance(action, Requeue)
+    assert isinstance(action, Release)
+    delete_path = f"DELETE /clusters/{cluster_id}"
+    pending = next(
+        seen for patch, seen in kube.writes if (patch.get("deletion") or {}).get("pending") is True
+    )
+    assert delete_path not in pending  # the key was written before the DELETE went out
+    recorded = next(seen for patch, seen in kube.writes if "id" in (patch.get("operation") or {}))
+    assert recorded.count(delete_path) == 1
+    assert not any(":wait" in p or "/operations/" in p for p in recorded)  # before any wait
+    assert [e.reason for e in kube.events][-1] == "Deleted"
+    assert sum(1 for e in sim.journal.read(0) if e["method"] == "DELETE") == 1
+    await runtime.client.aclose()
+
+
+async def test_malformed_response_is_a_condition_not_a_crash() -> None:
+    sim = create_app(SimConfig())
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, Garbage())
+    action = await runtime.cycle(
+        body("clu_x", {"etag": "e1"}, deleting=True), ResourceState(), deleting=True
+    )
+    assert isinstance(action, Requeue)
+    stalled = next(c for c in kube.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidApiResponse")
+    assert kube.status["deletion"]["pending"] is True  # resent unchanged next time
+    await runtime.client.aclose()
+
+
+async def test_rejected_token_never_reaches_status_or_events() -> None:
+    sim = create_app(SimConfig())
+    cluster_id = await seed(sim)
+    secret = "sk_akua_not_the_right_one"
+    kube = RecordingKube(sim, token=secret)
+    runtime = make_runtime(kube, SimTransport(sim))
+    action = await runtime.cycle(
+        body(cluster_id, {}, deleting=True), ResourceState(), deleting=True
+    )
+    assert isinstance(action, Requeue)
+    assert action.delay == runtime.settings.credentials_backoff
+    assert secret not in repr(kube.status)
+    assert all(secret not in e.message for e in kube.events)
+    assert [e.reason for e in kube.events] == ["CredentialsRejected"]
+    await runtime.client.aclose()
+
+
+def test_merge_helper_roundtrip() -> None:
+    old = {"a": {"b": 1, "c": 2}, "d": [1]}
+    new = {"a": {"b": 1}, "e": 3}
+    assert apply_merge(old, merge_patch(old, new)) == new
