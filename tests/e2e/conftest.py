@@ -37,7 +37,7 @@ def sim(sim_config: SimConfig) -> Iterator[Sim]:
 
 @pytest.fixture(scope="session")
 def crd(kubectl: Any) -> str:
-    kubectl("apply", "--server-side", "-f", str(CRD))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     kubectl("wait", "--for=condition=Established", "crd/akuaclusters.akua.dev", "--timeout=60s")
     return "akuaclusters.akua.dev"
 
