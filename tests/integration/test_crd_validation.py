@@ -8,10 +8,12 @@ kubectl's own error output.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
@@ -169,3 +171,23 @@ def test_a_created_resource_may_adopt_later(kubectl: Any, namespace: str) -> Non
     accepted(kubectl, namespace, CREATE)
     accepted(kubectl, namespace, {**CREATE, "clusterId": "clu_abc"})
     assert kubectl.json("get", "akc", "c1", "-n", namespace)["spec"]["clusterId"] == "clu_abc"
+
+
+def _doc_examples() -> list[dict[str, Any]]:
+    found = []
+    for doc in ("resource.md", "gitops.md"):
+        text = (ROOT / "docs" / doc).read_text()
+        for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL):
+            for obj in yaml.safe_load_all(block):
+                if isinstance(obj, dict) and obj.get("kind") == "AkuaCluster":
+                    found.append(obj)
+    return found
+
+
+@pytest.mark.usefixtures("crd")
+def test_the_examples_in_the_docs_are_accepted(kubectl: Any, namespace: str) -> None:
+    examples = _doc_examples()
+    assert len(examples) >= 5
+    for obj in examples:
+        obj["metadata"]["namespace"] = namespace
+        kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(obj))
