@@ -66,6 +66,10 @@ chaos-full: venv ## The chaos suite at full scale (50 deletions, 15 kills, 1500 
 	@TESTBIN="$$(hack/testbin/build.sh | tail -n1)"; \
 	AKUA_TESTBIN="$$TESTBIN" $(RUN) pytest tests/chaos --chaos-full $(PYTEST_ARGS)
 
+.PHONY: deploy-manifests
+deploy-manifests: ## Regenerate deploy/ from the Helm chart (run after changing the chart or the CRD)
+	HELM="$${HELM:-$$(hack/testbin/build.sh | tail -n1)/helm}" hack/gen-deploy.sh
+
 .PHONY: fmt
 fmt: venv ## Format and autofix
 	$(RUN) ruff format .
