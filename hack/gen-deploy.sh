@@ -6,7 +6,7 @@
 # same run), default credentials from the Secret akua-operator-credentials (key "token") that the
 # user creates. Anything else: use the chart.
 #
-# Usage: hack/gen-deploy.sh [OUT_DIR]   (default: deploy/ at the repository root)
+# Usage: hack/gen-deploy.sh [OUT_DIR]   (default: deploy/ at the repository root); or make deploy-manifests
 # helm is taken from $HELM, else $AKUA_TESTBIN/helm, else PATH.
 # tests/ship/test_chart.py regenerates into a temporary directory and fails on any difference.
 set -euo pipefail
