@@ -19,6 +19,7 @@ import kopf
 from kopf._core.actions.execution import HandlerChildrenRetry  # a TemporaryError
 
 from akua_operator import telemetry
+from akua_operator.core.deletion import orphan_requested
 from akua_operator.core.types import Action, Idle, Release, Requeue
 from akua_operator.handlers.runtime import InvalidSpecError, ResourceState, Runtime
 from akua_operator.resource.models import FINALIZER, GROUP, PLURAL, VERSION
@@ -122,6 +123,13 @@ def register(registry: Any, runtime: Runtime) -> None:
     async def delete(body: Any, memo: Any, logger: Any, **_: Any) -> None:
         try:
             action = await _run(body, memo, logger, deleting=True)
+        except InvalidSpecError as exc:
+            # The core cannot decide without a spec; the escape hatch still works.
+            if orphan_requested(dict(body.get("metadata", {}).get("annotations") or {})):
+                logger.warning("invalid spec, released by akua.dev/orphan: %s", exc)
+                return
+            logger.warning("invalid spec; set akua.dev/orphan=true to release: %s", exc)
+            raise kopf.TemporaryError("invalid spec", delay=INTERNAL_ERROR_DELAY) from None
         except Exception as exc:
             # Never a permanent failure: that would release the finalizer and orphan the cluster.
             logger.exception("deletion cycle failed; keeping the finalizer")
