@@ -205,6 +205,50 @@ def test_crash_between_the_post_and_the_record_creates_exactly_one_cluster(
     assert [p["status"] for p in posts][1:] == [202] * (len(posts) - 1)
 
 
+def test_failed_create_stalls_and_akua_dev_retry_creates_again_with_a_new_key(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    name = f"unlucky-{namespace}"
+    sim.scenario(
+        operation_type="cluster.create",
+        cluster_name=name,
+        mode="fail",
+        step="provision_network",
+        retryable=False,
+        error_message="no capacity in region reg_eu",
+    )
+    operator.start()
+    kubectl.apply(res("unlucky", namespace, {"name": name, "regionId": "reg_eu"}))
+    obj = wait_obj(
+        kubectl, "unlucky", namespace, "CreateFailed", lambda o: stalled(o, "CreateFailed")
+    )
+    uid = obj["metadata"]["uid"]
+    message = condition(obj, "Stalled")["message"]
+    assert "no capacity in region reg_eu" in message
+    assert "akua.dev/retry" in message
+    assert obj["status"]["operation"]["state"] == "FAILED"
+    assert "clusterId" not in obj["status"]
+    failed = [e for e in events(kubectl, "unlucky", namespace) if e["reason"] == "CreateFailed"]
+    assert len(failed) == 1
+    assert failed[0]["type"] == "Warning"
+    # Argo CD: Degraded, with the reason, on the status the operator wrote.
+    health = argocd_health(obj)
+    assert health["status"] == "Degraded"
+    assert health["message"].startswith("CreateFailed: ")
+    # No automatic second attempt.
+    assert [p["idempotency_key"] for p in operator_posts(sim, "/clusters")] == [f"{uid}-create-1"]
+
+    kubectl("annotate", "akc", "unlucky", "-n", namespace, "akua.dev/retry=1")
+    obj = wait_obj(kubectl, "unlucky", namespace, "created on the retry", ready)
+    keys = [p["idempotency_key"] for p in operator_posts(sim, "/clusters")]
+    assert keys == [f"{uid}-create-1", f"{uid}-create-2"]
+    mine = [c for c in sim_clusters(sim) if c["name"] == name]
+    assert len(mine) == 1
+    assert obj["status"]["clusterId"] == mine[0]["id"]
+    assert obj["status"]["lifecycle"]["createAttempt"] == 2
+    assert argocd_health(obj)["status"] == "Healthy"
+
+
 # --- import --------------------------------------------------------------------------------
 
 
@@ -381,6 +425,11 @@ def test_suspend_resume_and_akuas_own_resume(
     reasons = event_reasons(kubectl, "sleepy", namespace)
     assert "SuspendStarted" in reasons
     assert "Suspended" in reasons
+    wide = kubectl("get", "akc", "sleepy", "-n", namespace, "-o", "wide").stdout.split("\n")
+    assert wide[0].split()[:9] == [
+        "NAME", "CLUSTER", "ID", "STATE", "OPERATION", "READY", "REASON", "SUSPENDED", "REGION",
+    ]  # fmt: skip
+    assert wide[1].split()[2:8] == ["suspended", "suspend", "3/3", "SUCCEEDED", "True", "Suspended"]
     suspends = [e for e in sim.journal() if e["path"] == f"/clusters/{cid}:suspend"]
     assert [e["status"] for e in suspends] == [202]
 
