@@ -433,3 +433,35 @@ def test_every_condition_carries_the_generation() -> None:
     d = decide(then(f, decide(f)), ClusterObserved(cluster()))
     assert d.status.observed_generation == 7
     assert {c.observed_generation for c in d.status.conditions} == {7}
+
+
+# --- deletion of a resource whose create was never answered ---------------------------------
+
+
+def test_deleting_after_an_unanswered_create_finds_and_deletes_the_cluster() -> None:
+    status = {"lifecycle": {"createAttempt": 1}}
+    f = facts(deleting=True, spec=CREATE, status=status)
+    d = decide(f)
+    assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1")
+    assert "CreateUnanswered" in reasons(d)
+    d = decide(then(f, d), OperationObserved(create_op(), accepted=True))
+    assert d.action == FollowOperation("op_create1", wait=True)
+    d = decide(then(f, d), OperationObserved(create_op("SUCCEEDED")))
+    assert d.status.cluster_id == NEW
+    assert d.action == ObserveCluster(NEW)
+    d = decide(then(f, d), ClusterObserved(cluster(id=NEW, etag="e1")))
+    assert type(d.action).__name__ == "DeleteCluster"
+
+
+def test_deleting_after_a_refused_or_failed_create_releases() -> None:
+    f = facts(deleting=True, spec=CREATE, status={"lifecycle": {"createAttempt": 1}})
+    d = decide(f)
+    assert isinstance(d.action, CreateCluster)
+    d = decide(then(f, d), ApiFailed(AkuaUnprocessable("mismatch", status=422), d.action))
+    assert type(d.action).__name__ == "Release"
+    failed = {"lifecycle": {"createAttempt": 1, "failed": "create", "failedGeneration": 1}}
+    assert type(decide(facts(deleting=True, spec=CREATE, status=failed)).action).__name__ == (
+        "Release"
+    )
+    # Never created anything: nothing to ask.
+    assert type(decide(facts(deleting=True, spec=CREATE)).action).__name__ == "Release"

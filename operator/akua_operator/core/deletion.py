@@ -24,6 +24,8 @@ from datetime import timedelta
 from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
 from akua_operator.akua.models import Operation
 from akua_operator.core import failures
+from akua_operator.core.lifecycle import unanswered_create
+from akua_operator.core.lifecycle_actions import CreateCluster
 from akua_operator.core.status import (
     STALLED,
     backoff,
@@ -139,6 +141,20 @@ def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Acti
         return FollowOperation(op.id, wait=False)
     cluster_id = _cluster_id(facts, status)
     if cluster_id is None:
+        resend = unanswered_create(facts, status)
+        if resend is not None:
+            # A create whose answer was never recorded: learn its operation (same key), follow
+            # it, then delete what it made (core/lifecycle.py).
+            events.append(
+                Event(
+                    EventType.NORMAL,
+                    "CreateUnanswered",
+                    "A create request was sent but its answer never recorded; asking Akua "
+                    "again with the same idempotency key to find the cluster to delete",
+                )
+            )
+            _deleting(status, facts, "learning the outcome of an unanswered create")
+            return resend
         events.append(
             Event(EventType.NORMAL, "Released", "No Akua cluster was recorded: nothing to delete")
         )
@@ -355,6 +371,20 @@ def _on_failure(
 ) -> Action:
     deletion = _deletion(status)
     cluster_id = _cluster_id(facts, status)
+    if (
+        isinstance(action, CreateCluster)
+        and isinstance(error, AkuaHTTPError)
+        and error.status in (400, 409, 422)
+    ):
+        events.append(
+            Event(
+                EventType.NORMAL,
+                "Released",
+                f"Akua refused the resent create ({error.status}): no cluster was made; "
+                f"nothing to delete",
+            )
+        )
+        return Release("the unanswered create made no cluster")
     if isinstance(action, DeleteCluster) and isinstance(error, AkuaConflict):
         return _on_conflict(facts, status, events, error, action)
     if isinstance(action, FollowOperation) and isinstance(error, AkuaNotFound):

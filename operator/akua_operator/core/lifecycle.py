@@ -171,6 +171,35 @@ def _cluster_id(facts: Facts, status: AkuaClusterStatus) -> str | None:
     return facts.spec.cluster_id or status.cluster_id
 
 
+def unanswered_create(facts: Facts, status: AkuaClusterStatus) -> CreateCluster | None:
+    """For the deletion flow: the create request to resend (same key) to learn its outcome.
+
+    A create that was (maybe) sent but whose answer never reached the status (the operator died
+    or the answer was lost) may have made a cluster nobody knows the id of. Resending it with the
+    same idempotency key makes Akua answer with that first operation (or start it, when the
+    first request never arrived), so the deletion can follow it and delete the cluster instead
+    of releasing and orphaning it.
+    """
+    lc = status.lifecycle
+    spec = facts.spec
+    if (
+        lc is None
+        or lc.create_attempt == 0
+        or lc.failed is not None
+        or status.operation is not None
+        or spec.cluster_id is not None
+        or status.cluster_id is not None
+        or spec.provider != Provider.MANAGED_KAAS
+        or not spec.name
+        or not spec.region_id
+    ):
+        return None
+    profile = str(spec.network_profile) if spec.network_profile is not None else None
+    return CreateCluster(
+        spec.name, spec.region_id, profile, create_key(facts.meta.uid, lc.create_attempt)
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # the decision
 
