@@ -205,6 +205,44 @@ def test_crash_between_the_post_and_the_record_creates_exactly_one_cluster(
     assert [p["status"] for p in posts][1:] == [202] * (len(posts) - 1)
 
 
+def test_deleted_while_the_create_answer_was_lost_the_cluster_is_found_and_deleted(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    # As above: Akua made the cluster, the answer was lost, the operator died. Then the user
+    # deletes the resource before any operator runs again.
+    sim.admin(
+        "POST",
+        "/faults",
+        {"drop_rate": 1.0, "methods": ["POST"], "path_contains": "/clusters", "count": 1},
+    )
+    operator.env["AKUA_API_MAX_RETRIES"] = "0"
+    operator.start()
+    name = f"lost-{namespace}"
+    kubectl.apply(res("lost", namespace, {"name": name, "regionId": "reg_eu"}))
+    wait_for(
+        "the dropped POST /clusters",
+        lambda: [p for p in operator_posts(sim, "/clusters") if p["fault"] == "drop_after"],
+        interval=0.02,
+    )
+    operator.kill()
+    (made,) = [c for c in sim_clusters(sim) if c["name"] == name]
+    kubectl("delete", "akc", "lost", "-n", namespace, "--wait=false")
+
+    operator.start()
+    wait_for("the resource gone", lambda: get_akc(kubectl, "lost", namespace) is None, timeout=90)
+    operator.assert_alive()
+    # The cluster Akua made was deleted, not orphaned; one create, one delete.
+    assert not sim.cluster_exists(made["id"])
+    creates = [op for op in sim_ops(sim, "cluster.create") if op["metadata"]["name"] == name]
+    assert len(creates) == 1
+    deletes = [
+        op for op in sim_ops(sim, "cluster.delete") if op["metadata"]["cluster_id"] == made["id"]
+    ]
+    assert [op["state"] for op in deletes] == ["SUCCEEDED"]
+    keys = {p["idempotency_key"] for p in operator_posts(sim, "/clusters")}
+    assert len(keys) == 1
+
+
 def test_failed_create_stalls_and_akua_dev_retry_creates_again_with_a_new_key(
     kubectl: Any, sim: Sim, namespace: str, operator: Operator
 ) -> None:
