@@ -465,3 +465,15 @@ def test_deleting_after_a_refused_or_failed_create_releases() -> None:
     )
     # Never created anything: nothing to ask.
     assert type(decide(facts(deleting=True, spec=CREATE)).action).__name__ == "Release"
+
+
+def test_a_busy_cluster_is_observed_again_soon_then_the_spec_is_enacted() -> None:
+    spec = {"clusterId": CID, "suspended": True}
+    f = living(spec=spec)
+    d = decide(then(f, decide(f)), ClusterObserved(cluster(state="active", reconciling=True)))
+    assert isinstance(d.action, Requeue)
+    assert d.action.delay <= 10.0
+    assert conds(d)["Reconciling"][:2] == ("True", "Progressing")
+    f2 = living(spec=spec, status=d.status.dump())
+    d2 = decide(then(f2, decide(f2)), ClusterObserved(cluster(state="active", etag="e9")))
+    assert d2.action == SuspendCluster(CID, "e9", f"{UID}-suspend-1")

@@ -111,6 +111,7 @@ FAILED_REASONS = {
 }
 
 _PROGRESSING_STATES = frozenset({"pending", "provisioning", "deleting"})
+BUSY_RECHECK = 10.0  # seconds between observations of a busy cluster (at most observe_interval)
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -429,8 +430,10 @@ def _on_cluster(
         lc.failed_generation = None
         lc.failed_retry_token = None
     if busy:
+        # Something runs on the cluster (e.g. started outside Kubernetes): come back until it
+        # settles, then enact the spec (the periodic observation alone would be too slow).
         _report(facts, status)
-        return Idle("the cluster is busy")
+        return Requeue(min(facts.tuning.observe_interval, BUSY_RECHECK), "the cluster is busy")
     want = facts.spec.name
     if want and cluster.name != want:
         return _request(facts, status, events, "rename", cluster)
