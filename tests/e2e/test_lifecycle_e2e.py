@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from argocd_lua import argocd_health
+from e2e_argocd_lua import argocd_health
 from e2e_helpers import Operator, Sim, condition, event_reasons, events, get_akc, wait_for
 
 from akua_operator.sim.config import SimConfig

@@ -1,5 +1,5 @@
 """The Argo CD health check in Lua, on statuses the decision core writes (the e2e tests run it
-on statuses the operator wrote to the API server: tests/e2e/test_lifecycle.py)."""
+on statuses the operator wrote to the API server: tests/e2e/test_lifecycle_e2e.py)."""
 
 from __future__ import annotations
 
