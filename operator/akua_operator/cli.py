@@ -65,10 +65,13 @@ def run(args: argparse.Namespace) -> int:
     register(registry, runtime)
     kopf_hooks.register(tel, registry=registry, watch=True)
     log.info(
-        "akua-operator %s: Akua API %s, %s",
+        "akua-operator %s: Akua API %s, %s, %s",
         __version__,
         settings.api_url,
         "all namespaces" if settings.all_namespaces else f"namespaces {list(settings.namespaces)}",
+        "standalone"
+        if settings.standalone
+        else f"peering {settings.peering_name!r} with priority {settings.peering_priority}",
     )
     try:
         asyncio.run(
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
                 registry=registry,
                 standalone=settings.standalone,
                 peering_name=settings.peering_name,
+                priority=settings.peering_priority,
                 clusterwide=settings.all_namespaces,
                 namespaces=list(settings.namespaces),
                 memo=kopf.Memo(runtime=runtime),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -146,7 +147,26 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "kopf peering object name (several replicas: one active).",
     ),
+    Option(
+        "peering_priority",
+        "--peering-priority",
+        "AKUA_PEERING_PRIORITY",
+        int,
+        None,
+        "kopf peering priority of this replica: the live replica with the highest priority is "
+        "active, the others wait. Unset: random in 1..2^31-1, so replicas never tie (kopf "
+        "pauses every replica that shares the top priority).",
+    ),
 )
+
+#: Range of the random peering priority (kopf compares plain integers).
+PRIORITY_RANGE = (1, 2**31 - 1)
+
+
+def random_priority() -> int:
+    """A peering priority that no other replica picks, in all likelihood."""
+    low, high = PRIORITY_RANGE
+    return low + secrets.randbelow(high - low + 1)
 
 
 @dataclass(frozen=True)
@@ -171,6 +191,8 @@ class Settings:
     api_burst: int = 40
     standalone: bool = True
     peering_name: str | None = None
+    #: None only in hand-built Settings; :func:`from_args` always picks one.
+    peering_priority: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -216,6 +238,8 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         all_ns = _bool(env.get("AKUA_ALL_NAMESPACES", "false"))
     if values["peering_name"]:
         values["standalone"] = False
+    if values["peering_priority"] is None:
+        values["peering_priority"] = random_priority()
     values["wait_timeout"] = max(1, min(60, int(values["wait_timeout"])))
     known = {f.name for f in fields(Settings)}
     return Settings(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import kopf
 import pytest
 
 from akua_operator import settings as settings_mod
+from akua_operator.handlers.akuacluster import configure_kopf
 from akua_operator.kube import CredentialsError, TokenSource
 
 
@@ -64,3 +66,30 @@ def test_missing_token_is_a_clear_error_without_secret() -> None:
         TokenSource.from_env({}).read()
     source = TokenSource.from_env({"AKUA_TOKEN": "sk_secret"})
     assert "sk_secret" not in repr(source)
+
+
+def test_each_replica_picks_its_own_peering_priority() -> None:
+    # kopf pauses every replica that shares the highest priority: two replicas started alike
+    # (same flags, same environment) must not tie.
+    env = {"AKUA_PEERING_NAME": "akua"}
+    first, second = parse([], env).peering_priority, parse([], env).peering_priority
+    assert first is not None and second is not None
+    assert first != second
+    assert first > 0 and second > 0
+
+
+def test_peering_priority_can_be_set() -> None:
+    assert parse([], {"AKUA_PEERING_PRIORITY": "7"}).peering_priority == 7
+    assert parse(["--peering-priority", "9"], {"AKUA_PEERING_PRIORITY": "7"}).peering_priority == 9
+
+
+def test_namespaced_operator_does_not_scan_the_cluster() -> None:
+    # Listing Namespaces/CRDs needs cluster-scope rights a namespaced install does not have.
+    kopf_settings = kopf.OperatorSettings()
+    configure_kopf(kopf_settings, parse(["--namespace", "team-a"], {}))
+    assert kopf_settings.scanning.disabled is True
+    assert kopf_settings.persistence.finalizer == "akua.dev/finalizer"
+
+    kopf_settings = kopf.OperatorSettings()
+    configure_kopf(kopf_settings, parse(["--all-namespaces"], {}))
+    assert kopf_settings.scanning.disabled is False

@@ -23,6 +23,7 @@ from akua_operator.core.deletion import orphan_requested
 from akua_operator.core.types import Action, Idle, Release, Requeue
 from akua_operator.handlers.runtime import InvalidSpecError, ResourceState, Runtime
 from akua_operator.resource.models import FINALIZER, GROUP, PLURAL, VERSION
+from akua_operator.settings import Settings
 
 log = logging.getLogger("akua_operator")
 
@@ -59,6 +60,27 @@ async def _run(body: Any, memo: Any, logger: Any, *, deleting: bool) -> Action:
     return await runtime.cycle(body, _state(memo), deleting=deleting, logger=logger)
 
 
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
+    """kopf's settings for this operator (applied by the startup handler, before kopf watches).
+
+    Namespaced (``--namespace``), kopf must not scan the cluster: listing and watching
+    Namespaces and CustomResourceDefinitions needs cluster-scope rights that a namespaced
+    install does not have (every attempt would log a 403). With scanning disabled kopf serves
+    exactly the given namespaces and the resources it finds at startup (AkuaCluster and kopf's
+    peering kinds: their CRDs must exist before the operator starts, as the chart installs
+    them). Cluster-wide, kopf still follows CRDs (it never lists Namespaces then).
+    """
+    kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=STORAGE_PREFIX
+    )
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=STORAGE_PREFIX, key="last-handled-configuration"
+    )
+    kopf_settings.posting.level = logging.WARNING
+    kopf_settings.scanning.disabled = not settings.all_namespaces
+
+
 def register(registry: Any, runtime: Runtime) -> None:
     """Register every handler on ``registry`` with timings from ``runtime.settings``."""
     settings = runtime.settings
@@ -66,14 +88,7 @@ def register(registry: Any, runtime: Runtime) -> None:
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-        settings.persistence.finalizer = FINALIZER
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=STORAGE_PREFIX
-        )
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=STORAGE_PREFIX, key="last-handled-configuration"
-        )
-        settings.posting.level = logging.WARNING
+        configure_kopf(settings, runtime.settings)
         memo["runtime"] = runtime
         await runtime.start()
 
