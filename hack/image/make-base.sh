@@ -3,7 +3,7 @@
 # (debootstrap --variant=minbase) and store it in the project's buildah storage as
 # localhost/akua-base:bookworm. No container registry is needed.
 #
-# Cached: the image is also tagged bookworm-<hash of this script and lib.sh>; when that tag
+# Cached: the image is also tagged bookworm-<hash of this script>; when that tag
 # exists the script only re-points :bookworm at it and returns in a second. Change this file
 # (or set AKUA_BASE_REBUILD=1) to rebuild, e.g. to pick up Debian security updates.
 #
@@ -19,7 +19,7 @@ SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security
 # python3-venv brings ensurepip, so `python3 -m venv` works as with the official python image.
 PACKAGES=python3,python3-venv,ca-certificates
 
-key="$(cat "$here/make-base.sh" "$here/lib.sh" | sha256sum | cut -c1-12)"
+key="$(sha256sum "$here/make-base.sh" | cut -c1-12)"
 ref="$AKUA_BASE_REPO:$SUITE"
 keyed="$AKUA_BASE_REPO:$SUITE-$key"
 
