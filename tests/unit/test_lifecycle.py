@@ -477,3 +477,15 @@ def test_a_busy_cluster_is_observed_again_soon_then_the_spec_is_enacted() -> Non
     f2 = living(spec=spec, status=d.status.dump())
     d2 = decide(then(f2, decide(f2)), ClusterObserved(cluster(state="active", etag="e9")))
     assert d2.action == SuspendCluster(CID, "e9", f"{UID}-suspend-1")
+
+
+def test_deleting_after_a_retry_whose_answer_was_lost_asks_with_the_new_key() -> None:
+    # Attempt 1 failed (its operation is still mirrored), the user retried: attempt 2 was sent
+    # and its answer lost; then the resource is deleted.
+    f = living(spec=CREATE, status={"lifecycle": {"createAttempt": 1}})
+    d = decide(then(f, decide(f)), OperationObserved(create_op("FAILED"), accepted=True))
+    retry = living(spec=CREATE, status=d.status.dump(), generation=2)
+    d = decide(retry)
+    assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-2")
+    gone = facts(deleting=True, spec=CREATE, status=d.status.dump(), generation=2)
+    assert decide(gone).action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-2")

@@ -186,8 +186,7 @@ def unanswered_create(facts: Facts, status: AkuaClusterStatus) -> CreateCluster 
     if (
         lc is None
         or lc.create_attempt == 0
-        or lc.failed is not None
-        or status.operation is not None
+        or lc.failed is not None  # the current attempt's operation failed: nothing made
         or spec.cluster_id is not None
         or status.cluster_id is not None
         or spec.provider != Provider.MANAGED_KAAS
@@ -269,7 +268,6 @@ def _decide(
         case LifecycleFailed(error=error, action=action):
             return _on_lifecycle_failed(facts, status, events, error, action)
         case KubeconfigUnavailable(message=message):
-            lc = _lc(status)
             status.api_errors += 1
             text = clip(
                 f"The kubeconfig to import cannot be read: {message}; retrying every "
@@ -279,7 +277,6 @@ def _decide(
             mark_stalled(status, facts, REASON_KUBECONFIG, text)
             if fresh:
                 events.append(Event(EventType.WARNING, REASON_KUBECONFIG, text))
-            del lc
             return Requeue(facts.tuning.credentials_backoff, REASON_KUBECONFIG)
         case CredentialsUnavailable(message=message):
             outcome = failures.credentials_unavailable(status, facts, message)
