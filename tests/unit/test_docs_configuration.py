@@ -73,6 +73,20 @@ def test_documented_defaults_are_the_real_ones() -> None:
         assert _same_default(row[3], opt.default), (opt.flag, row[3], opt.default)
 
 
+def test_defaults_named_in_the_help_are_the_documented_ones() -> None:
+    """Options outside settings.OPTIONS (telemetry) state their default in --help."""
+    help_text = _output("akua-operator", "run", "--help")
+    entries = re.findall(r"^  (--[a-z-]+)[^\n]*\n?(.*?)(?=^  -|^\S|\Z)", help_text, re.M | re.S)
+    by_flag = {FLAG.findall(row[1])[0]: row for row in _rows("operator") if FLAG.search(row[1])}
+    checked = 0
+    for flag, text in entries:
+        said = re.search(r"default ([^\s,)]+)", " ".join(text.split()))
+        if said:
+            checked += 1
+            assert by_flag[flag][3].strip("`").lower() == said.group(1).lower(), (flag, said[0])
+    assert checked >= 5, help_text
+
+
 def test_every_simulator_flag_is_documented_and_nothing_else() -> None:
     documented = {f for row in _rows("akua-sim") for f in FLAG.findall(row[1])}
     assert documented == _flags_in(_output("akua-sim", "--help"))
