@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
@@ -128,6 +129,73 @@ async def test_intent_is_recorded_before_each_call_and_the_delete_releases() -> 
     assert [e.reason for e in kube.events][-1] == "Deleted"
     assert sum(1 for e in sim.journal.read(0) if e["method"] == "DELETE") == 1
     await runtime.client.aclose()
+
+
+class Crash(Exception):
+    """The operator process dies (here: while writing a status patch)."""
+
+
+class CrashOnOperationRecord(RecordingKube):
+    """Dies on the status write that records the DELETE's operation: the DELETE was answered,
+    its operation id never reached the status."""
+
+    def __init__(self, sim: SimApp) -> None:
+        super().__init__(sim)
+        self.crashed = False
+
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+        if not self.crashed and "id" in (patch.get("operation") or {}):
+            self.crashed = True
+            raise Crash("killed between the DELETE's answer and the status write")
+        return await super().patch_status(namespace, name, patch)
+
+
+async def test_crash_after_the_delete_answer_replays_the_request_and_follows_one_op() -> None:
+    sim = create_app(SimConfig(step_seconds=0.05))
+    cluster_id = await seed(sim)
+    kube = CrashOnOperationRecord(sim)
+    first = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    await first.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    with pytest.raises(Crash):
+        await first.cycle(body(cluster_id, kube.status, deleting=True), state, deleting=True)
+    await first.client.aclose()
+    assert "id" not in (kube.status.get("operation") or {})  # the operation was never recorded
+    assert kube.status["deletion"]["pending"] is True  # only the intent (and its key) survived
+
+    # A new process: fresh memory and client, the status as it was last written.
+    second = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    action: Release | Requeue | None = None
+    for _ in range(40):
+        result = await second.cycle(
+            body(cluster_id, kube.status, deleting=True), state, deleting=True
+        )
+        assert isinstance(result, Release | Requeue)
+        action = result
+        if isinstance(action, Release):
+            break
+    assert isinstance(action, Release)
+    await second.client.aclose()
+
+    deletes = [
+        e
+        for e in sim.journal.read(0)
+        if e["method"] == "DELETE" and e["path"] == f"/clusters/{cluster_id}"
+    ]
+    assert len(deletes) == 2  # the original and the replay after the crash...
+    assert deletes[0]["idempotency_key"] == deletes[1]["idempotency_key"]  # ...identical
+    assert deletes[0]["if_match"] == deletes[1]["if_match"]
+    assert [e["status"] for e in deletes] == [202, 202]
+    operations = [
+        op for op in sim.state.dump()["operations"] if op["metadata"]["type"] == "cluster.delete"
+    ]
+    assert len(operations) == 1  # the replay created no second operation
+    (operation,) = operations
+    assert kube.status["operation"]["id"] == operation["id"]  # the resource followed it
+    assert operation["state"] == "SUCCEEDED"
+    assert cluster_id in sim.state.dump()["deleted_cluster_ids"]
+    assert [e.reason for e in kube.events].count("Deleted") == 1
 
 
 async def test_malformed_response_is_a_condition_not_a_crash() -> None:
