@@ -129,6 +129,11 @@ def test_create_mirrors_the_operation_and_sets_the_cluster_id(
     assert len(mine) == 1
     assert obj["status"]["clusterId"] == mine[0]["id"]
     assert obj["status"]["state"] == "active"
+    # kstatus: every condition carries the generation it was computed for.
+    for type_ in ("Ready", "Reconciling", "Stalled"):
+        assert condition(obj, type_)["observedGeneration"] == obj["metadata"]["generation"]
+    assert condition(obj, "Reconciling")["status"] == "False"
+    assert condition(obj, "Stalled")["status"] == "False"
     posts = operator_posts(sim, "/clusters")
     assert posts
     assert {p["idempotency_key"] for p in posts} == {f"{uid}-create-1"}
