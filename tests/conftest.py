@@ -200,7 +200,34 @@ def namespace(request: pytest.FixtureRequest, kubectl: Tool) -> Iterator[str]:
     name = _namespace_name(request.node.name)
     kubectl("create", "namespace", name)
     yield name
+    _release_akuaclusters(kubectl, name)
     kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def _release_akuaclusters(kubectl: Tool, namespace: str) -> None:
+    """Remove the test's AkuaClusters for good before its namespace is deleted.
+
+    Without a kube-controller-manager a deleted namespace stays Terminating with its objects,
+    and an operator watching all namespaces in a later test would find them (and fail to write
+    Events into a terminating namespace). The test's own operator has stopped by now, so we
+    delete them and drop their finalizers directly, leaving nothing behind.
+    """
+    found = kubectl("get", "akuaclusters.akua.dev", "-n", namespace, "-o", "name", check=False)
+    names = found.stdout.split() if found.returncode == 0 else []
+    if not names:
+        return
+    kubectl("delete", *names, "-n", namespace, "--wait=false", check=False)
+    for obj in names:
+        kubectl(
+            "patch",
+            obj,
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
 
 
 # --------------------------------------------------------------------------- reporting
