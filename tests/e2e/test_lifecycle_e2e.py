@@ -489,6 +489,9 @@ def test_suspend_resume_and_akuas_own_resume(
     )
     assert obj["status"]["state"] == "active"
     assert obj["status"]["lifecycle"]["drift"] == "ResumedOutsideOperator"
+    health = argocd_health(obj)
+    assert health["status"] == "Healthy"
+    assert health["message"].startswith("ResumedOutsideOperator: ")
     drift = [
         e for e in events(kubectl, "sleepy", namespace) if e["reason"] == "ResumedOutsideOperator"
     ]
