@@ -179,6 +179,7 @@ def test_crash_between_the_post_and_the_record_creates_exactly_one_cluster(
         {"drop_rate": 1.0, "methods": ["POST"], "path_contains": "/clusters", "count": 1},
     )
     operator.env["AKUA_API_MAX_RETRIES"] = "0"  # no in-call retry: the kill comes first
+    operator.env["AKUA_BACKOFF_BASE"] = "5"  # nor an early retry of the cycle
     operator.start()
     kubectl.apply(res("crash", namespace, {"name": f"crash-{namespace}", "regionId": "reg_eu"}))
     dropped = wait_for(
@@ -221,6 +222,7 @@ def test_deleted_while_the_create_answer_was_lost_the_cluster_is_found_and_delet
         {"drop_rate": 1.0, "methods": ["POST"], "path_contains": "/clusters", "count": 1},
     )
     operator.env["AKUA_API_MAX_RETRIES"] = "0"
+    operator.env["AKUA_BACKOFF_BASE"] = "5"
     operator.start()
     name = f"lost-{namespace}"
     kubectl.apply(res("lost", namespace, {"name": name, "regionId": "reg_eu"}))
