@@ -115,6 +115,10 @@ def spec_schema() -> dict[str, Any]:
 def status_schema() -> dict[str, Any]:
     schema: dict[str, Any] = _without_defaults(openapi_schema(AkuaClusterStatus))
     schema.pop("required", None)
+    # The one status default: a new object reads back with observedGeneration 0 (< generation)
+    # until the operator writes, so kstatus (Flux wait/healthChecks) sees it in progress instead
+    # of "current" in the moment before the operator's first write.
+    schema["default"] = {"observedGeneration": 0}
     return schema
 
 
