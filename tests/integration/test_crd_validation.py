@@ -191,3 +191,21 @@ def test_the_examples_in_the_docs_are_accepted(kubectl: Any, namespace: str) -> 
     for obj in examples:
         obj["metadata"]["namespace"] = namespace
         kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(obj))
+
+
+@pytest.mark.usefixtures("crd")
+def test_a_new_object_reads_as_in_progress_before_the_operator_writes(
+    kubectl: Any, namespace: str
+) -> None:
+    # No operator runs here. kstatus (Flux) would call an object without status "Current";
+    # the CRD's one status default makes it "in progress" (observedGeneration < generation).
+    accepted(kubectl, namespace, CREATE)
+    obj = kubectl.json("get", "akc", "c1", "-n", namespace)
+    assert obj["metadata"]["generation"] == 1
+    assert obj["status"] == {"observedGeneration": 0}
+    # The operator's first status write replaces it.
+    kubectl(
+        "patch", "akc", "c1", "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", '{"status":{"observedGeneration":1}}',
+    )  # fmt: skip
+    assert kubectl.json("get", "akc", "c1", "-n", namespace)["status"] == {"observedGeneration": 1}

@@ -27,6 +27,9 @@ def obj(d: Decision, generation: int = 1, **annotations: str) -> dict[str, Any]:
 def test_no_status_is_progressing() -> None:
     health = argocd_health({"metadata": {"name": "x", "generation": 1}, "spec": {}})
     assert health["status"] == "Progressing"
+    # What a new object reads back as (the CRD's status default) before the operator writes.
+    fresh = {"metadata": {"generation": 1}, "spec": {}, "status": {"observedGeneration": 0}}
+    assert argocd_health(fresh)["status"] == "Progressing"
 
 
 def test_running_create_is_progressing_with_the_step() -> None:
