@@ -11,7 +11,8 @@ Modules:
 - ``status``: conditions (kstatus), the operation mirror, progress text, merge patches.
 - ``failures``: one reaction to failed Akua calls (credentials, 429, 5xx, malformed).
 - ``deletion``: the finalizer flow (``metadata.deletionTimestamp`` set).
-- ``observe``: the living resource (adopt and observe; the lifecycle extends it).
+- ``lifecycle``: the living resource (create, import, adopt, drift, suspend/resume, pause);
+  ``lifecycle_actions``: its actions and observations.
 """
 
 from akua_operator.core.decide import advance, decide
