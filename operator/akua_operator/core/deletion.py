@@ -32,6 +32,7 @@ from akua_operator.core.status import (
     clip,
     condition,
     failed_step,
+    failure_text,
     mark_stalled,
     mirror_operation,
     parse_time,
@@ -279,16 +280,11 @@ def _after_end(
         )
         return Release("the delete operation succeeded")
     step = failed_step(op)
-    why = (
-        (op.error.message if op.error else "")
-        or (step.error_message if step and step.error_message else "")
-        or op.state
-    )
-    where = f" at step {step.name}" if step else ""
+    failure = failure_text(op)
     retryable = bool(step is not None and step.retryable)
     if fresh:
         deletion.failures += 1
-        deletion.last_failure = clip(f"{op.state}{where}: {why}", 500)
+        deletion.last_failure = clip(failure, 500)
     if retryable and deletion.failures <= spec.max_retries:
         if fresh or deletion.next_attempt_at is None:
             delay = backoff(
@@ -296,7 +292,7 @@ def _after_end(
             )
             deletion.next_attempt_at = rfc3339(facts.now + timedelta(seconds=delay))
             message = (
-                f"delete {op.state}{where}: {why}; retry {deletion.failures}/{spec.max_retries} "
+                f"delete {failure}; retry {deletion.failures}/{spec.max_retries} "
                 f"in {delay:g}s ({op.html_url})"
             )
             events.append(Event(EventType.WARNING, "DeleteRetrying", clip(message)))
@@ -313,7 +309,7 @@ def _after_end(
     )
     if spec.on_failure == OnFailure.RELEASE:
         message = clip(
-            f"Deleting Akua cluster {cluster_id} failed {exhausted}: {op.state}{where}: {why}. "
+            f"Deleting Akua cluster {cluster_id} failed {exhausted}: {failure}. "
             f"onFailure is Release: the finalizer is released and the Akua cluster may still "
             f"exist ({op.html_url})"
         )
@@ -323,7 +319,7 @@ def _after_end(
     deletion.retained_generation = facts.meta.generation
     deletion.retained_retry_token = facts.meta.annotations.get(ANNOTATION_RETRY)
     message = clip(
-        f"Deleting Akua cluster {cluster_id} failed {exhausted}: {op.state}{where}: {why}. "
+        f"Deleting Akua cluster {cluster_id} failed {exhausted}: {failure}. "
         f"onFailure is Retain: the finalizer stays; change the spec or set the annotation "
         f"akua.dev/retry to a new value to try again, or set akua.dev/orphan=true to release "
         f"without deleting ({op.html_url})"
@@ -398,15 +394,8 @@ def _on_failure(
         if cluster_id is None:
             return Release("no Akua cluster to delete")
         return ObserveCluster(cluster_id)
-    if (
-        isinstance(action, FollowOperation)
-        and action.wait
-        and isinstance(error, AkuaHTTPError)
-        and error.status in (400, 405, 422, 501)
-    ):
-        # :wait does not serve here: poll with GET (the kopf delay paces it).
-        status.api_errors += 1
-        return Requeue(min(facts.tuning.wait_timeout, 5.0), "the :wait long poll is not available")
+    if (requeue := failures.wait_unavailable(status, facts, error, action)) is not None:
+        return requeue
     if (
         isinstance(action, DeleteCluster)
         and isinstance(error, AkuaHTTPError)

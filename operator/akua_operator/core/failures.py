@@ -24,7 +24,7 @@ from akua_operator.core.status import (
     mark_stalled,
     set_condition,
 )
-from akua_operator.core.types import Event, EventType, Facts, Requeue
+from akua_operator.core.types import Action, Event, EventType, Facts, FollowOperation, Requeue
 from akua_operator.resource.models import AkuaClusterStatus, ConditionStatus
 
 REASON_UNAUTHORIZED = "CredentialsRejected"
@@ -34,6 +34,9 @@ REASON_INVALID_RESPONSE = "InvalidApiResponse"
 REASON_API_UNAVAILABLE = "ApiUnavailable"
 REASON_RATE_LIMITED = "RateLimited"
 REASON_REJECTED = "ApiRejected"
+
+#: Answers to ``POST /operations/{id}:wait`` meaning "no long poll here": poll with GET instead.
+WAIT_UNAVAILABLE_STATUSES = frozenset({400, 405, 422, 501})
 
 
 @dataclass(frozen=True)
@@ -118,3 +121,21 @@ def _credential_source(facts: Facts) -> str:
     if creds is not None and creds.secret_ref is not None:
         return f"Secret {creds.secret_ref.name} (key {creds.secret_ref.key})"
     return "the operator's own credentials (AKUA_TOKEN/AKUA_TOKEN_FILE)"
+
+
+def wait_unavailable(
+    status: AkuaClusterStatus, facts: Facts, error: AkuaError, action: Action
+) -> Requeue | None:
+    """A ``:wait`` long poll the server does not serve: poll with GET next time (the requeue
+    paces it). None when ``error`` is something else."""
+    if (
+        isinstance(action, FollowOperation)
+        and action.wait
+        and isinstance(error, AkuaHTTPError)
+        and error.status in WAIT_UNAVAILABLE_STATUSES
+    ):
+        status.api_errors += 1
+        return Requeue(
+            min(float(facts.tuning.wait_timeout), 5.0), "the :wait long poll is not available"
+        )
+    return None

@@ -207,6 +207,19 @@ def failed_step(op: OperationStatus) -> OperationStepStatus | None:
     return None
 
 
+def failure_text(op: OperationStatus) -> str:
+    """Why an ended operation did not succeed: ``"<STATE>[ at step <name>]: <why>"``, where why
+    is the operation's error, else the failed step's error, else the state."""
+    step = failed_step(op)
+    why = (
+        (op.error.message if op.error else "")
+        or (step.error_message if step and step.error_message else "")
+        or op.state
+    )
+    where = f" at step {step.name}" if step else ""
+    return f"{op.state}{where}: {why}"
+
+
 def step_events(old: OperationStatus | None, new: OperationStatus) -> list[Event]:
     """One Event per step whose status changed (new steps included), in Akua's order."""
     before: dict[str, str] = {}
