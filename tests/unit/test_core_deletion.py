@@ -21,6 +21,7 @@ from akc_factories import (
 from akua_operator.akua.errors import (
     AkuaConflict,
     AkuaForbidden,
+    AkuaHTTPError,
     AkuaNotFound,
     AkuaRateLimited,
     AkuaResponseError,
@@ -576,6 +577,18 @@ def test_operation_vanished_rereads_cluster() -> None:
     d = decide(f, ApiFailed(AkuaNotFound("no such op", status=404), FollowOperation("op_del1")))
     assert d.action == ObserveCluster(CID)
     assert d.status.operation is None
+
+
+@pytest.mark.parametrize("status_code", [400, 405, 422, 501])
+def test_wait_not_served_falls_back_to_polling_without_stalling(status_code: int) -> None:
+    f = started(facts(status={"etag": "e1"}))
+    error = AkuaHTTPError("no long poll here", status=status_code)
+    d = decide(f, ApiFailed(error, FollowOperation("op_del1", wait=True)))
+    assert isinstance(d.action, Requeue)
+    assert d.action.delay <= 5.0
+    assert not any(c.type == "Stalled" and str(c.status) == "True" for c in d.status.conditions)
+    assert d.status.operation is not None and d.status.operation.id == "op_del1"  # kept
+    assert isinstance(decide(advance(f, d)).action, FollowOperation)  # resumes following
 
 
 def test_tokens_never_in_status_or_events() -> None:
