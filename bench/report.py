@@ -27,7 +27,7 @@ def load(paths: list[str]) -> list[dict[str, Any]]:
 def main_table(runs: list[dict[str, Any]]) -> str:
     head = (
         "| N | D (s) | all deleted | release p50 / p95 / max (s) | step p50 / p95 (s) "
-        "| wall (s) | wall - D (s) | last DELETE sent at (s) | delete ops |"
+        "| wall (s) | wall - D (s) | last DELETE accepted at (s) | delete ops |"
     )
     lines = [head, "|" + "---|" * 9]
     for r in runs:
