@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -154,19 +155,27 @@ OPTIONS: tuple[Option, ...] = (
         int,
         None,
         "kopf peering priority of this replica: the live replica with the highest priority is "
-        "active, the others wait. Unset: random in 1..2^31-1, so replicas never tie (kopf "
-        "pauses every replica that shares the top priority).",
+        "active, the others wait. Unset: from the start time (earlier is higher) plus random "
+        "low bits, so the oldest replica stays active and replicas never tie (kopf pauses "
+        "every replica that shares the top priority).",
     ),
 )
 
-#: Range of the random peering priority (kopf compares plain integers).
-PRIORITY_RANGE = (1, 2**31 - 1)
+#: Bits of randomness below the start time in a default peering priority (ties: same ms).
+PRIORITY_RANDOM_BITS = 10
+#: Start times (ms since the epoch) count down from here (positive until the year 2109); a
+#: priority stays at most 2^52, so every JSON reader keeps the number exact.
+_PRIORITY_EPOCH_MS = 2**42
 
 
-def random_priority() -> int:
-    """A peering priority that no other replica picks, in all likelihood."""
-    low, high = PRIORITY_RANGE
-    return low + secrets.randbelow(high - low + 1)
+def default_priority(started_at: float | None = None) -> int:
+    """This process's kopf peering priority when none is configured: the earlier a replica
+    started, the higher, so the oldest live replica stays active and a new one (a restart, a
+    rolling update) waits instead of taking over. Random low bits break ties: kopf pauses every
+    replica sharing the top priority."""
+    started_ms = int((time.time() if started_at is None else started_at) * 1000)
+    rank = max(1, _PRIORITY_EPOCH_MS - started_ms)
+    return (rank << PRIORITY_RANDOM_BITS) | secrets.randbits(PRIORITY_RANDOM_BITS)
 
 
 @dataclass(frozen=True)
@@ -239,7 +248,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
     if values["peering_name"]:
         values["standalone"] = False
     if values["peering_priority"] is None:
-        values["peering_priority"] = random_priority()
+        values["peering_priority"] = default_priority()
     values["wait_timeout"] = max(1, min(60, int(values["wait_timeout"])))
     known = {f.name for f in fields(Settings)}
     return Settings(

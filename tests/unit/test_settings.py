@@ -75,7 +75,17 @@ def test_each_replica_picks_its_own_peering_priority() -> None:
     first, second = parse([], env).peering_priority, parse([], env).peering_priority
     assert first is not None and second is not None
     assert first != second
-    assert first > 0 and second > 0
+    assert 0 < first < 2**53 and 0 < second < 2**53  # exact in any JSON reader
+
+
+def test_the_replica_that_started_first_keeps_the_lead() -> None:
+    # A restarted or newly rolled-out replica waits behind the running one instead of
+    # taking over from it.
+    started = 1_795_000_000.0
+    older = [settings_mod.default_priority(started) for _ in range(20)]
+    newer = [settings_mod.default_priority(started + 0.001) for _ in range(20)]
+    assert min(older) > max(newer)
+    assert settings_mod.default_priority(started + 3600) < min(newer)
 
 
 def test_peering_priority_can_be_set() -> None:
