@@ -38,15 +38,18 @@ COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv,sharing=locked \
     /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --compile-bytecode \
  && rm -rf /opt/akua/lib/python3*/site-packages/kubernetes/aio
-# The project itself, installed from its wheel (not editable), and a passwd entry for the user;
-# then everything the final stage takes is moved under /out.
+# The project itself, installed from its wheel (not editable; rebuilt every time: uv's cache only
+# notices a change of pyproject.toml), and a passwd entry for the user; then everything the
+# final stage takes is moved under /out.
 COPY README.md ./
 COPY operator ./operator
 RUN --mount=type=cache,target=/root/.cache/uv,sharing=locked \
     /opt/uv/bin/uv sync --frozen --no-dev --no-editable \
+      --refresh-package akua-operator --reinstall-package akua-operator \
  && ! grep -rqE "kubernetes[.]aio|from kubernetes import aio" /opt/akua/lib/python3*/site-packages/akua_operator \
  && /opt/akua/bin/python -m compileall -q /opt/akua/lib/python3*/site-packages/akua_operator \
  && /opt/akua/bin/akua-operator --version \
+ && rm -f /opt/akua/.lock \
  && mkdir -p /out/etc /out/opt \
  && mv /opt/akua /out/opt/akua \
  && cp /etc/passwd /etc/group /out/etc/ \
@@ -73,5 +76,7 @@ CMD ["run"]
 COPY --from=builder /out/ /
 ARG VERSION=unknown
 ARG REVISION=unknown
+ARG CREATED=unknown
 LABEL org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}"
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}"

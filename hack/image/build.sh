@@ -44,6 +44,7 @@ bud=(bah bud --isolation chroot --layers --pull=false --build-arg "BASE_IMAGE=$B
 # prune below; the second build then reuses them.
 "${bud[@]}" --target builder --tag "$IMAGE-builder" "$repo" >&2
 "${bud[@]}" --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
+  --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   --tag "$IMAGE" "$repo" >&2
 # Drop what earlier builds left behind (vfs keeps a full copy per layer); the current chains are
 # tagged and stay, so the next build is still cached.
