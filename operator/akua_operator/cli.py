@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from kopf._core.intents.registries import SmartOperatorRegistry
 
     from akua_operator.handlers import Runtime, register
+    from akua_operator.handlers.peering import watch_peering
     from akua_operator.telemetry import kopf_hooks
 
     settings = settings_mod.from_args(args)
@@ -64,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime(settings)
     register(registry, runtime)
     kopf_hooks.register(tel, registry=registry, watch=True)
+    if not settings.standalone:
+        # A paused replica (another one is active) stays ready; /readyz shows the state.
+        toggles = 1 if settings.all_namespaces else len(settings.namespaces)
+        watch_peering(toggles, tel.tracker.set_peering_paused)
     log.info(
         "akua-operator %s: Akua API %s, %s, %s",
         __version__,

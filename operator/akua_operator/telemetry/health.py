@@ -23,6 +23,12 @@ Readiness (``/readyz``) fails when any of these holds:
   ``api_unreachable_after`` seconds (measured from the first failure after the last success).
   An operator that made no call at all, or whose last call succeeded, is ready.
 
+With kopf peering, a replica that waits for another one (paused) is a healthy standby: it stays
+ready (a not-ready standby would stall a rolling update whose new pod waits), ``/readyz`` shows
+it in the check ``peering`` (``paused``; present once the peering state is known, see
+:meth:`ProgressTracker.set_peering_paused`), and the liveness ``watch`` rule does not apply
+while paused (a paused replica handles nothing, so it marks no progress).
+
 A "failure" here means the API could not be reached (transport error, timeout) or answered 5xx;
 any other HTTP answer (404, 409, even 429) proves that the API is reachable and counts as a
 success for readiness (see :func:`is_api_failure`).
@@ -110,6 +116,8 @@ class ProgressTracker:
         self._loop_lag = 0.0
         self._active_resources = 0
         self._active_since: float | None = None
+        self._peering_paused: bool | None = None  # None: standalone or not known yet
+        self._peering_since: float | None = None
 
     # -- marks ------------------------------------------------------------------------------
 
@@ -165,6 +173,15 @@ class ProgressTracker:
                 self._active_since = None
             self._active_resources = max(0, count)
 
+    def set_peering_paused(self, paused: bool) -> None:
+        """kopf peering paused (another replica is active) or resumed this replica."""
+        with self._lock:
+            if self._peering_paused is not paused:
+                self._peering_since = self._clock()
+                if not paused and self._active_resources > 0:
+                    self._active_since = self._peering_since  # the watch rule restarts
+            self._peering_paused = paused
+
     # -- probes -----------------------------------------------------------------------------
 
     def liveness(self) -> ProbeResult:
@@ -199,9 +216,15 @@ class ProgressTracker:
                 (v for v in (self._last_watch_event, self._last_reconcile) if v is not None),
                 default=None,
             )
-            if self._active_resources == 0 or self._started is None:
+            if self._active_resources == 0 or self._started is None or self._peering_paused:
                 watch_ok = True
-                reason = "idle" if self._started is not None else "starting"
+                reason = (
+                    "starting"
+                    if self._started is None
+                    else "paused"
+                    if self._peering_paused
+                    else "idle"
+                )
             else:
                 reference = max(
                     v for v in (progress, self._started, self._active_since) if v is not None
@@ -245,6 +268,12 @@ class ProgressTracker:
                 "failures_in_a_row": self._api_failures_in_row,
                 "threshold_seconds": t.api_unreachable_after,
             }
+            if self._peering_paused is not None:
+                checks["peering"] = {
+                    "ok": True,  # a waiting standby is ready
+                    "paused": self._peering_paused,
+                    "seconds_in_state": _age(now, self._peering_since),
+                }
         return ProbeResult(ok=all(c["ok"] for c in checks.values()), checks=checks)
 
     def snapshot(self) -> dict[str, Any]:
