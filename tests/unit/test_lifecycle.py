@@ -489,3 +489,15 @@ def test_deleting_after_a_retry_whose_answer_was_lost_asks_with_the_new_key() ->
     assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-2")
     gone = facts(deleting=True, spec=CREATE, status=d.status.dump(), generation=2)
     assert decide(gone).action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-2")
+
+
+def test_a_wait_the_server_does_not_serve_falls_back_to_polling() -> None:
+    f = living(spec=CREATE)
+    d = decide(f)
+    d = decide(then(f, d), OperationObserved(create_op(), accepted=True))
+    assert d.action == FollowOperation("op_create1", wait=True)
+    d = decide(then(f, d), ApiFailed(AkuaUnprocessable("no :wait", status=422), d.action))
+    assert isinstance(d.action, Requeue)
+    assert d.status.operation is not None and d.status.operation.id == "op_create1"
+    again = decide(living(spec=CREATE, status=d.status.dump()))
+    assert again.action == FollowOperation("op_create1", wait=False)

@@ -47,6 +47,7 @@ from akua_operator.core.status import (
     backoff,
     clip,
     condition,
+    failure_text,
     mark_stalled,
     mirror_operation,
     progress,
@@ -571,19 +572,12 @@ def _on_operation(
                 )
             )
     elif ended_now and op.type in (CREATE_TYPE, SUSPEND_TYPE, RESUME_TYPE):
-        step = next((s for s in reversed(op.steps) if s.status == "failed"), None)
-        why = (
-            (op.error.message if op.error else "")
-            or (step.error_message if step and step.error_message else "")
-            or op.state
-        )
-        where = f" at step {step.name}" if step else ""
         _fail(
             facts,
             status,
             events,
             kind,
-            f"operation {op.id} {op.state}{where}: {why} ({op.html_url or 'no url'})",
+            f"operation {op.id} {failure_text(op)} ({op.html_url or 'no url'})",
         )
     elif ended_now:
         events.append(
@@ -629,14 +623,9 @@ def _on_api_failed(
             # A create whose operation vanished: the next cycle resends the same key.
             return Requeue(facts.tuning.backoff_base, "the create operation vanished")
         return ObserveCluster(cluster_id)
-    if (
-        isinstance(action, FollowOperation)
-        and action.wait
-        and isinstance(error, AkuaHTTPError)
-        and error.status in (400, 405, 422, 501)
-    ):
-        status.api_errors += 1
-        return Requeue(min(float(facts.tuning.wait_timeout), 5.0), "no :wait long poll")
+    unavailable = failures.wait_unavailable(status, facts, error, action)
+    if unavailable is not None:
+        return unavailable
     doing = f"observing Akua cluster {cluster_id}" if cluster_id else "following an operation"
     outcome = failures.api_failure(status, facts, error, doing)
     events.extend(outcome.events)
