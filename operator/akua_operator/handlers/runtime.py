@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,14 +157,7 @@ class Runtime:
                 for event in decision.events:
                     logger.info("%s: %s", event.reason, event.message)
                     await self.kube.emit_event(ref, event)
-                facts = advance(facts, decision)
-                facts = Facts(
-                    meta=facts.meta,
-                    spec=facts.spec,
-                    status=facts.status,
-                    now=_now(),
-                    tuning=facts.tuning,
-                )
+                facts = replace(advance(facts, decision), now=_now())
                 action = decision.action
                 self._report(ref, facts, action)
                 if isinstance(action, Release | Requeue | Idle):
