@@ -52,3 +52,11 @@ def test_readme_indexes_every_document() -> None:
     documents = {p.resolve() for p in DOCS.rglob("*") if p.is_file()}
     missing = sorted(str(p.relative_to(REPO)) for p in documents - linked)
     assert not missing, f"README's documentation index does not list {missing}"
+
+
+def test_readme_names_every_make_target() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    targets = re.findall(r"^([a-zA-Z_-]+):.*## ", makefile, re.M)
+    readme = (REPO / "README.md").read_text()
+    missing = [t for t in targets if t != "help" and f"make {t}" not in readme]
+    assert not missing, f"README does not mention make {missing}"
