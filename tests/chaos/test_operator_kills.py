@@ -40,24 +40,29 @@ def test_kills_during_deletions_resume_and_delete_exactly_once(
     operator.start()
     chaoskit.wait_all_observed(watcher, len(names), operator, timeout=60 + scale.deletions)
 
-    # Deletions of 6 s, so the kills (and the restarts' start-up) land among them.
-    sim.admin("PATCH", "/config", {"step_seconds": 1.5})
+    # Operations of 4 s per kill (12 s small, 60 s full): longer than the longest possible run
+    # of kills (3.5 s each at most), so every kill lands while deletions are in flight.
+    sim.admin("PATCH", "/config", {"step_seconds": float(scale.kills)})
     harness.delete_all(kube_client, namespace)
     remaining_at_kill: list[int] = []
+    following_at_kill: list[int] = []  # objects whose operation id is already in status
     for _ in range(scale.kills):
         # Let the restarted operator get going (kopf needs a moment to start its watches),
         # then kill it at a random moment of its work.
-        time.sleep(rng.uniform(0.3, 3.0))
-        remaining_at_kill.append(len(watcher.snapshot()))
+        time.sleep(rng.uniform(0.05, 3.0))
+        snap = watcher.snapshot()
+        remaining_at_kill.append(len(snap))
+        following_at_kill.append(sum(1 for seen in snap.values() if seen.op_id))
         operator.kill()
         time.sleep(rng.uniform(0.0, 0.5))
         operator.start()
 
-    chaoskit.wait_all_gone(watcher, names, timeout=60 + 3 * scale.deletions)
+    chaoskit.wait_all_gone(watcher, names, timeout=90 + 4 * scale.kills + 3 * scale.deletions)
     watcher.stop()
 
     print(f"objects left at each kill: {remaining_at_kill}")
-    assert remaining_at_kill[0] > 0, "the first kill must land while deletions are in flight"
+    print(f"of which following an operation: {following_at_kill}")
+    assert all(remaining_at_kill), "every kill must land while deletions are in flight"
     assert operator.starts == scale.kills + 1
     assert harness.list_objects(kube_client, namespace) == []
     chaoskit.assert_each_deleted_exactly_once(sim, list(by_name.values()))
