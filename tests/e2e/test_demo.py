@@ -40,6 +40,9 @@ class Demo:
         env["AKUA_TESTBIN"] = str(testbin)
         env.pop("KUBECONFIG", None)
         env.pop("DEMO_KEEP", None)
+        # Steps long enough that a loaded CI machine still shows each one in the live watch
+        # (the test asserts every delete step appears, in order).
+        env["DEMO_STEP_SECONDS"] = "3"
         self.proc = subprocess.Popen(
             argv,
             cwd=REPO,
