@@ -29,6 +29,7 @@ if [[ -z "${BASE_IMAGE:-}" ]]; then
   BASE_IMAGE="$("$here/make-base.sh" | tail -n1)"
 fi
 
+lock image
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/pyproject.toml" | head -n1)"
 revision="$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)"
 # The builder stage downloads from PyPI. Lend it the host's CA bundle for that (a TLS-inspecting

@@ -35,3 +35,10 @@ need() {
 }
 
 image_exists() { bah inspect --type image "$1" >/dev/null 2>&1; }
+
+# Serialise the scripts that change the storage (two test runs at once): lock NAME.
+lock() {
+  mkdir -p "$AKUA_CACHE_DIR/containers"
+  exec 9>"$AKUA_CACHE_DIR/containers/$1.lock"
+  flock 9
+}

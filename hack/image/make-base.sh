@@ -26,6 +26,7 @@ keyed="$AKUA_BASE_REPO:$SUITE-$key"
 need buildah debootstrap
 [[ $(id -u) -eq 0 ]] || { echo "error: make-base.sh needs root (debootstrap, buildah mount)" >&2; exit 1; }
 
+lock base
 if [[ "${AKUA_BASE_REBUILD:-0}" != 1 ]] && image_exists "$keyed"; then
   bah tag "$keyed" "$ref" >/dev/null
   echo "base: cached $keyed" >&2
@@ -34,9 +35,17 @@ if [[ "${AKUA_BASE_REBUILD:-0}" != 1 ]] && image_exists "$keyed"; then
 fi
 
 start=$SECONDS
+# debootstrap's and apt's output go to a log, shown when a step fails.
+log="$AKUA_CACHE_DIR/containers/make-base.log"
+: >"$log"
 ctr="$(bah from --name "akua-base-build-$$" scratch)"
 mnt=""
 cleanup() {
+  local rc=$?
+  if ((rc != 0)); then
+    echo "base: failed (exit $rc); the end of $log:" >&2
+    tail -n 40 "$log" >&2
+  fi
   if [[ -n "$mnt" ]]; then
     for m in proc sys dev/pts; do umount -l "$mnt/$m" 2>/dev/null || true; done
   fi
@@ -47,7 +56,7 @@ mnt="$(bah mount "$ctr")"
 
 echo "base: debootstrap $SUITE (minbase + $PACKAGES) from $MIRROR" >&2
 debootstrap --variant=minbase --include="$PACKAGES" --components=main \
-  "$SUITE" "$mnt" "$MIRROR" >&2
+  "$SUITE" "$mnt" "$MIRROR" >>"$log" 2>&1
 
 # Security and point-release updates, then drop everything a runtime image does not need.
 cat >"$mnt/etc/apt/sources.list" <<SOURCES
@@ -58,7 +67,8 @@ SOURCES
 cp /etc/resolv.conf "$mnt/etc/resolv.conf"
 mount -t proc proc "$mnt/proc"
 chroot "$mnt" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-  sh -euc 'apt-get update -q && apt-get -y -q -o Dpkg::Options::=--force-confold upgrade && apt-get clean' >&2
+  sh -euc 'apt-get update -q && apt-get -y -q -o Dpkg::Options::=--force-confold upgrade && apt-get clean' \
+  >>"$log" 2>&1
 umount -l "$mnt/proc"
 rm -rf "$mnt"/var/lib/apt/lists/* "$mnt"/var/cache/apt/* "$mnt"/var/cache/debconf/*-old \
   "$mnt"/var/log/* "$mnt"/tmp/* "$mnt"/var/tmp/* "$mnt"/root/.cache \
@@ -90,6 +100,10 @@ bah config \
 bah commit --quiet --rm "$ctr" "$keyed" >/dev/null
 trap - EXIT
 bah tag "$keyed" "$ref" >/dev/null
+# Untag the bases of earlier recipes (their layers go once no cached build uses them).
+for old in $(bah images --format '{{.Name}}:{{.Tag}}' | grep -- "^$AKUA_BASE_REPO:$SUITE-"); do
+  [[ "$old" == "$keyed" ]] || bah rmi "$old" >/dev/null 2>&1 || true
+done
 size="$(bah images --format '{{.Size}}' "$keyed" | head -n1)"
 echo "base: built $keyed (python3 $python_version, $size) in $((SECONDS - start))s" >&2
 echo "$ref"
