@@ -160,7 +160,8 @@ class Image:
 def image(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Image]:
-    env = {**os.environ, "IMAGE": IMAGE, "AKUA_TOKEN": CANARY, "AKUA_BUILD_SECRET": CANARY}
+    env = {k: v for k, v in os.environ.items() if k != "BASE_IMAGE"}  # the local Debian base
+    env.update(IMAGE=IMAGE, AKUA_TOKEN=CANARY, AKUA_BUILD_SECRET=CANARY)
     before = package_sources(PACKAGE)
     started = time.monotonic()
     result = subprocess.run(
