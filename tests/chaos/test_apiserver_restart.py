@@ -50,7 +50,13 @@ def test_operator_recovers_from_an_apiserver_restart(
         watcher.wait_for(
             lambda snap: any(s.op_id for s in snap.values()), 30, "an operation in status"
         )
+        following = sum(1 for s in watcher.snapshot().values() if s.op_id)
+        t_down = time.time()
         cp.restart_apiserver(downtime=3.0)
+        print(
+            f"API server away {time.time() - t_down:.1f}s with {len(names)} deletions pending, "
+            f"{following} following an operation"
+        )
         assert operator.alive(), "the operator survived the API server's absence"
 
         chaoskit.wait_all_gone(watcher, names, timeout=120 + 2 * scale.deletions)

@@ -66,6 +66,7 @@ def test_malformed_answers_keep_the_finalizer_and_set_a_condition(
             for c in current.status.get("conditions") or []
         ]
         assert any(any(w in m for w in PROBLEM_WORDS) for m in messages), messages
+        print(f"malformed answers served: {len(proxy.served)}; conditions: {messages}")
 
         proxy.heal()
         chaoskit.wait_all_gone(watcher, [name], timeout=60)

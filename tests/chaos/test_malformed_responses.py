@@ -254,6 +254,7 @@ def test_any_malformed_response_gives_a_typed_error_without_the_token(scale: Sca
         asyncio.run(run())
 
     check()
+    print(f"error types raised: {sorted(seen_error_types)}")
     # The generator reached the parser, the HTTP error mapping and the transport paths alike.
     assert "AkuaResponseError" in seen_error_types, seen_error_types
     assert len(seen_error_types) >= 5, seen_error_types

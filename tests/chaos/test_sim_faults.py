@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import chaoskit
@@ -86,6 +87,9 @@ def test_deletions_complete_through_503s_drops_429_storms_and_stale_reads(
 
     journal = sim.journal()
     faults = {e["fault"] for e in journal if e["fault"]}
+    injected = Counter(e["fault"] for e in journal if e["fault"])
+    delete_answers = Counter(e["status"] for e in journal if e["method"] == "DELETE")
+    print(f"calls {len(journal)}, faults injected {injected}, DELETE answers {delete_answers}")
     dropped_deletes = [e for e in journal if e["method"] == "DELETE" and e["fault"] == "drop_after"]
     deletes = [
         (e["time"] - t0, e["path"][-6:], e["status"], e["fault"])
