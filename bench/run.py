@@ -240,6 +240,8 @@ def analyse(raw: dict[str, Any], duration: float) -> dict[str, Any]:
         if name in gone and op.get("completed_at") is not None
     ]
     out["release_delay_seconds"] = harness.summary(release)
+    out["released_before_operation_end"] = sum(1 for d in release if d < 0)
+    out["delete_operation_states"] = harness.count_by(op["state"] for op in final_op.values())
     starts = [op["started_at"] for op in final_op.values()]
     ends = [op["completed_at"] for op in final_op.values() if op.get("completed_at")]
     out["first_delete_accepted_after_seconds"] = min(starts) - t0 if starts else None
