@@ -405,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         "--operator-arg", action="append", default=[], help="extra `akua-operator run` argument"
     )
     args = parser.parse_args(argv)
+    if not 1 <= args.n <= 5000:
+        parser.error("--n must be between 1 and 5000")
+    if not 0 < args.duration <= 600:
+        parser.error("--duration must be in (0, 600] seconds")
+    if not 0 < args.timeout <= 3600:
+        parser.error("--timeout must be in (0, 3600] seconds")
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="akua-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
