@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.core.status import merge_patch
 from akua_operator.core.types import Event, Release, Requeue
@@ -26,6 +28,20 @@ from akua_operator.sim.transport import SimTransport
 
 UID = "5d1c7f0e-0000-4000-8000-000000000001"
 TOKEN = "sk_akua_test"
+
+
+def operations_counted(op_type: str, outcome: str) -> float:
+    """``akua_operations_total{type, outcome}`` of the process's telemetry."""
+    text = telemetry.current().metrics.exposition().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "akua_operations_total"
+                and sample.labels.get("type") == op_type
+                and sample.labels.get("outcome") == outcome
+            ):
+                return float(sample.value)
+    return 0.0
 
 
 def apply_merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -151,8 +167,9 @@ class CrashOnOperationRecord(RecordingKube):
 
 
 async def test_crash_after_the_delete_answer_replays_the_request_and_follows_one_op() -> None:
-    sim = create_app(SimConfig(step_seconds=0.05))
+    sim = create_app(SimConfig(step_seconds=0.05, seed=31))  # ids unlike the other tests'
     cluster_id = await seed(sim)
+    counted_before = operations_counted("cluster.delete", "succeeded")
     kube = CrashOnOperationRecord(sim)
     first = make_runtime(kube, SimTransport(sim))
     state = ResourceState()
@@ -196,6 +213,8 @@ async def test_crash_after_the_delete_answer_replays_the_request_and_follows_one
     assert operation["state"] == "SUCCEEDED"
     assert cluster_id in sim.state.dump()["deleted_cluster_ids"]
     assert [e.reason for e in kube.events].count("Deleted") == 1
+    # The operation is counted once in akua_operations_total.
+    assert operations_counted("cluster.delete", "succeeded") - counted_before == 1
 
 
 async def test_malformed_response_is_a_condition_not_a_crash() -> None:

@@ -175,6 +175,8 @@ class Runtime:
                         obs = CredentialsUnavailable(str(exc))
                         continue
                 obs = await self.perform(action, creds)
+                if isinstance(obs, OperationObserved):
+                    _count_operation(obs)
             return Requeue(0.0, "continue")
 
     async def perform(self, action: Action, creds: Credentials) -> Observation:
@@ -261,6 +263,14 @@ class Runtime:
                 tel.forget_resource(ref.namespace, ref.name)
         except Exception:  # metrics never break reconciliation
             log.debug("telemetry failed", exc_info=True)
+
+
+def _count_operation(obs: OperationObserved) -> None:
+    """``akua_operations_total`` / ``akua_operation_duration_seconds`` (each operation once)."""
+    try:
+        telemetry.current().observe_operation_done(obs.operation)
+    except Exception:  # metrics never break reconciliation
+        log.debug("telemetry failed", exc_info=True)
 
 
 class InvalidSpecError(Exception):
