@@ -387,6 +387,22 @@ def table(ours: dict[str, Any], base: dict[str, Any] | None, duration: float) ->
 # --------------------------------------------------------------------------- main
 
 
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -433,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
         "operator_args": args.operator_arg,
+        "commit": _git_commit(),
     }
     try:
         api = harness.api_client(cp.kubeconfig)
