@@ -13,7 +13,9 @@ from akua_operator.resource import crd as crdgen
 from akua_operator.resource.models import (
     AkuaClusterSpec,
     AkuaClusterStatus,
+    CreateRequestStatus,
     DeletionStatus,
+    LifecycleStatus,
     OperationStatus,
     OperationStepStatus,
 )
@@ -57,6 +59,21 @@ def test_every_status_field_is_declared() -> None:
         "status.operation.steps[]",
     )
     _assert_declares(DeletionStatus, status["properties"]["deletion"], "status.deletion")
+    lifecycle = status["properties"]["lifecycle"]
+    _assert_declares(LifecycleStatus, lifecycle, "status.lifecycle")
+    _assert_declares(
+        CreateRequestStatus,
+        lifecycle["properties"]["createRequest"],
+        "status.lifecycle.createRequest",
+    )
+    # Never a place for the kubeconfig itself: only the Secret reference.
+    assert set(lifecycle["properties"]["createRequest"]["properties"]) == {
+        "provider",
+        "name",
+        "regionId",
+        "networkProfile",
+        "kubeconfigSecretRef",
+    }
     cond = status["properties"]["conditions"]
     assert cond["x-kubernetes-list-type"] == "map"
     assert "observedGeneration" in cond["items"]["properties"]

@@ -101,7 +101,7 @@ def test_restart_after_post_before_record_resends_the_same_key() -> None:
     # operation id reached the status: the next cycle sends the very same key.
     f = living(spec=CREATE, status={"lifecycle": {"createAttempt": 1}})
     d = decide(f)
-    assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1")
+    assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1", resend=True)
     assert reasons(d) == []  # not a new attempt
 
 
@@ -167,7 +167,71 @@ def test_create_server_error_backs_off_and_keeps_the_key() -> None:
     d = decide(then(f, d), ApiFailed(AkuaServerError("boom", status=503), d.action))
     assert isinstance(d.action, Requeue)
     again = decide(living(spec=CREATE, status=d.status.dump()))
-    assert again.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1")
+    assert again.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1", resend=True)
+
+
+def test_a_resend_repeats_the_recorded_body_not_the_current_spec() -> None:
+    # Akua answers a reused key with a different body with 422: the resend must be identical.
+    first = {**CREATE, "networkProfile": "linux_cilium"}
+    f = living(spec=first)
+    d = decide(f)
+    assert d.action == CreateCluster("prod", "reg_eu", "linux_cilium", f"{UID}-create-1")
+    assert d.status_patch is not None
+    assert d.status_patch["lifecycle"]["createRequest"] == {
+        "provider": "managed_kaas",
+        "name": "prod",
+        "regionId": "reg_eu",
+        "networkProfile": "linux_cilium",
+    }
+    d = decide(then(f, d), ApiFailed(AkuaServerError("boom", status=503), d.action))
+    assert isinstance(d.action, Requeue)
+    # The user edits the spec while the answer is unknown.
+    edited = {"name": "prod-renamed", "regionId": "reg_us", "networkProfile": "mixed_os_calico"}
+    again = decide(living(spec=edited, status=d.status.dump(), generation=2))
+    assert again.action == CreateCluster(
+        "prod", "reg_eu", "linux_cilium", f"{UID}-create-1", resend=True
+    )
+
+
+def test_a_refused_resend_is_an_unknown_outcome_and_never_a_new_create() -> None:
+    f = living(spec=CREATE)
+    d = decide(f)
+    d = decide(then(f, d), ApiFailed(AkuaServerError("boom", status=503), d.action))
+    f = living(spec=CREATE, status=d.status.dump())
+    d = decide(f)
+    assert isinstance(d.action, CreateCluster) and d.action.resend
+    err = AkuaUnprocessable("INVALID_ARGUMENT: idempotency key reused", status=422)
+    d = decide(then(f, d), ApiFailed(err, d.action))
+    assert isinstance(d.action, Idle)
+    assert conds(d)["Stalled"][:2] == ("True", "CreateOutcomeUnknown")
+    message = conds_message(d, "Stalled")
+    assert "spec.clusterId" in message and "akua.dev/retry" in message
+    assert "'prod' in region reg_eu" in message
+    assert reasons(d) == ["CreateOutcomeUnknown"]
+    assert d.status.lifecycle is not None and d.status.lifecycle.failed is None
+    # Neither a new cycle nor a spec change sends anything.
+    same = decide(living(spec=CREATE, status=d.status.dump()))
+    assert isinstance(same.action, Idle) and same.status_patch is None
+    bumped = decide(living(spec={**CREATE, "name": "x"}, status=d.status.dump(), generation=2))
+    assert isinstance(bumped.action, Idle)
+    assert conds(bumped)["Stalled"][:2] == ("True", "CreateOutcomeUnknown")
+    # The user found the cluster: adopting it observes it.
+    adopt = decide(living(spec={**CREATE, "clusterId": NEW}, status=d.status.dump()))
+    assert adopt.action == ObserveCluster(NEW)
+    # The user found nothing: a new akua.dev/retry value starts attempt 2 with a new key.
+    retry = decide(
+        living(spec=CREATE, status=d.status.dump(), annotations={"akua.dev/retry": "checked"})
+    )
+    assert retry.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-2")
+    assert "Creating" in reasons(retry)
+
+
+def test_a_rejected_first_send_is_a_failure_not_an_unknown_outcome() -> None:
+    f = living(spec=CREATE)
+    d = decide(f)
+    assert isinstance(d.action, CreateCluster) and not d.action.resend
+    d = decide(then(f, d), ApiFailed(AkuaConflict("already exists", status=409), d.action))
+    assert conds(d)["Stalled"][:2] == ("True", "CreateFailed")
 
 
 # --- import --------------------------------------------------------------------------------
@@ -190,6 +254,27 @@ def test_import_reads_the_secret_ref_and_records_the_cluster() -> None:
         "ns",
         SecretKeyRef(name="edge-kubeconfig", key="config"),
         f"{UID}-create-1",
+    )
+    # The Secret reference is recorded with the attempt, never the kubeconfig.
+    assert d.status.lifecycle is not None and d.status.lifecycle.create_request is not None
+    assert d.status.lifecycle.create_request.dump() == {
+        "provider": "imported_byoc",
+        "name": "edge",
+        "regionId": "reg_eu",
+        "kubeconfigSecretRef": {"name": "edge-kubeconfig", "key": "config"},
+    }
+    lost = living(
+        spec={**IMPORT, "name": "edge2", "kubeconfigSecretRef": {"name": "other"}},
+        status=d.status.dump(),
+        generation=2,
+    )
+    assert decide(lost).action == ImportCluster(
+        "edge",
+        "reg_eu",
+        "ns",
+        SecretKeyRef(name="edge-kubeconfig", key="config"),
+        f"{UID}-create-1",
+        resend=True,
     )
     assert conds(d)["Reconciling"][:2] == ("True", "Importing")
     imported = cluster(id=NEW, name="edge", provider="imported_byoc", etag="e9")
@@ -442,7 +527,7 @@ def test_deleting_after_an_unanswered_create_finds_and_deletes_the_cluster() -> 
     status = {"lifecycle": {"createAttempt": 1}}
     f = facts(deleting=True, spec=CREATE, status=status)
     d = decide(f)
-    assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1")
+    assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1", resend=True)
     assert "CreateUnanswered" in reasons(d)
     d = decide(then(f, d), OperationObserved(create_op(), accepted=True))
     assert d.action == FollowOperation("op_create1", wait=True)
@@ -453,12 +538,48 @@ def test_deleting_after_an_unanswered_create_finds_and_deletes_the_cluster() -> 
     assert type(d.action).__name__ == "DeleteCluster"
 
 
-def test_deleting_after_a_refused_or_failed_create_releases() -> None:
+def test_deleting_after_a_refused_resent_create_stalls_and_never_releases() -> None:
+    # The resent create is refused (e.g. 422 for the reused key): the first request may have
+    # made a cluster. Releasing would orphan it; creating anew would make a second one.
     f = facts(deleting=True, spec=CREATE, status={"lifecycle": {"createAttempt": 1}})
     d = decide(f)
-    assert isinstance(d.action, CreateCluster)
+    assert isinstance(d.action, CreateCluster) and d.action.resend
     d = decide(then(f, d), ApiFailed(AkuaUnprocessable("mismatch", status=422), d.action))
-    assert type(d.action).__name__ == "Release"
+    assert isinstance(d.action, Requeue)
+    assert conds(d)["Stalled"][:2] == ("True", "CreateOutcomeUnknown")
+    message = conds_message(d, "Stalled")
+    assert "akua.dev/orphan" in message and "spec.clusterId" in message
+    assert "Released" not in reasons(d)
+    # Later cycles: no Akua call, no release.
+    later = decide(facts(deleting=True, spec=CREATE, status=d.status.dump()))
+    assert isinstance(later.action, Requeue)
+    assert later.status_patch is None and later.events == ()
+    # The user found the cluster: it is deleted.
+    found = decide(facts(deleting=True, spec={**CREATE, "clusterId": NEW}, status=d.status.dump()))
+    assert found.action == ObserveCluster(NEW)
+    # Or releases it on purpose.
+    orphan = decide(
+        facts(
+            deleting=True,
+            spec=CREATE,
+            status=d.status.dump(),
+            annotations={"akua.dev/orphan": "true"},
+        )
+    )
+    assert type(orphan.action).__name__ == "Release"
+    # Or asks Akua again (same key, same body).
+    ask = decide(
+        facts(
+            deleting=True,
+            spec=CREATE,
+            status=d.status.dump(),
+            annotations={"akua.dev/retry": "2"},
+        )
+    )
+    assert ask.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1", resend=True)
+
+
+def test_deleting_after_a_failed_create_releases() -> None:
     failed = {"lifecycle": {"createAttempt": 1, "failed": "create", "failedGeneration": 1}}
     assert type(decide(facts(deleting=True, spec=CREATE, status=failed)).action).__name__ == (
         "Release"
@@ -488,7 +609,9 @@ def test_deleting_after_a_retry_whose_answer_was_lost_asks_with_the_new_key() ->
     d = decide(retry)
     assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-2")
     gone = facts(deleting=True, spec=CREATE, status=d.status.dump(), generation=2)
-    assert decide(gone).action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-2")
+    assert decide(gone).action == CreateCluster(
+        "prod", "reg_eu", None, f"{UID}-create-2", resend=True
+    )
 
 
 def test_a_wait_the_server_does_not_serve_falls_back_to_polling() -> None:

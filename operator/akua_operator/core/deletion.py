@@ -24,7 +24,13 @@ from datetime import timedelta
 from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
 from akua_operator.akua.models import Operation
 from akua_operator.core import failures
-from akua_operator.core.lifecycle import unanswered_create
+from akua_operator.core.lifecycle import (
+    REASON_OUTCOME_UNKNOWN,
+    mark_outcome_unknown,
+    outcome_still_unknown,
+    outcome_unknown_message,
+    unanswered_create,
+)
 from akua_operator.core.lifecycle_actions import CreateCluster
 from akua_operator.core.status import (
     STALLED,
@@ -142,6 +148,11 @@ def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Acti
         return FollowOperation(op.id, wait=False)
     cluster_id = _cluster_id(facts, status)
     if cluster_id is None:
+        if outcome_still_unknown(facts, status):
+            assert status.lifecycle is not None
+            message = outcome_unknown_message(status.lifecycle, deleting=True)
+            mark_stalled(status, facts, REASON_OUTCOME_UNKNOWN, message)
+            return Requeue(facts.tuning.retain_recheck, "the outcome of a resent create is unknown")
         resend = unanswered_create(facts, status)
         if resend is not None:
             # A create whose answer was never recorded: learn its operation (same key), follow
@@ -372,15 +383,11 @@ def _on_failure(
         and isinstance(error, AkuaHTTPError)
         and error.status in (400, 409, 422)
     ):
-        events.append(
-            Event(
-                EventType.NORMAL,
-                "Released",
-                f"Akua refused the resent create ({error.status}): no cluster was made; "
-                f"nothing to delete",
-            )
-        )
-        return Release("the unanswered create made no cluster")
+        # The resent create was refused: the first request may still have made a cluster.
+        # Never release on this (that would orphan it) and never create anew: Stalled until
+        # the user checks Akua (spec.clusterId, akua.dev/retry or akua.dev/orphan).
+        mark_outcome_unknown(facts, status, events, action, error)
+        return Requeue(facts.tuning.retain_recheck, "the outcome of a resent create is unknown")
     if isinstance(action, DeleteCluster) and isinstance(error, AkuaConflict):
         return _on_conflict(facts, status, events, error, action)
     if isinstance(action, FollowOperation) and isinstance(error, AkuaNotFound):

@@ -77,8 +77,10 @@ from akua_operator.core.types import (
 from akua_operator.resource.models import (
     ANNOTATION_PAUSED,
     ANNOTATION_RETRY,
+    AkuaClusterSpec,
     AkuaClusterStatus,
     ConditionStatus,
+    CreateRequestStatus,
     LifecycleStatus,
     Provider,
 )
@@ -102,6 +104,7 @@ REASON_RESUMED_OUTSIDE = "ResumedOutsideOperator"
 REASON_SUSPENDED_OUTSIDE = "SuspendedOutsideOperator"
 REASON_KUBECONFIG = "KubeconfigUnavailable"
 REASON_CHANGED = "ClusterChanged"
+REASON_OUTCOME_UNKNOWN = "CreateOutcomeUnknown"
 
 FAILED_REASONS = {
     "create": "CreateFailed",
@@ -178,9 +181,9 @@ def unanswered_create(facts: Facts, status: AkuaClusterStatus) -> CreateCluster 
 
     A create that was (maybe) sent but whose answer never reached the status (the operator died
     or the answer was lost) may have made a cluster nobody knows the id of. Resending it with the
-    same idempotency key makes Akua answer with that first operation (or start it, when the
-    first request never arrived), so the deletion can follow it and delete the cluster instead
-    of releasing and orphaning it.
+    same idempotency key *and the same body* makes Akua answer with that first operation (or
+    start it, when the first request never arrived), so the deletion can follow it and delete
+    the cluster instead of releasing and orphaning it.
     """
     lc = status.lifecycle
     spec = facts.spec
@@ -190,15 +193,108 @@ def unanswered_create(facts: Facts, status: AkuaClusterStatus) -> CreateCluster 
         or lc.failed is not None  # the current attempt's operation failed: nothing made
         or spec.cluster_id is not None
         or status.cluster_id is not None
-        or spec.provider != Provider.MANAGED_KAAS
-        or not spec.name
-        or not spec.region_id
     ):
         return None
-    profile = str(spec.network_profile) if spec.network_profile is not None else None
-    return CreateCluster(
-        spec.name, spec.region_id, profile, create_key(facts.meta.uid, lc.create_attempt)
+    request = lc.create_request or _request_from_spec(spec)
+    if request is None or request.provider != Provider.MANAGED_KAAS:
+        return None
+    key = create_key(facts.meta.uid, lc.create_attempt)
+    return CreateCluster(request.name, request.region_id, request.network_profile, key, resend=True)
+
+
+def _request_from_spec(spec: AkuaClusterSpec) -> CreateRequestStatus | None:
+    """The create/import request the spec asks for (None when the spec lacks a part)."""
+    importing = spec.provider == Provider.IMPORTED_BYOC
+    if not spec.name or not spec.region_id or (importing and spec.kubeconfig_secret_ref is None):
+        return None
+    return CreateRequestStatus(
+        provider=str(spec.provider),
+        name=spec.name,
+        region_id=spec.region_id,
+        network_profile=str(spec.network_profile) if spec.network_profile is not None else None,
+        kubeconfig_secret_ref=(
+            spec.kubeconfig_secret_ref.model_copy()
+            if importing and spec.kubeconfig_secret_ref
+            else None
+        ),
     )
+
+
+def _create_action(
+    facts: Facts, lc: LifecycleStatus, request: CreateRequestStatus, *, resend: bool
+) -> CreateCluster | ImportCluster:
+    key = create_key(facts.meta.uid, lc.create_attempt)
+    if request.provider == Provider.IMPORTED_BYOC and request.kubeconfig_secret_ref is not None:
+        return ImportCluster(
+            request.name,
+            request.region_id,
+            facts.meta.namespace,
+            request.kubeconfig_secret_ref,
+            key,
+            resend=resend,
+        )
+    return CreateCluster(
+        request.name, request.region_id, request.network_profile, key, resend=resend
+    )
+
+
+def outcome_unknown_message(lc: LifecycleStatus, *, deleting: bool) -> str:
+    """What the user sees when a resent create/import was refused (Stalled, Event)."""
+    what = lc.outcome_unknown or "create"
+    request = lc.create_request
+    named = f" named {request.name!r} in region {request.region_id}" if request is not None else ""
+    retry = (
+        "ask Akua again with the same request"
+        if deleting
+        else f"{what} it again with a new request"
+    )
+    tail = (
+        "; or set the annotation akua.dev/orphan=true to release this resource without deleting "
+        "anything"
+        if deleting
+        else ""
+    )
+    return clip(
+        f"Akua refused the resent {what} request of attempt {lc.create_attempt} "
+        f"({lc.last_failure or 'rejected'}), so it is unknown whether the first request made a "
+        f"cluster. The operator sends nothing until you act: check Akua for a cluster{named}; if "
+        f"it exists, set spec.clusterId to its id (this resource then manages"
+        f"{' and deletes' if deleting else ''} it); if it does not, set the annotation "
+        f"akua.dev/retry to a new value to {retry}{tail}"
+    )
+
+
+def mark_outcome_unknown(
+    facts: Facts,
+    status: AkuaClusterStatus,
+    events: list[Event],
+    action: CreateCluster | ImportCluster,
+    error: AkuaError,
+) -> None:
+    """A resent create/import was refused (400/409/422): the first one may have made a cluster.
+
+    Never a new create and never a release on this: Stalled until the user looks at Akua.
+    """
+    lc = _lc(status)
+    lc.outcome_unknown = "import" if isinstance(action, ImportCluster) else "create"
+    lc.outcome_unknown_retry_token = _token(facts)
+    lc.last_failure = clip(f"{error}", 300)
+    status.api_errors = 0
+    message = outcome_unknown_message(lc, deleting=facts.meta.deleting)
+    events.append(Event(EventType.WARNING, REASON_OUTCOME_UNKNOWN, message))
+    mark_stalled(status, facts, REASON_OUTCOME_UNKNOWN, message)
+
+
+def outcome_still_unknown(facts: Facts, status: AkuaClusterStatus) -> bool:
+    """The outcome is unknown and akua.dev/retry did not change since (clears it otherwise)."""
+    lc = status.lifecycle
+    if lc is None or lc.outcome_unknown is None:
+        return False
+    if lc.outcome_unknown_retry_token == _token(facts):
+        return True
+    lc.outcome_unknown = None
+    lc.outcome_unknown_retry_token = None
+    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,20 +454,37 @@ _PENDING_REASONS = {
 def _create_or_import(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
     lc = _lc(status)
     spec = facts.spec
-    importing = spec.provider == Provider.IMPORTED_BYOC
+    if lc.outcome_unknown is not None:
+        unknown = lc.outcome_unknown
+        if outcome_still_unknown(facts, status):
+            mark_stalled(status, facts, REASON_OUTCOME_UNKNOWN,
+                         outcome_unknown_message(lc, deleting=False))  # fmt: skip
+            return Idle(f"the outcome of the resent {unknown} is unknown")
+        # akua.dev/retry changed: the user checked Akua; a new attempt with a new key.
+        lc.failed = unknown
+        lc.failed_generation = None
+        lc.failed_retry_token = None
+    recorded = lc.create_request
+    importing = (
+        recorded.provider == Provider.IMPORTED_BYOC
+        if recorded is not None and lc.failed is None
+        else spec.provider == Provider.IMPORTED_BYOC
+    )
     what = "import" if importing else "create"
     if _blocked(facts, lc):
         mark_stalled(status, facts, FAILED_REASONS.get(lc.failed or what, "Failed"),
                      _failure_message(lc))  # fmt: skip
         return Idle(f"{what} failed; waiting for a spec change or akua.dev/retry")
-    if not spec.name or not spec.region_id or (importing and spec.kubeconfig_secret_ref is None):
+    new_attempt = lc.failed is not None or lc.create_attempt == 0
+    request = recorded if recorded is not None and not new_attempt else _request_from_spec(spec)
+    if request is None:
         # The CRD's rules reject this; an old CRD may not have: say what is missing.
         missing = "kubeconfigSecretRef" if spec.name and spec.region_id else "name and regionId"
         message = f"Cannot {what} a cluster: spec.{missing} is required (or set spec.clusterId)"
         mark_stalled(status, facts, "InvalidSpec", message)
         return Idle(message)
-    retry = lc.failed is not None  # the previous attempt failed and the user asked again
-    if retry or lc.create_attempt == 0:
+    lc.create_request = request
+    if new_attempt:
         lc.create_attempt += 1
         lc.failed = None
         lc.failed_generation = None
@@ -381,21 +494,14 @@ def _create_or_import(facts: Facts, status: AkuaClusterStatus, events: list[Even
             Event(
                 EventType.NORMAL,
                 verb,
-                f"{verb} Akua cluster {spec.name!r} in region {spec.region_id} "
+                f"{verb} Akua cluster {request.name!r} in region {request.region_id} "
                 f"(attempt {lc.create_attempt})",
             )
         )
-    key = create_key(facts.meta.uid, lc.create_attempt)
     status.observed_generation = facts.meta.generation
     reason = REASON_IMPORTING if importing else REASON_CREATING
     _progressing(status, facts, reason, f"{what} requested (attempt {lc.create_attempt})")
-    if importing:
-        assert spec.kubeconfig_secret_ref is not None
-        return ImportCluster(
-            spec.name, spec.region_id, facts.meta.namespace, spec.kubeconfig_secret_ref, key
-        )
-    profile = str(spec.network_profile) if spec.network_profile is not None else None
-    return CreateCluster(spec.name, spec.region_id, profile, key)
+    return _create_action(facts, lc, request, resend=not new_attempt)
 
 
 # --- the cluster as observed ------------------------------------------------------------------
@@ -644,6 +750,11 @@ def _on_lifecycle_failed(
         case CreateCluster() | ImportCluster():
             what = "import" if isinstance(action, ImportCluster) else "create"
             if isinstance(error, AkuaHTTPError) and error.status in (400, 409, 422):
+                if action.resend:
+                    # Maybe not the first time Akua saw this key: the first request may have
+                    # made a cluster. Never a new create on this.
+                    mark_outcome_unknown(facts, status, events, action, error)
+                    return Idle(f"the outcome of the resent {what} is unknown")
                 status.api_errors = 0
                 _fail(facts, status, events, what, f"Akua rejected the {what}: {error}")
                 return Idle(f"{what} rejected")

@@ -24,6 +24,7 @@ class CreateCluster:
     region_id: str
     network_profile: str | None
     idempotency_key: str
+    resend: bool = False  # True: the attempt's request was (maybe) sent before; same body
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ImportCluster:
     namespace: str  # of the resource, where the Secret lives
     kubeconfig: SecretKeyRef
     idempotency_key: str
+    resend: bool = False  # True: the attempt's request was (maybe) sent before; same body
 
 
 @dataclass(frozen=True)

@@ -305,6 +305,23 @@ class DeletionStatus(_Model):
     last_failure: str | None = Field(default=None, description="Why the last attempt failed.")
 
 
+class CreateRequestStatus(_Model):
+    """The body of the current create/import attempt as it was (first) sent.
+
+    A resend of the attempt repeats exactly this body under the attempt's idempotency key: Akua
+    answers a reused key with a different body with 422. For an import only the reference to
+    the kubeconfig Secret is recorded, never the kubeconfig.
+    """
+
+    provider: str = Field(description="managed_kaas (POST /clusters) or imported_byoc (import).")
+    name: str = Field(description="The name sent.")
+    region_id: str = Field(description="The region sent.")
+    network_profile: str | None = Field(default=None, description="The network profile sent.")
+    kubeconfig_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Import: the Secret the kubeconfig is read from."
+    )
+
+
 class LifecycleStatus(_Model):
     """Bookkeeping of create, import, rename, suspend and resume, so a restart resumes."""
 
@@ -313,6 +330,19 @@ class LifecycleStatus(_Model):
         description="Create/import attempt (part of the idempotency key <uid>-create-<n>); a "
         "new attempt starts only after the previous one failed and the spec or akua.dev/retry "
         "changed.",
+    )
+    create_request: CreateRequestStatus | None = Field(
+        default=None,
+        description="The request of the current create/import attempt; resent exactly.",
+    )
+    outcome_unknown: str | None = Field(
+        default=None,
+        description="create or import: Akua refused a resent request of the current attempt, "
+        "so whether the first one made a cluster is unknown. Nothing is sent until the "
+        "annotation akua.dev/retry gets a new value (or spec.clusterId is set).",
+    )
+    outcome_unknown_retry_token: str | None = Field(
+        default=None, description="The akua.dev/retry value when the outcome became unknown."
     )
     requests: int = Field(
         default=0, description="Rename/suspend/resume requests sent (part of their keys)."
