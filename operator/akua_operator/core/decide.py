@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from akua_operator.core.deletion import decide_deletion
 from akua_operator.core.lifecycle import decide_lifecycle
-from akua_operator.core.status import status_patch
+from akua_operator.core.status import EVENT_LIMIT, clip_text, status_patch
 from akua_operator.core.types import Decision, Event, Facts, Observation
 
 
@@ -26,7 +26,7 @@ def decide(facts: Facts, obs: Observation = None) -> Decision:
         action=action,
         status=status,
         status_patch=status_patch(facts.status, status),
-        events=tuple(events),
+        events=tuple(Event(e.type, e.reason, clip_text(e.message, EVENT_LIMIT)) for e in events),
     )
 
 

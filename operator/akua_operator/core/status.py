@@ -129,47 +129,91 @@ def mark_stalled(status: AkuaClusterStatus, facts: Facts, reason: str, message: 
 # --- cluster and operation mirror ----------------------------------------------------------
 
 
+#: Limits on free text from Akua mirrored into status and Events: a status PATCH that is too
+#: large fails every time, so one huge message must never reach it.
+TEXT_LIMIT = 1024  # error messages
+NAME_LIMIT = 256  # names, states, types, etags (identifiers with no limit in the contract)
+EVENT_LIMIT = 1024  # Event messages
+MAX_STEPS = 50  # steps of one operation mirrored into status
+_STEPS_BEFORE_FOCUS = 10  # of the mirrored window, steps shown before the current/failed one
+
+
+def clip_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """``text`` cut to at most ``limit`` characters, with a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    longest = len(f"... [{len(text)} more characters cut]")  # the marker is never longer
+    keep = max(0, limit - longest)
+    return text[:keep] + f"... [{len(text) - keep} more characters cut]"
+
+
+def _clip_opt(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
+    return None if text is None else clip_text(text, limit)
+
+
 def record_cluster(status: AkuaClusterStatus, cluster: Cluster) -> None:
-    status.cluster_id = cluster.id
-    status.html_url = cluster.html_url
-    status.name = cluster.name
-    status.workspace_id = cluster.workspace_id
-    status.provider = str(cluster.provider)
-    status.state = str(cluster.state)
+    status.cluster_id = clip_text(cluster.id, NAME_LIMIT)
+    status.html_url = clip_text(cluster.html_url, 2048)
+    status.name = clip_text(cluster.name, NAME_LIMIT)
+    status.workspace_id = clip_text(cluster.workspace_id, NAME_LIMIT)
+    status.provider = clip_text(str(cluster.provider), NAME_LIMIT)
+    status.state = clip_text(str(cluster.state), NAME_LIMIT)
     status.reconciling = cluster.reconciling
-    status.etag = cluster.etag
+    status.etag = clip_text(cluster.etag, TEXT_LIMIT)
+
+
+def _step_window(op: Operation) -> tuple[int, int]:
+    """(offset, length) of the at most MAX_STEPS steps to mirror: around the failed step, else
+    the first step not done, else the last ones."""
+    steps = op.steps
+    if len(steps) <= MAX_STEPS:
+        return 0, len(steps)
+    focus = next((i for i, s in enumerate(steps) if str(s.status) == "failed"), None)
+    if focus is None:
+        focus = next(
+            (i for i, s in enumerate(steps) if str(s.status) not in DONE_STEP_STATES),
+            len(steps) - 1,
+        )
+    start = max(0, min(focus - _STEPS_BEFORE_FOCUS, len(steps) - MAX_STEPS))
+    return start, MAX_STEPS
 
 
 def mirror_operation(op: Operation) -> OperationStatus:
+    """The status mirror of ``op``: every free text clipped, at most MAX_STEPS steps."""
+    offset, length = _step_window(op)
+    omitted = len(op.steps) - length
     return OperationStatus(
-        id=op.id,
-        type=op.type,
-        state=str(op.state),
+        id=clip_text(op.id, NAME_LIMIT),
+        type=clip_text(op.type, NAME_LIMIT),
+        state=clip_text(str(op.state), NAME_LIMIT),
         done=op.done,
-        html_url=op.html_url,
+        html_url=_clip_opt(op.html_url, 2048),
         started_at=from_unix(op.started_at),
         completed_at=from_unix(op.completed_at),
-        error=OperationErrorStatus(message=op.error.message) if op.error else None,
+        error=OperationErrorStatus(message=clip_text(op.error.message)) if op.error else None,
         last_error=(
             OperationLastErrorStatus(
-                message=op.last_error.message, step_name=op.last_error.step_name
+                message=clip_text(op.last_error.message),
+                step_name=_clip_opt(op.last_error.step_name, NAME_LIMIT),
             )
             if op.last_error
             else None
         ),
         steps=[
             OperationStepStatus(
-                name=s.name,
-                status=str(s.status),
-                execution_type=str(s.execution_type),
+                name=clip_text(s.name, NAME_LIMIT),
+                status=clip_text(str(s.status), NAME_LIMIT),
+                execution_type=clip_text(str(s.execution_type), NAME_LIMIT),
                 started_at=from_unix(s.started_at),
                 completed_at=from_unix(s.completed_at),
-                error_message=s.error_message,
+                error_message=_clip_opt(s.error_message),
                 retryable=s.retryable,
                 skippable=s.skippable,
             )
-            for s in op.steps
+            for s in op.steps[offset : offset + length]
         ],
+        steps_offset=offset if omitted else None,
+        steps_omitted=omitted if omitted else None,
     )
 
 
@@ -181,17 +225,20 @@ def short_type(op_type: str) -> str:
 def progress(op: OperationStatus) -> str:
     """``delete 2/4 delete_workers`` while running; ``delete 4/4 SUCCEEDED`` when done."""
     kind = short_type(op.type)
-    total = len(op.steps)
+    offset = op.steps_offset or 0
+    total = len(op.steps) + (op.steps_omitted or 0)
     if total == 0:
         return f"{kind} {op.state}" if op.done else f"{kind} starting"
     if op.done:
-        finished = sum(1 for s in op.steps if s.status in DONE_STEP_STATES)
         failed = next((s for s in op.steps if s.status == "failed"), None)
         if failed is not None:
-            index = op.steps.index(failed) + 1
+            index = offset + op.steps.index(failed) + 1
             return f"{kind} {index}/{total} {op.state} {failed.name}"
+        finished = sum(1 for s in op.steps if s.status in DONE_STEP_STATES)
+        if op.steps_omitted:  # steps before the window are done; after it, not known
+            finished += offset
         return f"{kind} {finished}/{total} {op.state}"
-    for index, step in enumerate(op.steps, start=1):
+    for index, step in enumerate(op.steps, start=offset + 1):
         if step.status not in DONE_STEP_STATES:
             waiting = (
                 " (waiting for a person)" if step.execution_type in ("user", "approval") else ""
@@ -226,9 +273,9 @@ def step_events(old: OperationStatus | None, new: OperationStatus) -> list[Event
     if old is not None and old.id == new.id:
         before = {s.name: s.status for s in old.steps}
     events: list[Event] = []
-    total = len(new.steps)
+    total = len(new.steps) + (new.steps_omitted or 0)
     kind = short_type(new.type)
-    for index, step in enumerate(new.steps, start=1):
+    for index, step in enumerate(new.steps, start=(new.steps_offset or 0) + 1):
         if before.get(step.name) == step.status:
             continue
         if step.name not in before and step.status == "pending":

@@ -261,7 +261,17 @@ class OperationStatus(_Model):
     error: OperationErrorStatus | None = None
     last_error: OperationLastErrorStatus | None = None
     steps: list[OperationStepStatus] = Field(
-        default_factory=list, description="Every step, in Akua's order."
+        default_factory=list,
+        description="The steps in Akua's order: every step, or at most 50 around the current "
+        "(or failed) one when the operation has more (see stepsOffset, stepsOmitted).",
+    )
+    steps_offset: int | None = Field(
+        default=None,
+        description="When steps were omitted: the position (0-based) in Akua's list of the "
+        "first step mirrored.",
+    )
+    steps_omitted: int | None = Field(
+        default=None, description="How many of the operation's steps are not mirrored."
     )
 
 
