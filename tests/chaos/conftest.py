@@ -4,7 +4,9 @@
     uv run --frozen --no-sync pytest tests/chaos --chaos-full   # full scale (issue 7's numbers)
 
 Tests read their scale from the `scale` fixture; tests marked `chaos_full` only run with the flag
-(they are deselected, not skipped, without it). AKUA_CHAOS_FULL=1 is the same as the flag.
+(they are deselected, not skipped, without it). AKUA_CHAOS_FULL=1 is the same as the flag; pytest
+knows the flag only when tests/chaos is named on the command line (this conftest registers it),
+so a whole-suite run at full scale is `AKUA_CHAOS_FULL=1 make test`.
 """
 
 from __future__ import annotations
