@@ -168,9 +168,40 @@ def test_cluster_id_is_immutable_once_set(kubectl: Any, namespace: str) -> None:
 
 @pytest.mark.usefixtures("crd")
 def test_a_created_resource_may_adopt_later(kubectl: Any, namespace: str) -> None:
+    # Nothing created or recorded yet (no status.clusterId): adopting later is fine.
     accepted(kubectl, namespace, CREATE)
     accepted(kubectl, namespace, {**CREATE, "clusterId": "clu_abc"})
     assert kubectl.json("get", "akc", "c1", "-n", namespace)["spec"]["clusterId"] == "clu_abc"
+
+
+def _record_cluster_id(kubectl: Any, namespace: str, name: str, cluster_id: str) -> None:
+    # What the operator writes after its create succeeded.
+    kubectl(
+        "patch", "akc", name, "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"clusterId": cluster_id}}),
+    )  # fmt: skip
+
+
+@pytest.mark.usefixtures("crd")
+def test_spec_cluster_id_cannot_switch_away_from_the_cluster_the_operator_made(
+    kubectl: Any, namespace: str
+) -> None:
+    accepted(kubectl, namespace, CREATE, "made")
+    _record_cluster_id(kubectl, namespace, "made", "clu_made")
+    message = rejected(kubectl, namespace, {**CREATE, "clusterId": "clu_other"}, "made")
+    assert (
+        "spec.clusterId clu_other differs from the Akua cluster this resource already created "
+        "or manages (status.clusterId clu_made); create a new AkuaCluster to adopt another "
+        "cluster"
+    ) in message, message
+    assert "clusterId" not in kubectl.json("get", "akc", "made", "-n", namespace)["spec"]
+    # Pinning the cluster it made is fine, and the operator can keep writing its status.
+    accepted(kubectl, namespace, {**CREATE, "clusterId": "clu_made"}, "made")
+    _record_cluster_id(kubectl, namespace, "made", "clu_made")
+    accepted(kubectl, namespace, {**CREATE, "clusterId": "clu_made", "suspended": True}, "made")
+    obj = kubectl.json("get", "akc", "made", "-n", namespace)
+    assert obj["spec"]["clusterId"] == "clu_made"
+    assert obj["spec"]["suspended"] is True
 
 
 def _doc_examples() -> list[dict[str, Any]]:

@@ -96,6 +96,10 @@ def test_spec_fields_limits_and_rules() -> None:
     assert props["credentials"]["properties"]["workspaceId"]["maxLength"] == 53
     rules = [v["message"] for v in spec["x-kubernetes-validations"]]
     assert "clusterId is immutable once set" in rules
+    # On the whole object: spec.clusterId may not name another cluster than status.clusterId.
+    (root,) = _version()["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+    assert "self.spec.clusterId == self.status.clusterId" in root["rule"]
+    assert "oldSelf.spec.clusterId" in root["rule"]  # only when it is being set
 
 
 def test_printer_columns() -> None:

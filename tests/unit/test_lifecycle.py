@@ -624,3 +624,40 @@ def test_a_wait_the_server_does_not_serve_falls_back_to_polling() -> None:
     assert d.status.operation is not None and d.status.operation.id == "op_create1"
     again = decide(living(spec=CREATE, status=d.status.dump()))
     assert again.action == FollowOperation("op_create1", wait=False)
+
+
+# --- spec.clusterId naming another cluster than the one recorded -----------------------------
+
+
+def test_spec_cluster_id_differing_from_the_created_cluster_stalls_and_does_nothing() -> None:
+    # The CRD rejects this; an older CRD may have let it through.
+    status = {"clusterId": NEW, "etag": "e1", "lifecycle": {"createAttempt": 1}}
+    d = decide(living(spec={**CREATE, "clusterId": "clu_other"}, status=status))
+    assert isinstance(d.action, Idle)
+    assert conds(d)["Stalled"][:2] == ("True", "ClusterIdMismatch")
+    assert f"spec.clusterId clu_other differs from Akua cluster {NEW}" in conds_message(
+        d, "Stalled"
+    )
+    assert reasons(d) == ["ClusterIdMismatch"]
+    assert d.status.cluster_id == NEW
+    again = decide(living(spec={**CREATE, "clusterId": "clu_other"}, status=d.status.dump()))
+    assert isinstance(again.action, Idle) and again.events == () and again.status_patch is None
+    # Deleting: neither cluster is touched; akua.dev/orphan releases.
+    dying = facts(deleting=True, spec={**CREATE, "clusterId": "clu_other"}, status=status)
+    d = decide(dying)
+    assert isinstance(d.action, Requeue)
+    assert conds(d)["Stalled"][:2] == ("True", "ClusterIdMismatch")
+    assert "akua.dev/orphan" in conds_message(d, "Stalled")
+    orphan = facts(
+        deleting=True,
+        spec={**CREATE, "clusterId": "clu_other"},
+        status=status,
+        annotations={"akua.dev/orphan": "true"},
+    )
+    assert type(decide(orphan).action).__name__ == "Release"
+
+
+def test_spec_cluster_id_equal_to_the_created_cluster_is_fine() -> None:
+    status = {"clusterId": NEW, "etag": "e1", "lifecycle": {"createAttempt": 1}}
+    d = decide(living(spec={**CREATE, "clusterId": NEW}, status=status))
+    assert d.action == ObserveCluster(NEW)

@@ -26,9 +26,11 @@ from akua_operator.akua.models import Operation
 from akua_operator.core import failures
 from akua_operator.core.lifecycle import (
     REASON_OUTCOME_UNKNOWN,
+    cluster_id_mismatch,
     mark_outcome_unknown,
     outcome_still_unknown,
     outcome_unknown_message,
+    stall_mismatch,
     unanswered_create,
 )
 from akua_operator.core.lifecycle_actions import CreateCluster
@@ -142,6 +144,10 @@ def _cluster_id(facts: Facts, status: AkuaClusterStatus) -> str | None:
 
 def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
     deletion = _deletion(status)
+    mismatch = cluster_id_mismatch(facts, status)
+    if mismatch is not None:
+        stall_mismatch(facts, status, events, mismatch)
+        return Requeue(facts.tuning.retain_recheck, "spec.clusterId differs from status.clusterId")
     op = status.operation
     if op is not None and not op.done:
         _deleting(status, facts, _op_message(op))

@@ -105,6 +105,7 @@ REASON_SUSPENDED_OUTSIDE = "SuspendedOutsideOperator"
 REASON_KUBECONFIG = "KubeconfigUnavailable"
 REASON_CHANGED = "ClusterChanged"
 REASON_OUTCOME_UNKNOWN = "CreateOutcomeUnknown"
+REASON_MISMATCH = "ClusterIdMismatch"
 
 FAILED_REASONS = {
     "create": "CreateFailed",
@@ -415,8 +416,38 @@ def _pause(
 # --- the start of a cycle ---------------------------------------------------------------------
 
 
+def cluster_id_mismatch(facts: Facts, status: AkuaClusterStatus) -> str | None:
+    """Why spec.clusterId cannot be used: it names another cluster than the one this resource
+    created or recorded (the CRD rejects that; an older CRD may not have). None when fine."""
+    want, have = facts.spec.cluster_id, status.cluster_id
+    if want is None or have is None or want == have:
+        return None
+    return (
+        f"spec.clusterId {want} differs from Akua cluster {have} that this resource already "
+        f"created or manages (status.clusterId). The operator acts on neither: create a new "
+        f"AkuaCluster to adopt {want}"
+        + (
+            f"; set akua.dev/orphan=true to release this resource without deleting {have}"
+            if facts.meta.deleting
+            else ""
+        )
+    )
+
+
+def stall_mismatch(
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], message: str
+) -> None:
+    if _stalled_reason(status) != REASON_MISMATCH:
+        events.append(Event(EventType.WARNING, REASON_MISMATCH, message))
+    mark_stalled(status, facts, REASON_MISMATCH, message)
+
+
 def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
     lc = _lc(status)
+    mismatch = cluster_id_mismatch(facts, status)
+    if mismatch is not None:
+        stall_mismatch(facts, status, events, mismatch)
+        return Idle(mismatch)
     op = status.operation
     if op is not None and not op.done:
         return FollowOperation(op.id, wait=False)

@@ -21,6 +21,7 @@ from akua_operator.resource.models import (
     KIND,
     PLURAL,
     PRINTER_COLUMNS,
+    ROOT_VALIDATIONS,
     SHORT_NAMES,
     SINGULAR,
     SPEC_VALIDATIONS,
@@ -160,6 +161,7 @@ def crd() -> dict[str, Any]:
                                 "spec": spec_schema(),
                                 "status": status_schema(),
                             },
+                            "x-kubernetes-validations": ROOT_VALIDATIONS,
                         }
                     },
                 }

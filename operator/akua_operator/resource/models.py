@@ -198,6 +198,29 @@ SPEC_VALIDATIONS: list[dict[str, str]] = [
 ]
 
 
+# CEL rules on the whole object (transition rules: checked on updates, not on create).
+# Setting spec.clusterId later is adopting; it must not switch away from a cluster the operator
+# already created or recorded (status.clusterId), which would orphan that one.
+ROOT_VALIDATIONS: list[dict[str, str]] = [
+    {
+        "rule": (
+            "(has(oldSelf.spec) && has(oldSelf.spec.clusterId)) || !has(self.spec) || "
+            "!has(self.spec.clusterId) || !has(self.status) || !has(self.status.clusterId) || "
+            "self.spec.clusterId == self.status.clusterId"
+        ),
+        "message": (
+            "spec.clusterId must be the Akua cluster this resource already manages "
+            "(status.clusterId); create a new AkuaCluster to adopt another cluster"
+        ),
+        "messageExpression": (
+            "'spec.clusterId ' + self.spec.clusterId + ' differs from the Akua cluster this "
+            "resource already created or manages (status.clusterId ' + self.status.clusterId + "
+            "'); create a new AkuaCluster to adopt another cluster'"
+        ),
+    },
+]
+
+
 # --------------------------------------------------------------------------------------------
 # status
 
