@@ -213,3 +213,34 @@ def test_telemetry_resource_records_drive_the_watch_rule(clock: Clock) -> None:
     assert not tel.tracker.liveness().ok
     tel.forget_resource("ns", "a")
     assert tel.tracker.liveness().ok
+
+
+def test_a_long_waiting_deletion_whose_handler_runs_stays_live(clock: Clock) -> None:
+    """Deleting resources have no timer and may write no status for hours (onFailure: Retain
+    re-checks every 15 s without an API call); the handler's record_resource keeps it live."""
+    tel = Telemetry(
+        TelemetrySettings(thresholds=THRESHOLDS), monotonic=clock, process_metrics=False
+    )
+    tel.tracker.mark_started()
+    stalled = [{"type": "Stalled", "status": "True", "reason": "DeleteFailed"}]
+    for _ in range(200):  # 50 minutes of re-checks
+        clock.advance(15)
+        tel.record_resource("ns", "retained", stalled)
+        tel.tracker.mark_loop_tick()
+        assert tel.tracker.liveness().ok
+    # If the handler stops running, the stall is detected.
+    clock.advance(301)
+    tel.tracker.mark_loop_tick()
+    assert not tel.tracker.liveness().ok
+
+
+def test_watch_events_alone_do_not_count_as_reconcile_ticks(clock: Clock) -> None:
+    from akua_operator.telemetry.kopf_hooks import apply_watch_event
+
+    tel = Telemetry(
+        TelemetrySettings(thresholds=THRESHOLDS), monotonic=clock, process_metrics=False
+    )
+    apply_watch_event(tel, None, {"metadata": {"namespace": "ns", "name": "a", "uid": "u"}})
+    watch = tel.tracker.liveness().checks["watch"]
+    assert watch["seconds_since_watch_event"] == 0
+    assert watch["seconds_since_reconcile"] is None

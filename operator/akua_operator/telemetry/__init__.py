@@ -314,10 +314,26 @@ class Telemetry:
 
     # -- what the handlers report -------------------------------------------------------------
 
-    def record_resource(self, namespace: str, name: str, conditions: Iterable[Condition]) -> None:
-        """Current conditions of an AkuaCluster (for ``akua_resources`` and the watch rule)."""
+    def record_resource(
+        self,
+        namespace: str,
+        name: str,
+        conditions: Iterable[Condition],
+        *,
+        reconciled: bool = True,
+    ) -> None:
+        """Current conditions of an AkuaCluster (for ``akua_resources`` and the watch rule).
+
+        Handlers call it after each reconcile cycle, so by default it also marks a reconcile
+        tick: a resource being deleted has no periodic timer (kopf stops timers once deletion
+        begins), and a deletion that waits (backoff, ``onFailure: Retain``) may write no status
+        for a long time, yet its handler runs. ``reconciled=False`` records without the tick
+        (the watch hook, whose events mark the watch instead).
+        """
         self.metrics.record_resource(namespace, name, conditions)
         self.tracker.set_active_resources(self.metrics.resource_count)
+        if reconciled:
+            self.tracker.mark_reconcile()
 
     def forget_resource(self, namespace: str, name: str) -> None:
         """The AkuaCluster is gone."""

@@ -54,7 +54,9 @@ def apply_watch_event(
         return
     status = body.get("status") or {}
     conditions = (status.get("conditions") or []) if isinstance(status, Mapping) else []
-    tel.record_resource(namespace, name, [c for c in conditions if isinstance(c, Mapping)])
+    tel.record_resource(
+        namespace, name, [c for c in conditions if isinstance(c, Mapping)], reconciled=False
+    )
     deleting = meta.get("deletionTimestamp")
     if uid and deleting and finalizer in (meta.get("finalizers") or []):
         tel.record_finalizer_held(uid, str(deleting))
