@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 from akc_factories import (
@@ -30,7 +31,7 @@ from akua_operator.akua.errors import (
     AkuaUnauthorized,
     AkuaUnprocessable,
 )
-from akua_operator.core import Decision, Facts, advance, decide
+from akua_operator.core import Decision, Facts, Tuning, advance, decide
 from akua_operator.core.types import (
     Action,
     ApiFailed,
@@ -495,16 +496,23 @@ def test_credential_errors_stall_with_long_backoff_and_keep_finalizer(
     f = advance(f, d)
     assert isinstance(d.action, DeleteCluster)
     d2 = decide(f, ApiFailed(error, d.action))  # type: ignore[arg-type]
-    assert d2.action == Requeue(60.0, reason)
+    # The 60 s backoff is recorded; kopf is asked back within 10 s (annotations act then).
+    assert d2.action == Requeue(10.0, reason)
+    assert d2.status.deletion is not None
+    assert d2.status.deletion.next_attempt_at == "2026-11-28T12:01:00Z"
     status, why, message = cond(d2, "Stalled")
     assert (status, why) == ("True", reason)
     assert "Secret akua-creds" in message
     assert [e.reason for e in d2.events] == [reason]
+    # within the backoff: no Akua call, nothing written
+    early = decide(advance(f, d2))
+    assert isinstance(early.action, Requeue) and early.action.delay <= 10
+    assert early.status_patch is None
     # the DELETE stays pending: the next try resends it unchanged
-    d3 = decide(advance(f, d2))
+    d3 = decide(later(advance(f, d2), 61))
     assert d3.action == d.action
     # the same failure again does not emit a second Event
-    d4 = decide(advance(advance(f, d2), d3), ApiFailed(error, d.action))  # type: ignore[arg-type]
+    d4 = decide(later(advance(advance(f, d2), d3), 61), ApiFailed(error, d.action))  # type: ignore[arg-type]
     assert d4.events == ()
 
 
@@ -538,6 +546,27 @@ def test_transient_errors_back_off_and_resend_same_request(error: Exception) -> 
     assert d3.status.api_errors == 2
 
 
+def later(f: Facts, seconds: float) -> Facts:
+    return Facts(
+        meta=f.meta,
+        spec=f.spec,
+        status=f.status,
+        now=NOW + timedelta(seconds=seconds),
+        tuning=f.tuning,
+    )
+
+
+def backoff_of(d: Decision) -> float:
+    """The backoff a decision imposes: its requeue, or the recorded nextAttemptAt."""
+    assert isinstance(d.action, Requeue)
+    assert d.action.delay <= 10.0
+    assert d.status.deletion is not None
+    until = d.status.deletion.next_attempt_at
+    if until is None or d.action.delay < 10.0:
+        return d.action.delay
+    return (datetime.fromisoformat(until.replace("Z", "+00:00")) - NOW).total_seconds()
+
+
 def test_backoff_grows_and_is_capped() -> None:
     f = facts(status={"etag": "e1"})
     d = decide(f)
@@ -546,10 +575,56 @@ def test_backoff_grows_and_is_capped() -> None:
     for _ in range(12):
         f = advance(f, current)
         current = decide(f, ApiFailed(AkuaServerError("x", status=500), d.action))
-        assert isinstance(current.action, Requeue)
-        delays.append(current.action.delay)
+        delays.append(backoff_of(current))
     assert delays[:4] == [2, 4, 8, 16]
     assert max(delays) == 300
+
+
+def test_every_deletion_requeue_is_short_and_long_backoffs_are_recorded() -> None:
+    # kopf does not rerun the delete handler inside its delay, not even for an annotation:
+    # akua.dev/orphan must act within max_requeue (10 s) even during a 120 s Retry-After.
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    d2 = decide(f, ApiFailed(AkuaRateLimited("slow", status=429, retry_after=120), d.action))
+    assert d2.action == Requeue(10.0, "RateLimited")
+    assert d2.status.deletion is not None
+    assert d2.status.deletion.next_attempt_at == "2026-11-28T12:02:00Z"
+    f = advance(f, d2)
+    for t in (10, 50, 115):
+        wait = decide(later(f, t))
+        assert isinstance(wait.action, Requeue) and wait.action.delay <= 10
+        assert wait.status_patch is None and wait.events == ()
+    assert decide(later(f, 115)).action == Requeue(5.0, "backing off")
+    # an annotation set during the backoff acts on the next (short) requeue
+    orphan = Facts(
+        meta=replace(f.meta, annotations={"akua.dev/orphan": "true"}),
+        spec=f.spec,
+        status=f.status,
+        now=NOW + timedelta(seconds=10),
+        tuning=f.tuning,
+    )
+    assert isinstance(decide(orphan).action, Release)
+    # after the backoff: the same DELETE is resent
+    assert decide(later(f, 121)).action == d.action
+
+
+def test_retained_deletion_requeues_within_max_requeue() -> None:
+    spec = {"clusterId": CID, "deletion": {"onFailure": "Retain", "maxRetries": 0}}
+    f = started(facts(spec=spec, status={"etag": "e1"}))
+    d = decide(f, failed())
+    assert isinstance(d.action, Requeue) and d.action.delay <= 10
+    again = decide(advance(f, d))
+    assert isinstance(again.action, Requeue) and again.action.delay <= 10
+
+
+def test_max_requeue_is_a_tuning() -> None:
+    f = facts(status={"etag": "e1"}, tuning=Tuning(max_requeue=3.0))
+    d = decide(f)
+    d2 = decide(advance(f, d), ApiFailed(AkuaServerError("x", status=500), d.action))
+    assert d2.action == Requeue(2.0, "ApiUnavailable")
+    d3 = decide(advance(advance(f, d), d2), ApiFailed(AkuaServerError("x", status=500), d.action))
+    assert d3.action == Requeue(3.0, "ApiUnavailable")
 
 
 def test_malformed_response_sets_condition_keeps_finalizer() -> None:

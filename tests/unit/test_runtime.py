@@ -241,7 +241,10 @@ async def test_rejected_token_never_reaches_status_or_events() -> None:
         body(cluster_id, {}, deleting=True), ResourceState(), deleting=True
     )
     assert isinstance(action, Requeue)
-    assert action.delay == runtime.settings.credentials_backoff
+    # The credentials backoff is recorded in status; kopf comes back within max_requeue so
+    # that akua.dev/orphan acts during it.
+    assert action.delay == runtime.tuning.max_requeue
+    assert kube.status["deletion"]["nextAttemptAt"]
     assert secret not in repr(kube.status)
     assert all(secret not in e.message for e in kube.events)
     assert [e.reason for e in kube.events] == ["CredentialsRejected"]

@@ -101,7 +101,34 @@ def orphan_requested(annotations: dict[str, str]) -> bool:
 def decide_deletion(
     facts: Facts, status: AkuaClusterStatus, obs: Observation, events: list[Event]
 ) -> Action:
-    """Mutates ``status`` and ``events``; returns the next action."""
+    """Mutates ``status`` and ``events``; returns the next action.
+
+    kopf does not run a delete handler again before its TemporaryError delay ends, not even
+    when an annotation changes, so every Requeue is at most ``tuning.max_requeue``: a longer
+    backoff is recorded as ``status.deletion.nextAttemptAt`` and served by short requeues that
+    make no Akua call until it passes, so akua.dev/orphan and akua.dev/retry act within
+    ``max_requeue`` seconds.
+    """
+    action = _decide_deletion(facts, status, obs, events)
+    limit = facts.tuning.max_requeue
+    if isinstance(action, Requeue) and action.delay > limit:
+        deletion = _deletion(status)
+        until = facts.now + timedelta(seconds=action.delay)
+        current = parse_time(deletion.next_attempt_at)
+        if current is None or current < until.replace(microsecond=0):
+            deletion.next_attempt_at = rfc3339(until)
+        return Requeue(limit, action.reason)
+    return action
+
+
+def _recheck(facts: Facts, reason: str) -> Requeue:
+    """Come back to look at the resource again (no Akua call pending)."""
+    return Requeue(min(facts.tuning.retain_recheck, facts.tuning.max_requeue), reason)
+
+
+def _decide_deletion(
+    facts: Facts, status: AkuaClusterStatus, obs: Observation, events: list[Event]
+) -> Action:
     if orphan_requested(facts.meta.annotations):
         return _release_orphan(facts, status, events, "the annotation akua.dev/orphan is true")
     if facts.spec.deletion.policy == DeletionPolicy.ORPHAN:
@@ -147,7 +174,11 @@ def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Acti
     mismatch = cluster_id_mismatch(facts, status)
     if mismatch is not None:
         stall_mismatch(facts, status, events, mismatch)
-        return Requeue(facts.tuning.retain_recheck, "spec.clusterId differs from status.clusterId")
+        return _recheck(facts, "spec.clusterId differs from status.clusterId")
+    if deletion.retained_generation is None:
+        wait = _not_before(facts, deletion)
+        if wait > 0:  # a backoff is being served: no Akua call before nextAttemptAt
+            return Requeue(min(wait, facts.tuning.max_requeue), "backing off")
     op = status.operation
     if op is not None and not op.done:
         _deleting(status, facts, _op_message(op))
@@ -158,7 +189,7 @@ def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Acti
             assert status.lifecycle is not None
             message = outcome_unknown_message(status.lifecycle, deleting=True)
             mark_stalled(status, facts, REASON_OUTCOME_UNKNOWN, message)
-            return Requeue(facts.tuning.retain_recheck, "the outcome of a resent create is unknown")
+            return _recheck(facts, "the outcome of a resent create is unknown")
         resend = unanswered_create(facts, status)
         if resend is not None:
             # A create whose answer was never recorded: learn its operation (same key), follow
@@ -343,7 +374,7 @@ def _after_end(
     )
     mark_stalled(status, facts, REASON_DELETE_RETAINED, message)
     events.append(Event(EventType.WARNING, REASON_DELETE_RETAINED, message))
-    return Requeue(facts.tuning.retain_recheck, "retained")
+    return _recheck(facts, "retained")
 
 
 def _retained(
@@ -355,7 +386,7 @@ def _retained(
         facts.meta.generation == deletion.retained_generation
         and token == deletion.retained_retry_token
     ):
-        return Requeue(facts.tuning.retain_recheck, "retained")
+        return _recheck(facts, "retained")
     trigger = (
         "the spec changed"
         if facts.meta.generation != deletion.retained_generation
@@ -393,7 +424,7 @@ def _on_failure(
         # Never release on this (that would orphan it) and never create anew: Stalled until
         # the user checks Akua (spec.clusterId, akua.dev/retry or akua.dev/orphan).
         mark_outcome_unknown(facts, status, events, action, error)
-        return Requeue(facts.tuning.retain_recheck, "the outcome of a resent create is unknown")
+        return _recheck(facts, "the outcome of a resent create is unknown")
     if isinstance(action, DeleteCluster) and isinstance(error, AkuaConflict):
         return _on_conflict(facts, status, events, error, action)
     if isinstance(action, FollowOperation) and isinstance(error, AkuaNotFound):

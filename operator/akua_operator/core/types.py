@@ -46,6 +46,10 @@ class Tuning:
     credentials_backoff: float = 60.0  # long backoff on 401/403/missing credentials
     retain_recheck: float = 15.0  # how often a Retained deletion checks for a retry trigger
     max_conflicts: int = 5  # 409s in a row before backing off
+    # Longest Requeue of a deletion: kopf does not rerun a delete handler inside its delay,
+    # so annotations (akua.dev/orphan, akua.dev/retry) act within this; longer backoffs are
+    # recorded in status.deletion.nextAttemptAt and served by short requeues.
+    max_requeue: float = 10.0
 
 
 @dataclass(frozen=True)
