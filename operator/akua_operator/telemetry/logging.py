@@ -39,9 +39,12 @@ LogFormat = Literal["text", "json"]
 
 REDACTED: Final = "[REDACTED]"
 
-_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+# Each pattern runs only when one of its trigger words occurs in the lower-cased text: most log
+# lines contain none, and they then cost a lower() and a few substring searches.
+_PATTERNS: Final[tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...]] = (
     # PEM private keys (multi-line), e.g. a decoded client key.
     (
+        ("private key",),
         re.compile(
             r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
             re.DOTALL,
@@ -49,32 +52,31 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
         REDACTED,
     ),
     # HTTP Authorization credentials.
-    (re.compile(r"\b([Bb]earer)(\s+)[A-Za-z0-9\-._~+/]+=*"), rf"\1\2{REDACTED}"),
-    (re.compile(r"\b(Basic)(\s+)[A-Za-z0-9+/]{12,}=*"), rf"\1\2{REDACTED}"),
+    (("bearer",), re.compile(r"\b([Bb]earer)(\s+)[A-Za-z0-9\-._~+/]+=*"), rf"\1\2{REDACTED}"),
+    (("basic",), re.compile(r"\b(Basic)(\s+)[A-Za-z0-9+/]{12,}=*"), rf"\1\2{REDACTED}"),
     # Secret-bearing fields: kubeconfig ``client-key-data:``/``token:``/``password:`` and the same
     # keys in JSON or Python reprs ("token": "...", 'client-key-data': '...'), AKUA_TOKEN=...
     (
+        ("token", "passw", "secret", "key-data", "key_data"),
         re.compile(
-            r"""(?ix)
-            (["']?
-             (?:client[-_]key[-_]data|[\w-]*token|password|passwd|client[-_]secret|secret[-_]key)
-             ["']?\s*[:=]\s*)
-            (["']?)
-            (?!\[REDACTED\])
-            [^\s"',}\]]+
-            """
+            r"((?:client[-_]key[-_]data|token|password|passwd|client[-_]secret|secret[-_]key)"
+            r"[\"']?\s*[:=]\s*)([\"']?)(?!\[REDACTED\])[^\s\"',}\]]+",
+            re.IGNORECASE,
         ),
         rf"\1\2{REDACTED}",
     ),
     # Akua API tokens anywhere else.
-    (re.compile(r"sk_akua_[A-Za-z0-9_]+"), f"sk_akua_{REDACTED}"),
+    (("sk_akua_",), re.compile(r"sk_akua_[A-Za-z0-9_]+"), f"sk_akua_{REDACTED}"),
 )
 
 
 def redact(text: str) -> str:
     """``text`` with every secret-looking part replaced by ``[REDACTED]``."""
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    lower = text.lower()
+    for triggers, pattern, replacement in _PATTERNS:
+        if any(t in lower for t in triggers):
+            text = pattern.sub(replacement, text)
+            lower = text.lower()
     return text
 
 
