@@ -12,11 +12,13 @@ and nothing else. tests/ship/test_chart.py shows the rights are no more than nee
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -243,6 +245,14 @@ def handled_by(proc: PodProcess, name: str) -> bool:
     return f"/{name}] Handler" in proc.text()
 
 
+def readiness(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as rsp:
+            return rsp.status, json.loads(rsp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
 def test_a_second_replica_waits_through_peering(
     helm: Any,
     kubectl: Any,
@@ -301,12 +311,20 @@ def test_a_second_replica_waits_through_peering(
             "--timeout=90s",
             timeout=120,
         )
+        # kopf logs "Handler ... succeeded" just after the handler wrote the Ready status.
+        deadline = time.monotonic() + 10
+        while not any(handled_by(p, "peered") for p in pods) and time.monotonic() < deadline:
+            time.sleep(0.2)
         active = [p for p in pods if handled_by(p, "peered")]
         assert len(active) == 1, "exactly one replica must handle the resource:\n" + "\n".join(
             p.text()[-1500:] for p in pods
         )
         (standby,) = [p for p in pods if p is not active[0]]
-        assert "Pausing operations in favour of" in standby.text()
+        # The standby is a ready replica that says it waits; the active one is not paused.
+        for pod, port in zip(pods, health, strict=True):
+            code, body = readiness(port)
+            assert code == 200, body
+            assert body["checks"]["peering"]["paused"] is (pod is standby), body
         # The active replica goes away; the standby takes over once its record expires.
         active[0].stop()
         kubectl("delete", "akc", "peered", "-n", namespace, "--timeout=150s", timeout=180)
