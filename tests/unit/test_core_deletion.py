@@ -695,3 +695,86 @@ def test_scenario_happy_path_exactly_one_delete() -> None:
     assert sum(isinstance(a, DeleteCluster) for a in actions) == 1
     assert reasons[0] == "DeleteStarted"
     assert reasons[-1] == "Deleted"
+
+
+# --- a 404 is trusted only from the credentials that saw the cluster -------------------------
+
+
+def creds_spec(
+    secret: str | None = "akua-creds", workspace: str | None = None
+) -> dict[str, object]:
+    creds: dict[str, object] = {}
+    if secret is not None:
+        creds["secretRef"] = {"name": secret}
+    if workspace is not None:
+        creds["workspaceId"] = workspace
+    return {"clusterId": CID, "credentials": creds}
+
+
+def test_an_observation_records_which_credentials_saw_the_cluster() -> None:
+    f = facts(spec=creds_spec(workspace="ws_1"))
+    d = decide(f)
+    d = decide(advance(f, d), ClusterObserved(cluster(etag="e1")))
+    assert d.status.credentials_identity == "Secret akua-creds key token, workspace ws_1"
+    default = facts()
+    d = decide(advance(default, decide(default)), ClusterObserved(cluster(etag="e1")))
+    assert d.status.credentials_identity == "operator default"
+
+
+@pytest.mark.parametrize("via", ["GET", "DELETE"])
+@pytest.mark.parametrize(
+    "now",
+    [creds_spec("other-creds"), creds_spec(workspace="ws_2"), {"clusterId": CID}],
+    ids=["other-secret", "other-workspace", "operator-default"],
+)
+def test_404_with_changed_credentials_stalls_and_never_releases(
+    via: str, now: dict[str, object]
+) -> None:
+    seen = facts(spec=creds_spec())
+    d = decide(advance(seen, decide(seen)), ClusterObserved(cluster(etag="e1")))
+    f = facts(spec=now, status=d.status.dump())
+    d = decide(f)
+    d = decide(advance(f, d), ClusterGone(CID, via=via))
+    assert isinstance(d.action, Requeue) and d.action.delay <= 10
+    stalled = cond(d, "Stalled")
+    assert stalled[:2] == ("True", "CredentialsChanged")
+    assert "Secret akua-creds key token" in stalled[2]
+    assert "akua.dev/orphan" in stalled[2]
+    assert [e.reason for e in d.events] == ["CredentialsChanged"]
+    assert d.status.deletion is not None and d.status.deletion.next_attempt_at is not None
+    # No Akua call during the backoff; the escape hatch still works.
+    f = advance(f, d)
+    wait = decide(f)
+    assert isinstance(wait.action, Requeue) and wait.status_patch is None
+    orphan = Facts(
+        meta=replace(f.meta, annotations={"akua.dev/orphan": "true"}),
+        spec=f.spec,
+        status=f.status,
+        now=f.now,
+        tuning=f.tuning,
+    )
+    assert isinstance(decide(orphan).action, Release)
+    # After the backoff Akua is asked again (the pending DELETE, unchanged).
+    back = facts(spec=creds_spec(), status=f.status.dump(), now=NOW + timedelta(seconds=61))
+    assert decide(back).action == DeleteCluster(CID, "e1", f"{UID}-delete-1-1")
+
+
+@pytest.mark.parametrize("via", ["GET", "DELETE"])
+def test_404_with_the_same_credentials_releases(via: str) -> None:
+    seen = facts(spec=creds_spec(workspace="ws_1"))
+    d = decide(advance(seen, decide(seen)), ClusterObserved(cluster(etag="e1")))
+    f = facts(spec=creds_spec(workspace="ws_1"), status=d.status.dump())
+    d = decide(advance(f, decide(f)), ClusterGone(CID, via=via))
+    assert isinstance(d.action, Release)
+    assert d.events[-1].reason == "AlreadyGone"
+
+
+def test_the_handler_may_supply_the_identity() -> None:
+    seen = replace(facts(), credentials_identity="operator default (token file A)")
+    d = decide(advance(seen, decide(seen)), ClusterObserved(cluster(etag="e1")))
+    assert d.status.credentials_identity == "operator default (token file A)"
+    f = replace(
+        facts(status=d.status.dump()), credentials_identity="operator default (token file B)"
+    )
+    d = decide(advance(f, decide(f)), ClusterGone(CID))
+    assert cond(d, "Stalled")[:2] == ("True", "CredentialsChanged")

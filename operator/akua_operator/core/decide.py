@@ -38,4 +38,5 @@ def advance(facts: Facts, decision: Decision) -> Facts:
         status=decision.status,
         now=facts.now,
         tuning=facts.tuning,
+        credentials_identity=facts.credentials_identity,
     )

@@ -39,6 +39,7 @@ from akua_operator.core.status import (
     backoff,
     clip,
     condition,
+    credentials_identity,
     failed_step,
     failure_text,
     mark_stalled,
@@ -46,6 +47,7 @@ from akua_operator.core.status import (
     parse_time,
     progress,
     record_cluster,
+    record_observed_with,
     rfc3339,
     set_condition,
     set_kstatus,
@@ -87,6 +89,7 @@ REASON_DELETING = "Deleting"
 REASON_DELETE_FAILED = "DeleteFailed"
 REASON_DELETE_RETAINED = "DeleteRetained"
 REASON_WAITING = "WaitingForOperation"
+REASON_CREDENTIALS_CHANGED = "CredentialsChanged"
 
 
 def idempotency_key(uid: str, attempt: int, request: int) -> str:
@@ -143,11 +146,15 @@ def _decide_deletion(
             _unstall(status, facts)
             status.api_errors = 0
             record_cluster(status, cluster)
+            record_observed_with(status, facts)
             status.observed_generation = facts.meta.generation
             return _send_delete(facts, status, cluster.id, cluster.etag)
         case ClusterGone(cluster_id=cluster_id, via=via):
-            _unstall(status, facts)
             status.api_errors = 0
+            changed = _credentials_changed(facts, status, events, cluster_id, via)
+            if changed is not None:
+                return changed
+            _unstall(status, facts)
             return _release_gone(status, events, cluster_id, via)
         case OperationObserved(operation=op, accepted=accepted):
             _unstall(status, facts)
@@ -290,6 +297,7 @@ def _on_operation(
         if created is not None and status.cluster_id is None:
             status.cluster_id = created
             cluster_id = created
+            record_observed_with(status, facts)
     if not op.done:
         _deleting(status, facts, _op_message(op))
         return FollowOperation(op.id, wait=True)
@@ -516,6 +524,34 @@ def _release_orphan(
         )
     )
     return Release(f"orphaned: {why}")
+
+
+def _credentials_changed(
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], cluster_id: str, via: str
+) -> Action | None:
+    """A 404 proves the cluster is gone only to the credentials that saw it: other ones (a
+    wrong workspace or token) may look into another workspace. None when the 404 can be
+    trusted (same credentials, or the cluster was never observed)."""
+    recorded = status.credentials_identity
+    current = credentials_identity(facts)
+    if recorded is None or recorded == current:
+        return None
+    message = clip(
+        f"Akua answered 404 for cluster {cluster_id} ({via}), but the credentials changed since "
+        f"it was last observed (then: {recorded}; now: {current}): they may see another "
+        f"workspace, so the finalizer stays. Restore the credentials (the operator retries every "
+        f"{facts.tuning.credentials_backoff:g}s), or, if the cluster is really gone, set "
+        f"akua.dev/orphan=true to release this resource"
+    )
+    stalled = condition(status, STALLED)
+    if (
+        stalled is None
+        or stalled.status != ConditionStatus.TRUE
+        or stalled.reason != (REASON_CREDENTIALS_CHANGED)
+    ):
+        events.append(Event(EventType.WARNING, REASON_CREDENTIALS_CHANGED, message))
+    mark_stalled(status, facts, REASON_CREDENTIALS_CHANGED, message)
+    return Requeue(facts.tuning.credentials_backoff, REASON_CREDENTIALS_CHANGED)
 
 
 def _release_gone(

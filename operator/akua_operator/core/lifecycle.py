@@ -52,6 +52,7 @@ from akua_operator.core.status import (
     mirror_operation,
     progress,
     record_cluster,
+    record_observed_with,
     rfc3339,
     set_condition,
     set_kstatus,
@@ -545,6 +546,7 @@ def _on_cluster(
     status.api_errors = 0
     first = status.cluster_id is None or status.etag is None
     record_cluster(status, cluster)
+    record_observed_with(status, facts)
     status.observed_generation = facts.meta.generation
     if first:
         events.append(
@@ -697,6 +699,7 @@ def _on_operation(
         if created and status.cluster_id is None:
             status.cluster_id = created
             cluster_id = created
+            record_observed_with(status, facts)
     if op.state == "SUCCEEDED":
         if ended_now:
             events.append(

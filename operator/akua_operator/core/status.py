@@ -162,6 +162,23 @@ def record_cluster(status: AkuaClusterStatus, cluster: Cluster) -> None:
     status.etag = clip_text(cluster.etag, TEXT_LIMIT)
 
 
+def credentials_identity(facts: Facts) -> str:
+    """Which credentials the operator uses for this resource, without any secret: the Secret's
+    name and key (or the operator's default) and the workspace. Never the token or a hash."""
+    if facts.credentials_identity is not None:
+        return facts.credentials_identity
+    creds = facts.spec.credentials
+    ref = creds.secret_ref if creds is not None else None
+    who = f"Secret {ref.name} key {ref.key}" if ref is not None else "operator default"
+    workspace = creds.workspace_id if creds is not None else None
+    return f"{who}, workspace {workspace}" if workspace else who
+
+
+def record_observed_with(status: AkuaClusterStatus, facts: Facts) -> None:
+    """Akua showed this resource's cluster with the current credentials: remember which."""
+    status.credentials_identity = clip_text(credentials_identity(facts), NAME_LIMIT)
+
+
 def _step_window(op: Operation) -> tuple[int, int]:
     """(offset, length) of the at most MAX_STEPS steps to mirror: around the failed step, else
     the first step not done, else the last ones."""

@@ -61,6 +61,9 @@ class Facts:
     status: AkuaClusterStatus
     now: datetime
     tuning: Tuning = field(default_factory=Tuning)
+    # Which credentials this cycle uses, without any secret (see core.status.credentials_identity);
+    # None: derived from spec.credentials (Secret name/key or "operator default", workspace).
+    credentials_identity: str | None = None
 
 
 # Observations: what the last action found out ------------------------------------------------

@@ -433,6 +433,12 @@ class AkuaClusterStatus(_Model):
         default=None, description="Akua reports an operation in flight."
     )
     etag: str | None = Field(default=None, description="The cluster's etag as last observed.")
+    credentials_identity: str | None = Field(
+        default=None,
+        description="The credentials Akua last showed the cluster to: the Secret's name and key "
+        "(or 'operator default') and the workspace, never the token. A 404 while deleting "
+        "releases only with these same credentials.",
+    )
     observed_generation: int | None = Field(
         default=None, description="metadata.generation last reconciled."
     )
