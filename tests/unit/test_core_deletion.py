@@ -666,15 +666,41 @@ def test_wait_not_served_falls_back_to_polling_without_stalling(status_code: int
     assert isinstance(decide(advance(f, d)).action, FollowOperation)  # resumes following
 
 
-def test_tokens_never_in_status_or_events() -> None:
-    token = "sk_akua_supersecret"
+TOKEN = "sk_akua_supersecret123"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AkuaUnauthorized(f"invalid credentials: {TOKEN}", status=401),
+        AkuaUnprocessable(f"bad request, Authorization: Bearer {TOKEN}", status=422),
+        AkuaServerError(f'upstream said {{"token": "{TOKEN}"}}', status=503),
+    ],
+    ids=["401", "422-bearer", "503-json"],
+)
+def test_a_token_in_an_error_message_never_reaches_status_or_events(error: Exception) -> None:
     f = facts(status={"etag": "e1"})
     d = decide(f)
     f = advance(f, d)
-    err = AkuaUnauthorized("invalid credentials", status=401)
-    d2 = decide(f, ApiFailed(err, d.action))
-    assert token not in str(d2.status.dump())
-    assert all(token not in e.message for e in d2.events)
+    d2 = decide(f, ApiFailed(error, d.action))  # type: ignore[arg-type]
+    assert "supersecret123" in str(error)  # the core did see it
+    assert "supersecret123" not in str(d2.status.dump())
+    assert all("supersecret123" not in e.message for e in d2.events)
+    assert "[REDACTED]" in str(d2.status.dump())
+
+
+def test_a_token_in_operation_text_never_reaches_status_or_events() -> None:
+    steps = [
+        step("drain_workloads", "completed"),
+        step("delete_workers", "failed", error_message=f"used token={TOKEN}", retryable=False),
+    ]
+    f = started(facts(status={"etag": "e1"}))
+    op = operation(state="FAILED", steps=steps, error=f"denied for {TOKEN}")
+    d = decide(f, OperationObserved(op))
+    assert isinstance(d.action, Release)
+    assert "supersecret123" not in str(d.status.dump())
+    assert all("supersecret123" not in e.message for e in d.events)
+    assert "DeleteFailed" in [e.reason for e in d.events]
 
 
 def test_scenario_happy_path_exactly_one_delete() -> None:

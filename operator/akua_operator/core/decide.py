@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from akua_operator.core.deletion import decide_deletion
 from akua_operator.core.lifecycle import decide_lifecycle
-from akua_operator.core.status import EVENT_LIMIT, clip_text, status_patch
+from akua_operator.core.status import EVENT_LIMIT, clip_text, redact, status_patch
 from akua_operator.core.types import Decision, Event, Facts, Observation
 
 
@@ -22,6 +22,9 @@ def decide(facts: Facts, obs: Observation = None) -> Decision:
         action = decide_deletion(facts, status, obs, events)
     else:
         action = decide_lifecycle(facts, status, obs, events)
+    for i, cond in enumerate(status.conditions):
+        if (clean := redact(cond.message)) != cond.message:
+            status.conditions[i] = cond.model_copy(update={"message": clean})
     return Decision(
         action=action,
         status=status,

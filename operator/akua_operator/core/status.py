@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -138,13 +139,40 @@ MAX_STEPS = 50  # steps of one operation mirrored into status
 _STEPS_BEFORE_FOCUS = 10  # of the mirrored window, steps shown before the current/failed one
 
 
-def clip_text(text: str, limit: int = TEXT_LIMIT) -> str:
-    """``text`` cut to at most ``limit`` characters, with a marker saying how much was cut."""
-    if len(text) <= limit:
+# Secrets that might hide in free text (an error message echoing a request): an Akua token, an
+# HTTP Authorization credential, a "token: ..." / "password=..." pair. Akua's messages should
+# never hold one; status and Events are read by many, so the core removes any it sees.
+_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"sk_akua_[A-Za-z0-9_\-]+"), "sk_akua_[REDACTED]"),
+    (re.compile(r"\b([Bb]earer|Basic)(\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1\2[REDACTED]"),
+    (
+        re.compile(
+            r"(?i)((?:client[-_]key[-_]data|[\w-]{0,64}token|password|secret)[\"']?\s*[:=]\s*[\"']?)"
+            r"(?!\[REDACTED\])[^\s\"',}\]]+"
+        ),
+        r"\1[REDACTED]",
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a secret replaced by ``[REDACTED]``."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def clip_text(text: str, limit: int = TEXT_LIMIT, *, secrets: bool = True) -> str:
+    """``text`` without secrets, cut to at most ``limit`` characters with a marker saying how
+    much was cut. ``secrets=False`` for identifiers sent back to Akua (ids, etags)."""
+    original = len(text)
+    if secrets:
+        text = redact(text[: limit + 64])  # cut first: never scan megabytes
+    if original <= limit and len(text) <= limit:
         return text
-    longest = len(f"... [{len(text)} more characters cut]")  # the marker is never longer
+    longest = len(f"... [{original} more characters cut]")  # the marker is never longer
     keep = max(0, limit - longest)
-    return text[:keep] + f"... [{len(text) - keep} more characters cut]"
+    return text[:keep] + f"... [{max(0, original - keep)} more characters cut]"
 
 
 def _clip_opt(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
@@ -152,14 +180,14 @@ def _clip_opt(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
 
 
 def record_cluster(status: AkuaClusterStatus, cluster: Cluster) -> None:
-    status.cluster_id = clip_text(cluster.id, NAME_LIMIT)
+    status.cluster_id = clip_text(cluster.id, NAME_LIMIT, secrets=False)
     status.html_url = clip_text(cluster.html_url, 2048)
     status.name = clip_text(cluster.name, NAME_LIMIT)
     status.workspace_id = clip_text(cluster.workspace_id, NAME_LIMIT)
     status.provider = clip_text(str(cluster.provider), NAME_LIMIT)
     status.state = clip_text(str(cluster.state), NAME_LIMIT)
     status.reconciling = cluster.reconciling
-    status.etag = clip_text(cluster.etag, TEXT_LIMIT)
+    status.etag = clip_text(cluster.etag, TEXT_LIMIT, secrets=False)
 
 
 def credentials_identity(facts: Facts) -> str:
@@ -200,7 +228,7 @@ def mirror_operation(op: Operation) -> OperationStatus:
     offset, length = _step_window(op)
     omitted = len(op.steps) - length
     return OperationStatus(
-        id=clip_text(op.id, NAME_LIMIT),
+        id=clip_text(op.id, NAME_LIMIT, secrets=False),
         type=clip_text(op.type, NAME_LIMIT),
         state=clip_text(str(op.state), NAME_LIMIT),
         done=op.done,
@@ -335,6 +363,7 @@ def status_patch(old: AkuaClusterStatus, new: AkuaClusterStatus) -> dict[str, An
 
 
 def clip(text: str, limit: int = 900) -> str:
+    text = redact(text[: limit + 64])
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
