@@ -370,13 +370,33 @@ def test_periodic_observation_updates_etag_and_state() -> None:
 
 
 def test_pending_rename_is_resent_unchanged_after_restart() -> None:
+    f = living(spec={"clusterId": CID, "name": "prod"})
+    d = decide(then(f, decide(f)), ClusterObserved(cluster(name="renamed-in-ui", etag="e1")))
+    assert d.action == RenameCluster(CID, "prod", "e1", f"{UID}-rename-1")
+    assert d.status_patch is not None
+    assert d.status_patch["lifecycle"]["pendingName"] == "prod"
+    # The answer was lost; meanwhile the user changed spec.name. The resend under the old key
+    # carries exactly the first name (a different body under a reused key is a 422).
+    edited = living(spec={"clusterId": CID, "name": "prod-2"}, status=d.status.dump(), generation=2)
+    again = decide(edited)
+    assert again.action == RenameCluster(CID, "prod", "e1", f"{UID}-rename-1")
+    # Answered: the new name is then a new drift, with a new key.
+    d = decide(then(edited, again), ClusterAnswered(cluster(name="prod", etag="e2"), "rename"))
+    assert d.action == RenameCluster(CID, "prod-2", "e2", f"{UID}-rename-2")
+    assert d.status.lifecycle is not None and d.status.lifecycle.pending_name == "prod-2"
+
+
+def test_a_pending_rename_without_its_name_is_not_guessed() -> None:
+    # A status written before pendingName existed: re-read the cluster instead of sending the
+    # current spec.name under the old key.
     status = {
         "clusterId": CID,
         "etag": "e1",
         "lifecycle": {"pending": "rename", "pendingKey": "k-1", "pendingIfMatch": "e1"},
     }
     d = decide(living(spec={"clusterId": CID, "name": "prod"}, status=status))
-    assert d.action == RenameCluster(CID, "prod", "e1", "k-1")
+    assert d.action == ObserveCluster(CID)
+    assert d.status.lifecycle is not None and d.status.lifecycle.pending is None
 
 
 # --- suspend and resume ---------------------------------------------------------------------

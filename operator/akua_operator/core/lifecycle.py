@@ -339,6 +339,7 @@ def _decide(
             lc.pending = None
             lc.pending_key = None
             lc.pending_if_match = None
+            lc.pending_name = None
             if request == "import":
                 events.append(
                     Event(
@@ -470,9 +471,12 @@ def _resend(facts: Facts, status: AkuaClusterStatus, cluster_id: str) -> Action:
         return SuspendCluster(cluster_id, lc.pending_if_match, lc.pending_key)
     if lc.pending == "resume":
         return ResumeCluster(cluster_id, lc.pending_if_match, lc.pending_key)
-    if lc.pending == "rename" and facts.spec.name:
-        return RenameCluster(cluster_id, facts.spec.name, lc.pending_if_match, lc.pending_key)
-    lc.pending = None
+    if lc.pending == "rename" and lc.pending_name:
+        # Exactly the name first sent under this key (the spec may have changed since).
+        return RenameCluster(cluster_id, lc.pending_name, lc.pending_if_match, lc.pending_key)
+    lc.pending = None  # nothing to resend exactly (a status from before pendingName): re-read
+    lc.pending_key = None
+    lc.pending_if_match = None
     return ObserveCluster(cluster_id)
 
 
@@ -620,6 +624,7 @@ def _request(
     lc.pending = kind
     lc.pending_if_match = cluster.etag
     lc.pending_key = request_key(facts.meta.uid, kind, lc.requests)
+    lc.pending_name = facts.spec.name if kind == "rename" else None
     reason = _PENDING_REASONS[kind]
     if kind == "rename":
         assert facts.spec.name is not None
@@ -645,6 +650,7 @@ def _on_gone(facts: Facts, status: AkuaClusterStatus, events: list[Event], gone:
     status.reconciling = None
     lc = _lc(status)
     lc.pending = None
+    lc.pending_name = None
     message = (
         f"Akua cluster {gone} does not exist (404); it was deleted outside Kubernetes or the "
         f"credentials see another workspace. Nothing is re-created: delete this resource (the "
@@ -676,6 +682,7 @@ def _on_operation(
         lc.pending = None
         lc.pending_key = None
         lc.pending_if_match = None
+        lc.pending_name = None
         lc.conflicts = 0
     if previous is None or previous.id != op.id:
         verb = "started" if accepted else "attached to"
@@ -809,6 +816,7 @@ def _on_lifecycle_failed(
                 lc.pending = None  # answered for good; the next try re-reads the cluster
                 lc.pending_key = None
                 lc.pending_if_match = None
+                lc.pending_name = None
             outcome = failures.api_failure(status, facts, error, f"requesting {kind} of {cid}")
             events.extend(outcome.events)
             return outcome.action
@@ -828,6 +836,7 @@ def _on_conflict(
     lc.pending = None  # answered: never resend a stale etag
     lc.pending_key = None
     lc.pending_if_match = None
+    lc.pending_name = None
     status.api_errors = 0
     if error.active_operation_id:
         events.append(

@@ -387,6 +387,9 @@ class LifecycleStatus(_Model):
     )
     pending_key: str | None = Field(default=None, description="Its idempotency key.")
     pending_if_match: str | None = Field(default=None, description="Its if-match etag.")
+    pending_name: str | None = Field(
+        default=None, description="A pending rename: the name sent (resent exactly)."
+    )
     conflicts: int = Field(default=0, description="409s in a row on rename/suspend/resume.")
     enacted_generation: int | None = Field(
         default=None,
