@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.core.status import merge_patch
-from akua_operator.core.types import Event, Release, Requeue
+from akua_operator.core.types import Event, Idle, Release, Requeue
 from akua_operator.handlers.runtime import ResourceState, Runtime
 from akua_operator.kube import ObjectRef, TokenSource
 from akua_operator.resource.models import CredentialsSpec
@@ -255,3 +255,30 @@ def test_merge_helper_roundtrip() -> None:
     old = {"a": {"b": 1, "c": 2}, "d": [1]}
     new = {"a": {"b": 1}, "e": 3}
     assert apply_merge(old, merge_patch(old, new)) == new
+
+
+async def test_an_observe_only_cycle_leaves_a_deleting_resource_to_the_delete_handler() -> None:
+    # The periodic observation may have waited for the per-resource lock while the resource
+    # was marked for deletion: it must not run the deletion flow itself (no DELETE, no
+    # status write, no Deleted/Orphaned Event, no early finalizer_released metric).
+    sim = create_app(SimConfig(step_seconds=0.05))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    calls_before = len(sim.journal.read(0))
+    writes_before, events_before = len(kube.writes), len(kube.events)
+
+    action = await runtime.cycle(
+        body(cluster_id, kube.status, deleting=True), state, deleting=False, observe_only=True
+    )
+    assert isinstance(action, Idle)
+    assert len(sim.journal.read(0)) == calls_before  # no Akua call at all
+    assert (len(kube.writes), len(kube.events)) == (writes_before, events_before)
+
+    # The same body, outside the observe-only mode, still deletes (the check is not vacuous).
+    action = await runtime.cycle(body(cluster_id, kube.status, deleting=True), state, deleting=True)
+    assert not isinstance(action, Idle)
+    assert any(e["method"] == "DELETE" for e in sim.journal.read(0))
+    await runtime.client.aclose()

@@ -57,7 +57,9 @@ def _min_delay(delay: float) -> float:
 
 async def _run(body: Any, memo: Any, logger: Any, *, deleting: bool) -> Action:
     runtime = _runtime(memo)
-    return await runtime.cycle(body, _state(memo), deleting=deleting, logger=logger)
+    return await runtime.cycle(
+        body, _state(memo), deleting=deleting, observe_only=not deleting, logger=logger
+    )
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:

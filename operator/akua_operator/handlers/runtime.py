@@ -141,11 +141,21 @@ class Runtime:
         state: ResourceState,
         *,
         deleting: bool,
+        observe_only: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
     ) -> Action:
-        """Run decide/apply/perform until the core says Release, Requeue or Idle."""
+        """Run decide/apply/perform until the core says Release, Requeue or Idle.
+
+        ``observe_only`` (every handler but the delete handler): when the resource is being
+        deleted (``metadata.deletionTimestamp`` in the live body, which may have appeared while
+        this call waited for the per-resource lock) return ``Idle`` without deciding anything.
+        Only the delete handler runs the deletion flow, so its Events, status writes and the
+        ``finalizer_released`` metric happen once.
+        """
         async with state.lock:
             facts = self._facts(body, state, deleting=deleting)
+            if observe_only and facts.meta.deleting:
+                return Idle("being deleted: the delete handler owns the resource")
             ref = ObjectRef(facts.meta.namespace, facts.meta.name, facts.meta.uid)
             obs: Observation = None
             creds: Credentials | None = None
