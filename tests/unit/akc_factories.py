@@ -10,6 +10,7 @@ from akua_operator.core import Facts, Meta, Tuning
 from akua_operator.resource.models import AkuaClusterSpec, AkuaClusterStatus
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+NOW_UNIX = int(NOW.timestamp())
 UID = "0b7a3c1e-2f4d-4a5b-8c6d-7e8f9a0b1c2d"
 CID = "clu_abc123"
 DELETE_STEPS = ["drain_workloads", "delete_workers", "delete_control_plane", "release_network"]
@@ -74,8 +75,8 @@ def operation(
         "response": None,
         "error": {"message": error} if error else None,
         "last_error": None,
-        "started_at": 1_700_000_200,
-        "completed_at": 1_700_000_400 if done else None,
+        "started_at": NOW_UNIX,  # Akua started it when asked (see DeleteAttached)
+        "completed_at": NOW_UNIX + 200 if done else None,
         "steps": steps if steps is not None else [step(n) for n in DELETE_STEPS],
     }
     data.update(over)

@@ -11,6 +11,7 @@ from akc_factories import (
     CID,
     DELETE_STEPS,
     NOW,
+    NOW_UNIX,
     UID,
     cluster,
     delete_steps,
@@ -472,7 +473,31 @@ def test_409_running_delete_is_attached() -> None:
     assert d.action == FollowOperation("op_other_del", wait=True)
     assert d.status.deletion is not None
     assert d.status.deletion.operation_id == "op_other_del"
-    assert "Attached" in next(e.message for e in d.events if e.reason == "DeleteStarted")
+    assert "Attached" in next(e.message for e in d.events if e.reason == "DeleteAttached")
+    assert "DeleteStarted" not in [e.reason for e in d.events]
+
+
+def test_delete_answered_with_an_already_running_delete_says_attached() -> None:
+    # Akua answers a DELETE on a cluster being deleted with 202 and the running operation.
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    assert isinstance(d.action, DeleteCluster)
+    assert d.status.deletion is not None
+    assert d.status.deletion.requested_at == "2026-11-28T12:00:00Z"
+    f = advance(f, d)
+    running = operation("op_ui_del", steps=delete_steps(2), started_at=NOW_UNIX - 600)
+    d = decide(f, OperationObserved(running, accepted=True))
+    assert d.action == FollowOperation("op_ui_del", wait=True)
+    (event,) = [e for e in d.events if e.reason in ("DeleteStarted", "DeleteAttached")]
+    assert event.reason == "DeleteAttached"
+    assert "already running" in event.message and "op_ui_del" in event.message
+    # Our own, fresh operation (a few seconds of clock skew allowed) is Started.
+    f2 = facts(status={"etag": "e1"})
+    f2 = advance(f2, decide(f2))
+    fresh = operation("op_mine", steps=delete_steps(0), started_at=NOW_UNIX - 2)
+    d2 = decide(f2, OperationObserved(fresh, accepted=True))
+    assert [e.reason for e in d2.events][0] == "DeleteStarted"
+    assert d2.events[0].message.startswith("Started delete")
 
 
 # --- credentials and transient failures ----------------------------------------------------

@@ -19,7 +19,7 @@ The flow (docs/deletion.md tells it for users):
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
 from akua_operator.akua.models import Operation
@@ -90,6 +90,11 @@ REASON_DELETE_FAILED = "DeleteFailed"
 REASON_DELETE_RETAINED = "DeleteRetained"
 REASON_WAITING = "WaitingForOperation"
 REASON_CREDENTIALS_CHANGED = "CredentialsChanged"
+REASON_STARTED = "DeleteStarted"
+REASON_ATTACHED = "DeleteAttached"
+#: A delete operation that started this long before our DELETE was decided was already running
+#: (allows for clock skew between the operator and Akua).
+ATTACH_MARGIN = timedelta(seconds=5)
 
 
 def idempotency_key(uid: str, attempt: int, request: int) -> str:
@@ -233,6 +238,14 @@ def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Acti
     return ObserveCluster(cluster_id)
 
 
+def _started_before_request(raw: Operation, deletion: DeletionStatus) -> bool:
+    requested = parse_time(deletion.requested_at)
+    if requested is None:
+        return False
+    started = datetime.fromtimestamp(raw.started_at, tz=UTC)
+    return started < requested - ATTACH_MARGIN
+
+
 def _not_before(facts: Facts, deletion: DeletionStatus) -> float:
     moment = parse_time(deletion.next_attempt_at)
     if moment is None:
@@ -253,6 +266,7 @@ def _send_delete(facts: Facts, status: AkuaClusterStatus, cluster_id: str, etag:
     deletion.pending = True
     deletion.if_match = etag
     deletion.idempotency_key = idempotency_key(facts.meta.uid, deletion.attempt, deletion.requests)
+    deletion.requested_at = rfc3339(facts.now)
     deletion.next_attempt_at = None
     _deleting(status, facts, f"sending DELETE (attempt {deletion.attempt})")
     return DeleteCluster(cluster_id, etag, deletion.idempotency_key)
@@ -275,17 +289,26 @@ def _on_operation(
     if accepted:
         deletion.pending = False
     if op.type == DELETE_TYPE and deletion.operation_id != op.id:
-        verb = "Started" if accepted else "Attached to the running"
+        # Akua answers a DELETE on a cluster already being deleted with that running delete
+        # (202, the same operation): that one started before our request.
+        running = accepted and _started_before_request(raw, deletion)
+        attached = running or not accepted
         deletion.operation_id = op.id
         deletion.conflicts = 0
         deletion.pending = False
-        events.append(
-            Event(
-                EventType.NORMAL,
-                "DeleteStarted",
-                f"{verb} delete of Akua cluster {_cluster_id(facts, status) or '?'} "
-                f"(attempt {deletion.attempt}, operation {op.id}, {op.html_url})",
+        cid = _cluster_id(facts, status) or "?"
+        detail = f"(attempt {deletion.attempt}, operation {op.id}, {op.html_url})"
+        if running:
+            text = (
+                f"Attached to the delete of Akua cluster {cid} that was already running (started "
+                f"{op.started_at}, before this request) {detail}"
             )
+        elif attached:
+            text = f"Attached to the running delete of Akua cluster {cid} {detail}"
+        else:
+            text = f"Started delete of Akua cluster {cid} {detail}"
+        events.append(
+            Event(EventType.NORMAL, REASON_ATTACHED if attached else REASON_STARTED, text)
         )
     events.extend(step_events(previous, op))
     status.operation = op

@@ -317,6 +317,12 @@ class DeletionStatus(_Model):
     idempotency_key: str | None = Field(
         default=None, description="The idempotency key of the pending/last DELETE."
     )
+    requested_at: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When the pending/last DELETE was decided: a delete operation that started "
+        "well before it was already running (DeleteAttached, not DeleteStarted).",
+    )
     operation_id: str | None = Field(
         default=None, description="The delete operation of the current attempt."
     )
