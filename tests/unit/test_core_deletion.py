@@ -496,7 +496,7 @@ def test_delete_answered_with_an_already_running_delete_says_attached() -> None:
     f2 = advance(f2, decide(f2))
     fresh = operation("op_mine", steps=delete_steps(0), started_at=NOW_UNIX - 2)
     d2 = decide(f2, OperationObserved(fresh, accepted=True))
-    assert [e.reason for e in d2.events][0] == "DeleteStarted"
+    assert d2.events[0].reason == "DeleteStarted"
     assert d2.events[0].message.startswith("Started delete")
 
 
