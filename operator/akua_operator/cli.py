@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if not settings.namespaces and not settings.all_namespaces:
         log.error("give --namespace NS (repeatable) or --all-namespaces")
         return 2
-    tel = telemetry.setup(telemetry.settings_from_args(args))
+    tel = telemetry.setup(
+        telemetry.settings_from_args(args, reconcile_interval=settings.observe_interval)
+    )
     # A registry with kopf's default login handlers (kubeconfig, in-cluster service account).
     registry = SmartOperatorRegistry()
     runtime = Runtime(settings)

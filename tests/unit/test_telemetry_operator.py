@@ -86,7 +86,7 @@ def running_operator(
         "AKUA_HEALTH_PORT": str(health_port),
         "AKUA_LOG_FORMAT": "json",
         "AKUA_WAIT_TIMEOUT": "1",
-        "AKUA_OBSERVE_INTERVAL": "30",
+        "AKUA_OBSERVE_INTERVAL": "400",  # the liveness watch threshold becomes 3 x 400 s
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("AKUA_TOKEN_FILE", None)
@@ -151,6 +151,7 @@ def test_operator_metrics_and_probes_through_a_deletion(
     live = httpx.get(f"{health}/healthz", timeout=5).json()
     assert live["status"] == "ok"
     assert live["checks"]["watch"]["active_resources"] == 1
+    assert live["checks"]["watch"]["threshold_seconds"] == 1200
     readiness = httpx.get(f"{health}/readyz", timeout=5).json()
     assert readiness["checks"]["akua_api"]["state"] == "reachable"
 
