@@ -55,13 +55,18 @@ def run(args: argparse.Namespace) -> int:
     from akua_operator.handlers.peering import watch_peering
     from akua_operator.telemetry import kopf_hooks
 
-    settings = settings_mod.from_args(args)
+    try:
+        settings = settings_mod.from_args(args)
+        tel_settings = telemetry.settings_from_args(
+            args, reconcile_interval=settings.observe_interval
+        )
+    except ValueError as exc:  # a bad environment value (flags are checked by argparse)
+        sys.stderr.write(f"akua-operator run: {exc}\n")
+        return 2
     if not settings.namespaces and not settings.all_namespaces:
         log.error("give --namespace NS (repeatable) or --all-namespaces")
         return 2
-    tel = telemetry.setup(
-        telemetry.settings_from_args(args, reconcile_interval=settings.observe_interval)
-    )
+    tel = telemetry.setup(tel_settings)
     # A registry with kopf's default login handlers (kubeconfig, in-cluster service account).
     registry = SmartOperatorRegistry()
     runtime = Runtime(settings)

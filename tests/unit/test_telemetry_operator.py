@@ -191,3 +191,27 @@ def test_operator_metrics_and_probes_through_a_deletion(
         for line in lines
     ), "no log line carries the AkuaCluster's namespace/name"
     assert not re.search(r"Bearer\s+sk_", text)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AKUA_METRICS_PORT": "http"}, "AKUA_METRICS_PORT must be an integer port"),
+        ({"AKUA_LOG_FORMAT": "xml"}, "AKUA_LOG_FORMAT must be 'text' or 'json'"),
+    ],
+)
+def test_a_bad_telemetry_environment_value_stops_run_with_its_name(
+    env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    binary = Path(sys.executable).parent / "akua-operator"
+    result = subprocess.run(
+        [str(binary), "run", "--namespace", "x"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
