@@ -681,3 +681,21 @@ def test_spec_cluster_id_equal_to_the_created_cluster_is_fine() -> None:
     status = {"clusterId": NEW, "etag": "e1", "lifecycle": {"createAttempt": 1}}
     d = decide(living(spec={**CREATE, "clusterId": NEW}, status=status))
     assert d.action == ObserveCluster(NEW)
+
+
+def test_a_refused_resent_import_stalls_the_deletion_too() -> None:
+    f = living(spec=IMPORT)
+    d = decide(f)
+    d = decide(then(f, d), ApiFailed(AkuaServerError("boom", status=503), d.action))
+    f = living(spec=IMPORT, status=d.status.dump())
+    d = decide(f)
+    assert isinstance(d.action, ImportCluster) and d.action.resend
+    d = decide(then(f, d), ApiFailed(AkuaConflict("key reused", status=409), d.action))
+    assert conds(d)["Stalled"][:2] == ("True", "CreateOutcomeUnknown")
+    assert "resent import" in conds_message(d, "Stalled")
+    dying = decide(facts(deleting=True, spec=IMPORT, status=d.status.dump()))
+    assert isinstance(dying.action, Requeue)
+    assert conds(dying)["Stalled"][:2] == ("True", "CreateOutcomeUnknown")
+    assert "akua.dev/retry to a new value to release this resource" in conds_message(
+        dying, "Stalled"
+    )

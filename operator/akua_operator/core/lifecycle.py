@@ -245,11 +245,12 @@ def outcome_unknown_message(lc: LifecycleStatus, *, deleting: bool) -> str:
     what = lc.outcome_unknown or "create"
     request = lc.create_request
     named = f" named {request.name!r} in region {request.region_id}" if request is not None else ""
-    retry = (
-        "ask Akua again with the same request"
-        if deleting
-        else f"{what} it again with a new request"
-    )
+    if not deleting:
+        retry = f"{what} it again with a new request"
+    elif what == "create":
+        retry = "ask Akua again with the same request"
+    else:  # an import is not resent while deleting: nothing more to learn
+        retry = "release this resource"
     tail = (
         "; or set the annotation akua.dev/orphan=true to release this resource without deleting "
         "anything"
