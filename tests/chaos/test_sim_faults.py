@@ -40,6 +40,14 @@ def _storms(sim: harness.SimProcess, stop: threading.Event) -> None:
         stop.wait(2.5)
 
 
+def _wait_for_faults(sim: harness.SimProcess, name: str, count: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for e in sim.journal() if e["fault"] == name) >= count:
+            return
+        time.sleep(0.1)
+
+
 def test_deletions_complete_through_503s_drops_429_storms_and_stale_reads(
     scale: Scale,
     sim: harness.SimProcess,
@@ -68,11 +76,10 @@ def test_deletions_complete_through_503s_drops_429_storms_and_stale_reads(
     )
     t0 = time.time()
     harness.delete_all(kube_client, namespace)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if sum(1 for e in sim.journal() if e["fault"] == "drop_after") >= 2:
-            break
-        time.sleep(0.1)
+    _wait_for_faults(sim, "drop_after", 2)
+    # Then two calls in a row answered 503 (whatever they are), so every run sees some.
+    sim.set_faults(**{**BASE_FAULTS, "error_rate_503": 1.0}, count=2)
+    _wait_for_faults(sim, "503", 2)
     stop = threading.Event()
     storms = threading.Thread(target=_storms, args=(sim, stop), daemon=True)
     storms.start()
