@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ def apply_crd(api: Any, crd_file: Path = CRD_FILE, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         crd = ext.read_custom_resource_definition(name)
-        conds = crd.status.conditions or [] if crd.status else []
+        conds = (crd.status.conditions or []) if crd.status else []
         if any(c.type == "Established" and c.status == "True" for c in conds):
             # Discovery can lag the condition a little.
             time.sleep(0.5)
@@ -575,16 +575,6 @@ def baseline_argv(namespace: str) -> list[str]:
         "--namespace",
         namespace,
     ]
-
-
-@contextlib.contextmanager
-def timer() -> Iterator[dict[str, float]]:
-    out: dict[str, float] = {}
-    start = time.monotonic()
-    try:
-        yield out
-    finally:
-        out["seconds"] = time.monotonic() - start
 
 
 def count_by(items: Iterable[str]) -> dict[str, int]:
