@@ -6,10 +6,12 @@ thing); what is checked here is the order of writes and calls, and that nothing 
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import kopf
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
@@ -17,7 +19,8 @@ from pydantic import SecretStr
 from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.core.status import merge_patch
-from akua_operator.core.types import Event, Idle, Release, Requeue
+from akua_operator.core.types import Action, Event, Idle, Release, Requeue
+from akua_operator.handlers.akuacluster import register
 from akua_operator.handlers.runtime import ResourceState, Runtime
 from akua_operator.kube import ObjectRef, TokenSource
 from akua_operator.resource.models import CredentialsSpec
@@ -282,3 +285,43 @@ async def test_an_observe_only_cycle_leaves_a_deleting_resource_to_the_delete_ha
     assert not isinstance(action, Idle)
     assert any(e["method"] == "DELETE" for e in sim.journal.read(0))
     await runtime.client.aclose()
+
+
+class ScriptedRuntime(Runtime):
+    """A Runtime whose cycle answers from a script (the kopf handler is what is tested)."""
+
+    def __init__(self, *actions: Action) -> None:
+        super().__init__(
+            Settings(namespaces=("ns",), observe_interval=300.0),
+            token_source=TokenSource(token=SecretStr(TOKEN)),
+        )
+        self.actions = list(actions)
+        self.calls: list[dict[str, Any]] = []
+
+    async def cycle(self, body: Any, state: ResourceState, **kwargs: Any) -> Action:
+        self.calls.append(kwargs)
+        return self.actions.pop(0)
+
+
+def periodic_handler(runtime: Runtime) -> Any:
+    registry = kopf.OperatorRegistry()
+    register(registry, runtime)
+    (handler,) = [h for h in registry._spawning.get_all_handlers() if h.id == "observe-periodic"]
+    return handler
+
+
+async def test_the_periodic_observation_comes_back_when_the_core_asks_for_it() -> None:
+    # A busy cluster (another operation running) or a rename/suspend/resume the periodic
+    # observation started: the core says Requeue, and kopf must run the handler again after
+    # that delay (a TemporaryError), not after the observe interval.
+    runtime = ScriptedRuntime(Requeue(10.0, "cluster busy"), Idle("up to date"))
+    handler = periodic_handler(runtime)
+    kwargs = {"body": body("clu_x", {}, deleting=False), "memo": kopf.Memo(runtime=runtime)}
+    kwargs["meta"] = kwargs["body"]["metadata"]
+    with pytest.raises(kopf.TemporaryError) as raised:
+        await handler.fn(logger=logging.getLogger("test"), **kwargs)
+    assert raised.value.delay == 10.0
+    assert runtime.calls[0]["observe_only"] is True
+    # Once the core is done, the handler returns: kopf waits the observe interval.
+    assert await handler.fn(logger=logging.getLogger("test"), **kwargs) is None
+    assert handler.interval == 300.0

@@ -3,7 +3,8 @@
 - ``on.startup``: kopf settings (our finalizer, storage prefixes) and the shared clients.
 - ``on.create`` / ``on.resume`` / ``on.update``: observe (the lifecycle work extends the core,
   not these handlers).
-- ``timer``: the periodic observation (interval from the settings, first run jittered).
+- ``timer``: the periodic observation (interval from the settings, first run jittered); when
+  the core asks to come back (``Requeue``) kopf reruns it after that delay, until the core is done.
 - ``on.delete``: the deletion flow. It never fails permanently (no ``timeout=``/``retries=``,
   every exception becomes a TemporaryError); returning from it releases the finalizer, and it
   returns only when the core decided ``Release``.
@@ -127,14 +128,32 @@ def register(registry: Any, runtime: Runtime) -> None:
         registry=registry,
     )
     async def periodic(body: Any, meta: Any, memo: Any, logger: Any, **_: Any) -> None:
+        """The periodic observation, and following what it finds until the core is done.
+
+        When the core answers ``Requeue`` (a busy cluster, or a rename/suspend/resume this
+        observation started and now follows), the handler raises ``ComeBack(delay)``: kopf's
+        timer runs a handler that failed temporarily again after the error's delay, not after
+        the interval, so the operation is mirrored (steps, Events) until it ends; when the
+        core says ``Idle`` the handler returns and the next run is an interval later. This is
+        kopf's own timer, not a hand-written loop: it never sleeps in the handler and kopf
+        stops it when the resource is marked for deletion. The cycle is observe-only: if the
+        resource is being deleted by the time it holds the lock, it does nothing (the delete
+        handler alone runs the deletion flow).
+
+        The create/update/resume handlers follow their own work the same way (``ComeBack``);
+        when both run at once the per-resource lock serialises them.
+        """
         if meta.get("deletionTimestamp"):
             return
         try:
-            await _run(body, memo, logger, deleting=False)
+            action = await _run(body, memo, logger, deleting=False)
         except Exception:  # the next tick tries again
             logger.exception("periodic observation failed")
+            return
         finally:
             telemetry.current().tracker.mark_reconcile()
+        if isinstance(action, Requeue):
+            raise ComeBack(action.reason or "retry", delay=_min_delay(action.delay))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete", registry=registry)
     async def delete(body: Any, memo: Any, logger: Any, **_: Any) -> None:
