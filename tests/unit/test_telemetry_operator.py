@@ -73,8 +73,18 @@ def sim() -> Iterator[SimServer]:
 
 
 @pytest.fixture
+def extra_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
 def running_operator(
-    kubectl: Any, kube_env: dict[str, str], namespace: str, sim: SimServer, tmp_path: Path
+    kubectl: Any,
+    kube_env: dict[str, str],
+    namespace: str,
+    sim: SimServer,
+    tmp_path: Path,
+    extra_env: dict[str, str],
 ) -> Iterator[tuple[int, int, Path]]:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     kubectl("wait", "--for=condition=Established", "crd/akuaclusters.akua.dev", "--timeout=60s")
@@ -88,6 +98,7 @@ def running_operator(
         "AKUA_WAIT_TIMEOUT": "1",
         "AKUA_OBSERVE_INTERVAL": "400",  # the liveness watch threshold becomes 3 x 400 s
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     }
     env.pop("AKUA_TOKEN_FILE", None)
     binary = Path(sys.executable).parent / "akua-operator"
@@ -191,6 +202,62 @@ def test_operator_metrics_and_probes_through_a_deletion(
         for line in lines
     ), "no log line carries the AkuaCluster's namespace/name"
     assert not re.search(r"Bearer\s+sk_", text)
+
+
+@pytest.mark.parametrize(
+    "extra_env", [{"AKUA_API_UNREACHABLE_SECONDS": "3", "AKUA_BACKOFF_CAP": "2"}]
+)
+def test_readiness_follows_an_akua_outage_while_a_deletion_retries(
+    running_operator: tuple[int, int, Path], kubectl: Any, namespace: str, sim: SimServer
+) -> None:
+    metrics_port, health_port, _log = running_operator
+    health = f"http://127.0.0.1:{health_port}"
+
+    def probe(path: str, status: int) -> dict[str, Any]:
+        response = httpx.get(f"{health}{path}", timeout=5)
+        assert response.status_code == status, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    eventually(lambda: probe("/readyz", 200))
+    cluster = httpx.post(f"{sim.admin_url}/clusters", json={"name": "outage"}, timeout=10).json()
+    kubectl.apply(
+        {
+            "apiVersion": "akua.dev/v1alpha1",
+            "kind": "AkuaCluster",
+            "metadata": {"name": "outage", "namespace": namespace},
+            "spec": {"clusterId": cluster["id"]},
+        }
+    )
+
+    def active() -> None:
+        samples = scrape(metrics_port)
+        assert value(samples, "akua_resources", condition="Ready", status="True", reason="Active")
+
+    eventually(active)  # adopted: the finalizer is on, the deletion will need the API
+
+    sim.stop()  # the Akua API goes away; the deletion keeps trying
+    kubectl("delete", "akuacluster", "outage", "-n", namespace, "--wait=false")
+    body = eventually(lambda: probe("/readyz", 503))
+    assert body["checks"]["akua_api"]["state"] == "unreachable"
+    assert probe("/healthz", 200)["checks"]["watch"]["state"] == "progressing"
+    failed = sum(
+        v
+        for (name, labels), v in scrape(metrics_port).items()
+        if name == "akua_api_requests_total" and ("status", "transport_error") in labels
+    )
+    assert failed >= 1
+    assert value(scrape(metrics_port), "akua_finalizers_held") == 1
+
+    sim.start()  # back on the same port
+    eventually(lambda: probe("/readyz", 200))
+
+    def deleted() -> None:
+        samples = scrape(metrics_port)
+        assert value(samples, "akua_finalizers_held") == 0
+        assert value(samples, "akua_operations_total", type="cluster.delete", outcome="succeeded")
+
+    eventually(deleted)
 
 
 @pytest.mark.parametrize(
