@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import kopf
 import pytest
+from pydantic import SecretStr
 
 from akua_operator import settings as settings_mod
 from akua_operator.handlers.akuacluster import configure_kopf
-from akua_operator.kube import CredentialsError, TokenSource
+from akua_operator.kube import CredentialsError, KubeIO, TokenSource
 
 
 def parse(argv: list[str], env: dict[str, str]) -> settings_mod.Settings:
@@ -103,3 +106,28 @@ def test_namespaced_operator_does_not_scan_the_cluster() -> None:
     kopf_settings = kopf.OperatorSettings()
     configure_kopf(kopf_settings, parse(["--all-namespaces"], {}))
     assert kopf_settings.scanning.disabled is False
+
+
+@dataclass(frozen=True)
+class ProbedTokenSource(TokenSource):
+    """Records whether each read ran on a thread with a running event loop."""
+
+    on_loop: list[bool] = field(default_factory=list)
+
+    def read(self) -> SecretStr:
+        try:
+            asyncio.get_running_loop()
+            self.on_loop.append(True)
+        except RuntimeError:
+            self.on_loop.append(False)
+        return super().read()
+
+
+async def test_the_token_file_is_read_off_the_event_loop(tmp_path: Path) -> None:
+    # A slow or hung file (a network mount, a FIFO) must not freeze every other resource.
+    path = tmp_path / "token"
+    path.write_text("sk_from_file\n")
+    source = ProbedTokenSource(token_file=path)
+    creds = await KubeIO(None).credentials("ns", None, source)
+    assert creds.token.get_secret_value() == "sk_from_file"
+    assert source.on_loop == [False]

@@ -125,7 +125,7 @@ class KubeIO:
             ref = spec.secret_ref
             token = await asyncio.to_thread(self.read_secret_key_sync, namespace, ref.name, ref.key)
         else:
-            token = default.read()
+            token = await asyncio.to_thread(default.read)  # a file read: off the event loop
         return Credentials(token=token, context=context)
 
     # --- status -----------------------------------------------------------------------------
