@@ -124,6 +124,16 @@ OPTIONS: tuple[Option, ...] = (
         "In-call retries of safe Akua calls (GET, :wait, writes with an idempotency key).",
     ),
     Option(
+        "api_retry_after_cap",
+        "--api-retry-after-cap",
+        "AKUA_API_RETRY_AFTER_CAP",
+        float,
+        5.0,
+        "Longest wait inside one Akua call on a Retry-After (429/503) before its in-call "
+        "retry; a longer Retry-After is served by requeueing the resource "
+        "(status.deletion.nextAttemptAt), so no handler holds a resource for minutes.",
+    ),
+    Option(
         "api_rate",
         "--api-rate",
         "AKUA_API_RATE",
@@ -196,6 +206,7 @@ class Settings:
     max_conflicts: int = 5
     api_timeout: float = 15.0
     api_max_retries: int = 2
+    api_retry_after_cap: float = 5.0
     api_rate: float = 20.0
     api_burst: int = 40
     standalone: bool = True

@@ -6,6 +6,7 @@ thing); what is checked here is the order of writes and calls, and that nothing 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from akua_operator.resource.models import CredentialsSpec
 from akua_operator.settings import Settings
 from akua_operator.sim.app import SimApp, create_app
 from akua_operator.sim.config import SimConfig
+from akua_operator.sim.server import SimServer
 from akua_operator.sim.transport import SimTransport
 
 UID = "5d1c7f0e-0000-4000-8000-000000000001"
@@ -325,3 +327,33 @@ async def test_the_periodic_observation_comes_back_when_the_core_asks_for_it() -
     # Once the core is done, the handler returns: kopf waits the observe interval.
     assert await handler.fn(logger=logging.getLogger("test"), **kwargs) is None
     assert handler.interval == 300.0
+
+
+async def test_a_long_retry_after_is_left_to_the_requeue_instead_of_slept_in_the_call() -> None:
+    # The in-call wait on Retry-After is capped by --api-retry-after-cap; the core's requeue
+    # (status.deletion.nextAttemptAt) serves the rest, so no handler sleeps minutes holding
+    # the resource's lock.
+    with SimServer(SimConfig()) as server:
+        async with httpx.AsyncClient() as admin:
+            faults = {"error_rate_429": 1.0, "retry_after_seconds": 600}
+            (await admin.post(f"{server.admin_url}/faults", json=faults)).raise_for_status()
+        kube = RecordingKube(server.sim)
+        settings = Settings(
+            namespaces=("ns",), api_url=server.url, api_rate=0, api_retry_after_cap=0.2
+        )
+        runtime = Runtime(settings, token_source=TokenSource(token=SecretStr(TOKEN)), kube=kube)  # type: ignore[arg-type]
+        await runtime.start()
+        try:
+            action = await asyncio.wait_for(
+                runtime.cycle(body("clu_busy", {}, deleting=True), ResourceState(), deleting=True),
+                timeout=120,
+            )
+        finally:
+            await runtime.stop()
+        assert isinstance(action, Requeue)
+        answers = [
+            e["status"] for e in server.sim.journal.read(0) if e["path"].startswith("/clusters")
+        ]
+        assert answers == [429] * (settings.api_max_retries + 1)  # retried in the call, briefly
+        next_attempt = datetime.fromisoformat(kube.status["deletion"]["nextAttemptAt"])
+        assert (next_attempt - datetime.now(tz=UTC)).total_seconds() > 500  # Retry-After honoured

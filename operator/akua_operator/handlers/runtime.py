@@ -121,6 +121,9 @@ class Runtime:
                     max_retries=s.api_max_retries,
                     backoff_base=min(1.0, s.backoff_base),
                     backoff_cap=min(10.0, s.backoff_cap),
+                    # Longer Retry-After waits are the core's Requeue (it honours retry_after),
+                    # not a sleep inside a handler that holds the resource's lock.
+                    retry_after_cap=max(0.0, s.api_retry_after_cap),
                     rate=s.api_rate,
                     burst=s.api_burst,
                 )
