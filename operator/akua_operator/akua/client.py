@@ -98,7 +98,10 @@ class ClientConfig:
     retry_after_cap: float = 120.0
     rate: float = 20.0  # requests per second over all resources; <= 0 disables the limit
     burst: int = 40
-    max_connections: int = 50
+    # A :wait long poll holds a connection for up to its server-side timeout (5 s by default),
+    # so sustaining `rate` long polls per second needs about rate x 5 = 100 connections; 50
+    # capped long polls at 10/s in the benchmark (docs/performance.md). 200 leaves headroom.
+    max_connections: int = 200
     wait_timeout_margin: float = 10.0  # :wait read timeout = server-side timeout + this margin
     user_agent: str = "akua-operator/0.1"
     extra_headers: Mapping[str, str] = field(default_factory=dict)
