@@ -23,7 +23,7 @@ from akua_operator.core.status import merge_patch
 from akua_operator.core.types import Action, Event, Idle, Release, Requeue
 from akua_operator.handlers.akuacluster import register
 from akua_operator.handlers.runtime import ResourceState, Runtime
-from akua_operator.kube import ObjectRef, TokenSource
+from akua_operator.kube import ObjectRef, SecretNotFound, TokenSource
 from akua_operator.resource.models import CredentialsSpec
 from akua_operator.settings import Settings
 from akua_operator.sim.app import SimApp, create_app
@@ -357,3 +357,83 @@ async def test_a_long_retry_after_is_left_to_the_requeue_instead_of_slept_in_the
         assert answers == [429] * (settings.api_max_retries + 1)  # retried in the call, briefly
         next_attempt = datetime.fromisoformat(kube.status["deletion"]["nextAttemptAt"])
         assert (next_attempt - datetime.now(tz=UTC)).total_seconds() > 500  # Retry-After honoured
+
+
+SECRET_SPEC = {"secretRef": {"name": "akua-token", "key": "token"}}
+
+
+class SecretKube(RecordingKube):
+    """Reads the token from a Secret that a GitOps prune or a namespace deletion can delete
+    before the AkuaCluster."""
+
+    def __init__(self, sim: SimApp) -> None:
+        super().__init__(sim)
+        self.secret_exists = True
+
+    async def credentials(
+        self, namespace: str, spec: CredentialsSpec | None, default: TokenSource
+    ) -> Credentials:
+        assert spec is not None and spec.secret_ref is not None
+        if not self.secret_exists:
+            raise SecretNotFound(f"Secret {namespace}/{spec.secret_ref.name} not found")
+        return Credentials(token=SecretStr(self.token), context=spec.workspace_id)
+
+
+def secret_body(cluster_id: str, status: dict[str, Any], *, deleting: bool) -> dict[str, Any]:
+    out = body(cluster_id, status, deleting=deleting)
+    out["spec"]["credentials"] = SECRET_SPEC
+    return out
+
+
+async def test_a_deletion_whose_secret_was_pruned_first_finishes_with_the_last_good_token() -> None:
+    sim = create_app(SimConfig(step_seconds=0.05, seed=41))
+    cluster_id = await seed(sim)
+    kube = SecretKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    await runtime.cycle(secret_body(cluster_id, {}, deleting=False), state, deleting=False)
+    kube.secret_exists = False  # pruned together with the resource, and first
+    action: Any = None
+    for _ in range(40):
+        action = await runtime.cycle(
+            secret_body(cluster_id, kube.status, deleting=True), state, deleting=True
+        )
+        if isinstance(action, Release):
+            break
+    assert isinstance(action, Release)
+    assert cluster_id in sim.state.dump()["deleted_cluster_ids"]  # deleted, not orphaned
+    reasons = [e.reason for e in kube.events]
+    assert reasons.count("CachedCredentials") == 1  # said once, not on every cycle
+    assert reasons[-1] == "Deleted"
+    cached = next(e for e in kube.events if e.reason == "CachedCredentials")
+    assert "akua-token" in cached.message
+    assert all(TOKEN not in e.message for e in kube.events)
+    assert TOKEN not in repr(kube.status)
+    await runtime.client.aclose()
+
+
+async def test_after_a_restart_a_pruned_secret_stalls_and_says_how_to_unstick() -> None:
+    # No copy of the token survives a restart, and the operator's own default token is not a
+    # silent substitute: the deletion stalls with a message naming the two ways out.
+    sim = create_app(SimConfig(step_seconds=0.05, seed=43))
+    cluster_id = await seed(sim)
+    kube = SecretKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))  # it has a default token (AKUA_TOKEN)
+    await runtime.cycle(
+        secret_body(cluster_id, {}, deleting=False), ResourceState(), deleting=False
+    )
+    kube.secret_exists = False
+    calls_before = len(sim.journal.read(0))
+    for _ in range(3):
+        action = await runtime.cycle(
+            secret_body(cluster_id, kube.status, deleting=True), ResourceState(), deleting=True
+        )
+        assert isinstance(action, Requeue)
+    assert len(sim.journal.read(0)) == calls_before  # no Akua call, with any token
+    stalled = next(c for c in kube.status["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True"
+    assert "akua-token" in stalled["message"]
+    assert "recreate" in stalled["message"].lower()
+    assert "akua.dev/orphan" in stalled["message"]
+    assert "CachedCredentials" not in [e.reason for e in kube.events]
+    await runtime.client.aclose()

@@ -36,6 +36,8 @@ from akua_operator.core.types import (
     ClusterObserved,
     CredentialsUnavailable,
     DeleteCluster,
+    Event,
+    EventType,
     FollowOperation,
     Idle,
     Observation,
@@ -45,8 +47,8 @@ from akua_operator.core.types import (
     Requeue,
 )
 from akua_operator.handlers.lifecycle import perform_lifecycle
-from akua_operator.kube import CredentialsError, KubeIO, ObjectRef, TokenSource
-from akua_operator.resource.models import AkuaClusterSpec, AkuaClusterStatus
+from akua_operator.kube import CredentialsError, KubeIO, ObjectRef, SecretNotFound, TokenSource
+from akua_operator.resource.models import AkuaClusterSpec, AkuaClusterStatus, CredentialsSpec
 from akua_operator.settings import Settings
 
 log = logging.getLogger("akua_operator")
@@ -54,6 +56,8 @@ log = logging.getLogger("akua_operator")
 # Bounds of one cycle: at most this many Akua calls, at most this many :wait long polls.
 MAX_ACTIONS = 8
 MAX_WAITS = 2
+
+REASON_CACHED_CREDENTIALS = "CachedCredentials"
 
 
 def tuning_from(settings: Settings) -> Tuning:
@@ -76,6 +80,12 @@ class ResourceState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resource_version: str | None = None  # of our last status write
     status: dict[str, Any] | None = None  # the status as we last wrote it
+    # The last credentials read from spec.credentials.secretRef and the Secret they came from
+    # (namespace, name, key, workspace). Memory only: never status, logs or Events. A deletion
+    # whose Secret was deleted first (GitOps prune, namespace deletion) finishes with them.
+    credentials: Credentials | None = field(default=None, repr=False)
+    credentials_from: tuple[str, str, str, str | None] | None = None
+    cached_credentials_announced: bool = False
 
 
 class Runtime:
@@ -180,13 +190,11 @@ class Runtime:
                         return Requeue(0.0, "continue following")
                     waits += 1
                 if creds is None:
-                    try:
-                        creds = await self.kube.credentials(
-                            facts.meta.namespace, facts.spec.credentials, self.token_source
-                        )
-                    except CredentialsError as exc:
-                        obs = CredentialsUnavailable(str(exc))
+                    found = await self._credentials(facts, state, ref, logger)
+                    if isinstance(found, CredentialsUnavailable):
+                        obs = found
                         continue
+                    creds = found
                 obs = await self.perform(action, creds)
                 if isinstance(obs, OperationObserved):
                     _count_operation(obs)
@@ -224,6 +232,52 @@ class Runtime:
         except AkuaError as exc:
             return ApiFailed(exc, action)
         raise AssertionError(f"not an API action: {action!r}")  # pragma: no cover
+
+    async def _credentials(
+        self,
+        facts: Facts,
+        state: ResourceState,
+        ref: ObjectRef,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> Credentials | CredentialsUnavailable:
+        """The credentials for this cycle, read now (a corrected Secret is picked up).
+
+        While deleting, a credentials Secret that no longer exists (404) is replaced by the
+        last token read from it by this process, with one Warning Event saying so. Without such
+        a copy (the operator restarted) the operator's own token is *not* used instead: the
+        core stalls, and the message says how to get out (recreate the Secret, or orphan).
+        """
+        spec = facts.spec.credentials
+        source = _secret_source(facts.meta.namespace, spec)
+        try:
+            creds = await self.kube.credentials(facts.meta.namespace, spec, self.token_source)
+        except SecretNotFound as exc:
+            if not facts.meta.deleting:
+                return CredentialsUnavailable(str(exc))
+            if state.credentials is not None and state.credentials_from == source:
+                if not state.cached_credentials_announced:
+                    state.cached_credentials_announced = True
+                    event = Event(
+                        EventType.WARNING,
+                        REASON_CACHED_CREDENTIALS,
+                        f"{exc}: deleting with the token this operator last read from it "
+                        "(kept in memory only)",
+                    )
+                    logger.warning("%s: %s", event.reason, event.message)
+                    await self.kube.emit_event(ref, event)
+                return state.credentials
+            return CredentialsUnavailable(
+                f"{exc}, and this operator holds no copy of its token (it has restarted since "
+                "it last read it; the operator's own credentials are not used instead): "
+                "recreate the Secret, or set the annotation akua.dev/orphan=true to release "
+                "the resource without deleting the Akua cluster"
+            )
+        except CredentialsError as exc:
+            return CredentialsUnavailable(str(exc))
+        if source is not None:
+            state.credentials, state.credentials_from = creds, source
+            state.cached_credentials_announced = False
+        return creds
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -284,6 +338,15 @@ def _count_operation(obs: OperationObserved) -> None:
         telemetry.current().observe_operation_done(obs.operation)
     except Exception:  # metrics never break reconciliation
         log.debug("telemetry failed", exc_info=True)
+
+
+def _secret_source(
+    namespace: str, spec: CredentialsSpec | None
+) -> tuple[str, str, str, str | None] | None:
+    """Which Secret (and workspace) the credentials come from; None: the operator's own."""
+    if spec is None or spec.secret_ref is None:
+        return None
+    return (namespace, spec.secret_ref.name, spec.secret_ref.key, spec.workspace_id)
 
 
 class InvalidSpecError(Exception):

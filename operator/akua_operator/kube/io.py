@@ -37,6 +37,10 @@ class CredentialsError(Exception):
     """The credentials cannot be read. The message names where from, never the token."""
 
 
+class SecretNotFound(CredentialsError):
+    """The credentials Secret does not exist (404), e.g. pruned before the AkuaCluster."""
+
+
 @dataclass(frozen=True)
 class TokenSource:
     """The operator's own token: ``AKUA_TOKEN`` or the file named by ``AKUA_TOKEN_FILE``.
@@ -97,7 +101,7 @@ class KubeIO:
             secret = self.core.read_namespaced_secret(name, namespace)
         except ApiException as exc:
             if exc.status == 404:
-                raise CredentialsError(f"Secret {namespace}/{name} not found") from None
+                raise SecretNotFound(f"Secret {namespace}/{name} not found") from None
             if exc.status == 403:
                 raise CredentialsError(
                     f"the operator may not read Secret {namespace}/{name} (403)"
