@@ -409,6 +409,53 @@ def test_rejected_credentials_stall_and_a_corrected_secret_is_picked_up(
     assert all(wrong not in e["message"] for e in events(kubectl, "prod", namespace))
 
 
+def test_a_secret_pruned_before_the_resource_still_lets_the_deletion_finish(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    # A GitOps prune or a namespace deletion may delete the token Secret first.
+    put_secret(kubectl, namespace, "sk_akua_test")
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace, credentials={"secretRef": {"name": "akua-creds"}})
+    observed(kubectl, "prod", namespace)
+    kubectl("delete", "secret", "akua-creds", "-n", namespace)
+    kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+    wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None)
+    assert not sim.cluster_exists(cluster_id)  # deleted in Akua, not orphaned
+    reasons = event_reasons(kubectl, "prod", namespace)
+    assert reasons.count("CachedCredentials") == 1
+    assert "Deleted" in reasons
+    operator.assert_alive()
+
+
+def test_after_a_restart_a_pruned_secret_stalls_until_orphaned(
+    kubectl: Any, sim: Sim, namespace: str, operator: Operator
+) -> None:
+    put_secret(kubectl, namespace, "sk_akua_test")
+    operator.start()
+    cluster_id = adopt(kubectl, sim, namespace, credentials={"secretRef": {"name": "akua-creds"}})
+    observed(kubectl, "prod", namespace)
+    operator.stop()  # the copy of the token goes with the process
+    kubectl("delete", "secret", "akua-creds", "-n", namespace)
+    kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+    operator.start()  # it has AKUA_TOKEN, which must not stand in for the Secret
+    obj = wait_for(
+        "Stalled=True (CredentialsUnavailable)",
+        lambda: (
+            (o := get_akc(kubectl, "prod", namespace))
+            and condition(o, "Stalled").get("reason") == "CredentialsUnavailable"
+            and o
+        ),
+    )
+    message = condition(obj, "Stalled")["message"]
+    assert "akua-creds" in message and "akua.dev/orphan" in message
+    assert obj["metadata"]["finalizers"] == ["akua.dev/finalizer"]
+    assert sim.cluster_exists(cluster_id)
+    assert sim.deletes(cluster_id) == []
+    kubectl("annotate", "akc", "prod", "-n", namespace, "akua.dev/orphan=true")
+    wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None)
+    assert sim.cluster_exists(cluster_id)  # orphaned: the user deletes it in Akua
+
+
 def test_errors_and_lost_responses_never_start_a_second_operation(
     kubectl: Any, sim: Sim, namespace: str, operator: Operator
 ) -> None:
