@@ -9,10 +9,10 @@ SHELL := /usr/bin/env bash
 PYTHON ?= python3
 UV_VERSION ?= 0.13.9
 VENV := .venv
-UV := $(shell command -v uv 2>/dev/null)
-ifeq ($(UV),)
-UV := $(HOME)/.local/bin/uv
-endif
+# uv itself is pinned and installed into a project-local tools venv, so a fresh machine needs
+# only python3 (and a machine with another uv on PATH still gets the pinned one).
+UV_HOME := .tools/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
 RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
 
@@ -21,7 +21,8 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(UV):
-	$(PYTHON) -m pip install --quiet --user "uv==$(UV_VERSION)"
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 .PHONY: venv
 venv: $(UV) ## Create .venv from uv.lock (exact pinned versions)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,11 +30,12 @@ from akua_operator.sim.server import SimServer
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _uv() -> str:
-    found = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
-    if not Path(found).exists():
-        pytest.fail("uv not found on PATH or in ~/.local/bin; run `make venv` first")
-    return found
+def _akua_sim() -> str:
+    """The installed ``akua-sim`` console script of the environment running the tests."""
+    found = Path(sys.executable).parent / "akua-sim"
+    if not found.exists():
+        pytest.fail(f"{found} not found; run `make venv` first")
+    return str(found)
 
 
 def _free_port() -> int:
@@ -47,7 +48,7 @@ def _free_port() -> int:
 def sim_process() -> Iterator[str]:
     port = _free_port()
     cmd = [
-        _uv(), "run", "--frozen", "--no-sync", "akua-sim",
+        _akua_sim(),
         "--host", "127.0.0.1", "--port", str(port),
         "--token", TOKEN, "--step-seconds", "0.2", "--log-level", "warning",
     ]  # fmt: skip
