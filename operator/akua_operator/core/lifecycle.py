@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
-from akua_operator.akua.models import Cluster, Operation
+from akua_operator.akua.models import Cluster, Operation, Provider
 from akua_operator.core import failures
 from akua_operator.core.lifecycle_actions import (
     LIFECYCLE_ACTIONS,
@@ -83,7 +83,6 @@ from akua_operator.resource.models import (
     ConditionStatus,
     CreateRequestStatus,
     LifecycleStatus,
-    Provider,
 )
 
 CREATE_TYPE = "cluster.create"

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from akua_operator.akua.models import NetworkProfile, Provider
+
 GROUP = "akua.dev"
 VERSION = "v1alpha1"
 KIND = "AkuaCluster"
@@ -58,14 +60,8 @@ class OnFailure(StrEnum):
     RETAIN = "Retain"
 
 
-class Provider(StrEnum):
-    MANAGED_KAAS = "managed_kaas"
-    IMPORTED_BYOC = "imported_byoc"
-
-
-class NetworkProfile(StrEnum):
-    LINUX_CILIUM = "linux_cilium"
-    MIXED_OS_CALICO = "mixed_os_calico"
+# Provider and NetworkProfile are the Akua contract's own enums: one definition, in the models
+# of the Akua API, so the CRD's enums cannot drift from what the client sends.
 
 
 class SecretKeyRef(_Model):
