@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from akua_operator.akua import (
 from akua_operator.akua.models import CreateClusterRequest, OperationState
 from akua_operator.sim import SimConfig
 from akua_operator.sim.server import SimServer
+from controlplane import free_port as _free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,12 +36,6 @@ def _akua_sim() -> str:
     if not found.exists():
         pytest.fail(f"{found} not found; run `make venv` first")
     return str(found)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,17 +29,12 @@ import yaml
 
 from akua_operator.sim.config import SimConfig
 from akua_operator.sim.server import SimServer
+from controlplane import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "akua-operator"
 TOKEN = f"sk_akua_rbac_{uuid.uuid4().hex[:12]}"
 OPERATOR = Path(sys.executable).with_name("akua-operator")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def token_kubeconfig(admin_kubeconfig: Path, token: str, path: Path) -> Path:

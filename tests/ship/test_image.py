@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -36,6 +35,7 @@ import yaml
 
 from akua_operator.sim.config import SimConfig
 from akua_operator.sim.server import SimServer
+from controlplane import free_port as _free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -363,13 +363,6 @@ def test_image_is_small(image: Image, request: pytest.FixtureRequest) -> None:
 
 
 # --------------------------------------------------------------------------- the operator, for real
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_for(

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from controlplane import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD = REPO_ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
 TOKEN = "sk_akua_kopfTelemetryProbe_123"
@@ -48,12 +50,6 @@ def eventually(check: Callable[[], T], timeout: float = 60.0) -> T:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

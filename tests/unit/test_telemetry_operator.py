@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from akua_operator.sim.config import SimConfig
 from akua_operator.sim.server import SimServer
+from controlplane import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD = REPO_ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
@@ -42,12 +42,6 @@ def eventually(check: Callable[[], T], timeout: float = 90.0) -> T:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -20,6 +20,7 @@ from akua_operator.telemetry import (
     settings_from_env,
 )
 from akua_operator.telemetry.kopf_hooks import apply_watch_event
+from controlplane import free_port
 
 
 class Clock:
@@ -137,12 +138,6 @@ async def test_heartbeat_marks_the_loop() -> None:
     finally:
         await telemetry.stop()
     assert not telemetry.tracker.readiness().ok  # stopping
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_one_port_serves_everything_when_ports_are_equal() -> None:
