@@ -809,7 +809,8 @@ def _operation_vanished(
             REASON_NOT_FOUND_UNVERIFIED,
             f"Akua answered 404 for create operation {vanished}, but the workspace it was made "
             f"in is not known, so asking again could look into (or create in) another "
-            f"workspace. The finalizer stays: {_FIND_IT}",
+            f"workspace. The finalizer stays: {_FIND_IT} (akua.dev/retry only when the "
+            f"current credentials reach the workspace the create went to)",
         )
     resend = unanswered_create(facts, status)
     if resend is None or deletion.vanished_operation_id == vanished:
