@@ -323,3 +323,34 @@ def test_nothing_happened_yet_releases() -> None:
     paused = {"lifecycle": {"createAttempt": 0, "paused": True}}
     f = facts(spec=CREATE, status=paused, annotations={LAST_HANDLED: "{}"})
     assert isinstance(decide(f).action, Release)
+
+
+def test_the_lifecycle_counts_a_409_naming_a_finished_operation_too() -> None:
+    # The same rule in the living resource (core/remote.py): a rename answered 409 naming an
+    # operation that already ended backs off instead of looping.
+    finished = operation(
+        "op_s1", op_type="cluster.suspend", state="SUCCEEDED", steps=[], completed_at=1
+    )
+
+    def world(action: Action) -> Observation:
+        if type(action).__name__ == "RenameCluster":
+            conflict = AkuaConflict(
+                "ABORTED", status=409, code=10, metadata={"active_operation_id": "op_s1"}
+            )
+            return ApiFailed(conflict, action)  # type: ignore[arg-type]
+        if isinstance(action, FollowOperation):
+            return OperationObserved(finished)
+        return ClusterObserved(cluster(name="drifted"))
+
+    f = facts(spec={"clusterId": CID, "name": "prod"}, deleting=False)
+    seen: list[str] = []
+    obs: Observation = None
+    for _ in range(40):
+        d = decide(f, obs)
+        seen.extend(reasons(d))
+        if isinstance(d.action, Requeue):
+            break
+        f = advance(f, d)
+        obs = world(d.action)
+    assert isinstance(d.action, Requeue), "no backoff"
+    assert seen.count("WaitingForOperation") == 1
