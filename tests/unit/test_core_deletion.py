@@ -133,7 +133,7 @@ def test_accepted_operation_id_is_recorded_before_following() -> None:
     d = decide(f)
     f = advance(f, d)
     d = decide(f, OperationObserved(operation(steps=delete_steps(0)), accepted=True))
-    assert d.action == FollowOperation("op_del1", wait=True)
+    assert d.action == FollowOperation("op_del1", wait=True, workspace="ws_1")
     assert d.status_patch is not None
     assert d.status_patch["operation"]["id"] == "op_del1"
     assert d.status_patch["deletion"]["operationId"] == "op_del1"
@@ -220,7 +220,7 @@ def test_unchanged_operation_writes_no_status() -> None:
     d2 = decide(f, OperationObserved(operation(steps=delete_steps(1))))
     assert d2.status_patch is None
     assert d2.events == ()
-    assert d2.action == FollowOperation("op_del1", wait=True)
+    assert d2.action == FollowOperation("op_del1", wait=True, workspace="ws_1")
 
 
 # --- release on 404 -------------------------------------------------------------------------
@@ -324,9 +324,9 @@ def test_retryable_failure_backs_off_then_new_delete_with_fresh_etag_and_key() -
         meta=f.meta, spec=f.spec, status=f.status, now=NOW + timedelta(seconds=11), tuning=f.tuning
     )
     d = decide(later)
-    assert d.action == ObserveCluster(CID)
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
     d = decide(advance(later, d), ClusterObserved(cluster(etag="e2")))
-    assert d.action == DeleteCluster(CID, "e2", f"{UID}-delete-2-2")
+    assert d.action == DeleteCluster(CID, "e2", f"{UID}-delete-2-2", workspace="ws_1")
 
 
 def test_retries_exhausted_release_records_event() -> None:
@@ -381,7 +381,7 @@ def test_retain_keeps_finalizer_until_retry_annotation_changes() -> None:
     # a new annotation value: retry from a fresh read
     bumped = facts(spec=spec, status=f.status.dump(), annotations={"akua.dev/retry": "2"})
     d = decide(bumped)
-    assert d.action == ObserveCluster(CID)
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
     assert "DeleteRetry" in [e.reason for e in d.events]
     d = decide(advance(bumped, d), ClusterObserved(cluster(etag="e3")))
     assert isinstance(d.action, DeleteCluster)
@@ -393,7 +393,7 @@ def test_retain_retries_when_generation_changes() -> None:
     f = started(facts(spec=spec, status={"etag": "e1"}))
     f = advance(f, decide(f, failed()))
     d = decide(facts(spec=spec, status=f.status.dump(), generation=2))
-    assert d.action == ObserveCluster(CID)
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
 
 
 # --- 409 ------------------------------------------------------------------------------------
@@ -447,7 +447,7 @@ def test_409_other_operation_running_waits_then_deletes() -> None:
         "op_susp", op_type="cluster.suspend", steps=[step("drain_workloads", "running")]
     )
     d = decide(f, OperationObserved(susp))
-    assert d.action == FollowOperation("op_susp", wait=True)
+    assert d.action == FollowOperation("op_susp", wait=True, workspace="ws_1")
     assert d.status.progress == "suspend 1/1 drain_workloads"
     f = advance(f, d)
     done = operation(
@@ -457,10 +457,10 @@ def test_409_other_operation_running_waits_then_deletes() -> None:
         steps=[step("drain_workloads", "completed")],
     )
     d = decide(f, OperationObserved(done))
-    assert d.action == ObserveCluster(CID)
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
     f = advance(f, d)
     d = decide(f, ClusterObserved(cluster(etag="e9", state="suspended")))
-    assert d.action == DeleteCluster(CID, "e9", f"{UID}-delete-1-2")
+    assert d.action == DeleteCluster(CID, "e9", f"{UID}-delete-1-2", workspace="ws_1")
 
 
 def test_409_running_delete_is_attached() -> None:
@@ -470,7 +470,7 @@ def test_409_running_delete_is_attached() -> None:
     d = decide(f, ApiFailed(conflict(active_operation_id="op_other_del"), d.action))
     f = advance(f, d)
     d = decide(f, OperationObserved(operation("op_other_del", steps=delete_steps(2))))
-    assert d.action == FollowOperation("op_other_del", wait=True)
+    assert d.action == FollowOperation("op_other_del", wait=True, workspace="ws_1")
     assert d.status.deletion is not None
     assert d.status.deletion.operation_id == "op_other_del"
     assert "Attached" in next(e.message for e in d.events if e.reason == "DeleteAttached")
@@ -487,7 +487,7 @@ def test_delete_answered_with_an_already_running_delete_says_attached() -> None:
     f = advance(f, d)
     running = operation("op_ui_del", steps=delete_steps(2), started_at=NOW_UNIX - 600)
     d = decide(f, OperationObserved(running, accepted=True))
-    assert d.action == FollowOperation("op_ui_del", wait=True)
+    assert d.action == FollowOperation("op_ui_del", wait=True, workspace="ws_1")
     (event,) = [e for e in d.events if e.reason in ("DeleteStarted", "DeleteAttached")]
     assert event.reason == "DeleteAttached"
     assert "already running" in event.message and "op_ui_del" in event.message
@@ -675,7 +675,7 @@ def test_422_on_delete_is_not_resent_with_same_key() -> None:
 def test_operation_vanished_rereads_cluster() -> None:
     f = started(facts(status={"etag": "e1"}))
     d = decide(f, ApiFailed(AkuaNotFound("no such op", status=404), FollowOperation("op_del1")))
-    assert d.action == ObserveCluster(CID)
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
     assert d.status.operation is None
 
 
@@ -778,20 +778,37 @@ def test_an_observation_records_which_credentials_saw_the_cluster() -> None:
     [creds_spec("other-creds"), creds_spec(workspace="ws_2"), {"clusterId": CID}],
     ids=["other-secret", "other-workspace", "operator-default"],
 )
-def test_404_with_changed_credentials_stalls_and_never_releases(
+def test_changed_credentials_still_ask_the_recorded_workspace_and_its_404_releases(
     via: str, now: dict[str, object]
 ) -> None:
+    # Issue 10 item 3: what proves "gone" is the workspace the request named (akua-context),
+    # not the Secret's name: with other credentials the calls still name the cluster's
+    # workspace (a token that cannot see it gets 403), so their 404 is the cluster's.
+    # (Before: CredentialsChanged whenever the Secret's name/key or the spec's workspace
+    # changed, and any 404 trusted when they had not, e.g. a rotated Secret.)
     seen = facts(spec=creds_spec())
     d = decide(advance(seen, decide(seen)), ClusterObserved(cluster(etag="e1")))
     f = facts(spec=now, status=d.status.dump())
     d = decide(f)
-    d = decide(advance(f, d), ClusterGone(CID, via=via))
+    assert isinstance(d.action, DeleteCluster) and d.action.workspace == "ws_1"
+    d = decide(advance(f, d), ClusterGone(CID, via=via, workspace=d.action.workspace))
+    assert isinstance(d.action, Release)
+    assert d.events[-1].reason == "AlreadyGone"
+
+
+@pytest.mark.parametrize("via", ["GET", "DELETE"])
+def test_404_not_sent_to_the_recorded_workspace_stalls_and_never_releases(via: str) -> None:
+    seen = facts(spec=creds_spec())
+    d = decide(advance(seen, decide(seen)), ClusterObserved(cluster(etag="e1")))
+    f = facts(spec=creds_spec("other-creds"), status=d.status.dump())
+    d = decide(f)
+    d = decide(advance(f, d), ClusterGone(CID, via=via, workspace=None))
     assert isinstance(d.action, Requeue) and d.action.delay <= 10
     stalled = cond(d, "Stalled")
-    assert stalled[:2] == ("True", "CredentialsChanged")
-    assert "Secret akua-creds key token" in stalled[2]
+    assert stalled[:2] == ("True", "NotFoundUnverified")
+    assert "Secret akua-creds key token" in stalled[2]  # the credentials changed: said so
     assert "akua.dev/orphan" in stalled[2]
-    assert [e.reason for e in d.events] == ["CredentialsChanged"]
+    assert [e.reason for e in d.events] == ["NotFoundUnverified"]
     assert d.status.deletion is not None and d.status.deletion.next_attempt_at is not None
     # No Akua call during the backoff; the escape hatch still works.
     f = advance(f, d)
@@ -805,19 +822,9 @@ def test_404_with_changed_credentials_stalls_and_never_releases(
         tuning=f.tuning,
     )
     assert isinstance(decide(orphan).action, Release)
-    # After the backoff Akua is asked again (the pending DELETE, unchanged).
+    # After the backoff Akua is asked again (the pending DELETE, unchanged, in ws_1).
     back = facts(spec=creds_spec(), status=f.status.dump(), now=NOW + timedelta(seconds=61))
-    assert decide(back).action == DeleteCluster(CID, "e1", f"{UID}-delete-1-1")
-
-
-@pytest.mark.parametrize("via", ["GET", "DELETE"])
-def test_404_with_the_same_credentials_releases(via: str) -> None:
-    seen = facts(spec=creds_spec(workspace="ws_1"))
-    d = decide(advance(seen, decide(seen)), ClusterObserved(cluster(etag="e1")))
-    f = facts(spec=creds_spec(workspace="ws_1"), status=d.status.dump())
-    d = decide(advance(f, decide(f)), ClusterGone(CID, via=via))
-    assert isinstance(d.action, Release)
-    assert d.events[-1].reason == "AlreadyGone"
+    assert decide(back).action == DeleteCluster(CID, "e1", f"{UID}-delete-1-1", workspace="ws_1")
 
 
 def test_the_handler_may_supply_the_identity() -> None:
@@ -827,5 +834,6 @@ def test_the_handler_may_supply_the_identity() -> None:
     f = replace(
         facts(status=d.status.dump()), credentials_identity="operator default (token file B)"
     )
-    d = decide(advance(f, decide(f)), ClusterGone(CID))
-    assert cond(d, "Stalled")[:2] == ("True", "CredentialsChanged")
+    d = decide(advance(f, decide(f)), ClusterGone(CID, workspace="ws_9"))
+    assert cond(d, "Stalled")[:2] == ("True", "NotFoundUnverified")
+    assert "token file B" in cond(d, "Stalled")[2]

@@ -32,7 +32,7 @@ def test_a_2mb_message_is_clipped_with_a_marker_everywhere() -> None:
     ]
     op = operation(steps=steps, last_error={"message": HUGE, "step_name": "delete_workers" + HUGE})
     d = accepted(OperationObserved(op, accepted=True))
-    assert d.action == FollowOperation("op_del1", wait=True)
+    assert d.action == FollowOperation("op_del1", wait=True, workspace="ws_1")
     assert size(d) < STATUS_BUDGET
     assert d.status.operation is not None
     mirrored = d.status.operation.steps[1].error_message

@@ -105,7 +105,7 @@ def test_running_operation_is_followed_and_reported() -> None:
         ],
     )
     d = decide(advance(f, d), OperationObserved(op))
-    assert d.action == FollowOperation("op_s", wait=True)
+    assert d.action == FollowOperation("op_s", wait=True, workspace="ws_1")
     assert d.status.progress == "suspend 2/3 stop_workers"
     assert conds(d)["Reconciling"][:2] == ("True", "Suspending")
 

@@ -73,6 +73,7 @@ def test_every_status_field_is_declared() -> None:
         "regionId",
         "networkProfile",
         "kubeconfigSecretRef",
+        "workspaceId",
     }
     cond = status["properties"]["conditions"]
     assert cond["x-kubernetes-list-type"] == "map"

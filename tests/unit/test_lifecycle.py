@@ -88,7 +88,7 @@ def test_create_operation_recorded_then_followed() -> None:
     assert isinstance(d.action, CreateCluster)
     assert d.action.network_profile == "mixed_os_calico"
     d = decide(then(f, d), OperationObserved(create_op(), accepted=True))
-    assert d.action == FollowOperation("op_create1", wait=True)
+    assert d.action == FollowOperation("op_create1", wait=True, workspace="ws_1")
     assert d.status_patch is not None
     assert d.status_patch["operation"]["id"] == "op_create1"
     assert d.status.progress == "create 1/4 validate_request"
@@ -116,7 +116,7 @@ def test_create_success_sets_cluster_id_from_the_response() -> None:
     assert d.action == FollowOperation("op_create1", wait=False)
     d = decide(then(f, d), OperationObserved(create_op("SUCCEEDED")))
     assert d.status.cluster_id == NEW
-    assert d.action == ObserveCluster(NEW)
+    assert d.action == ObserveCluster(NEW, workspace="ws_1")
     assert "Created" in reasons(d)
     d = decide(then(f, d), ClusterObserved(cluster(id=NEW, etag="e1")))
     assert isinstance(d.action, Idle)
@@ -330,15 +330,15 @@ def test_name_drift_is_patched_with_if_match_and_a_409_rereads() -> None:
     f = living(spec={"clusterId": CID, "name": "prod"})
     d = decide(f)
     d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e1")))
-    assert d.action == RenameCluster(CID, "prod", "e1", f"{UID}-rename-1")
+    assert d.action == RenameCluster(CID, "prod", "e1", f"{UID}-rename-1", workspace="ws_1")
     assert "NameDrift" in reasons(d)
     assert conds(d)["Reconciling"][:2] == ("True", "Renaming")
     conflict = AkuaConflict("ABORTED: etag mismatch", status=409, metadata={"etag": "e2"})
     d = decide(then(f, d), ApiFailed(conflict, d.action))
-    assert d.action == ObserveCluster(CID)
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
     assert "ClusterChanged" in reasons(d)
     d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e2")))
-    assert d.action == RenameCluster(CID, "prod", "e2", f"{UID}-rename-2")
+    assert d.action == RenameCluster(CID, "prod", "e2", f"{UID}-rename-2", workspace="ws_1")
     d = decide(then(f, d), ClusterAnswered(cluster(name="prod", etag="e3"), "rename"))
     assert isinstance(d.action, Idle)
     assert "Renamed" in reasons(d)
@@ -372,17 +372,17 @@ def test_periodic_observation_updates_etag_and_state() -> None:
 def test_pending_rename_is_resent_unchanged_after_restart() -> None:
     f = living(spec={"clusterId": CID, "name": "prod"})
     d = decide(then(f, decide(f)), ClusterObserved(cluster(name="renamed-in-ui", etag="e1")))
-    assert d.action == RenameCluster(CID, "prod", "e1", f"{UID}-rename-1")
+    assert d.action == RenameCluster(CID, "prod", "e1", f"{UID}-rename-1", workspace="ws_1")
     assert d.status_patch is not None
     assert d.status_patch["lifecycle"]["pendingName"] == "prod"
     # The answer was lost; meanwhile the user changed spec.name. The resend under the old key
     # carries exactly the first name (a different body under a reused key is a 422).
     edited = living(spec={"clusterId": CID, "name": "prod-2"}, status=d.status.dump(), generation=2)
     again = decide(edited)
-    assert again.action == RenameCluster(CID, "prod", "e1", f"{UID}-rename-1")
+    assert again.action == RenameCluster(CID, "prod", "e1", f"{UID}-rename-1", workspace="ws_1")
     # Answered: the new name is then a new drift, with a new key.
     d = decide(then(edited, again), ClusterAnswered(cluster(name="prod", etag="e2"), "rename"))
-    assert d.action == RenameCluster(CID, "prod-2", "e2", f"{UID}-rename-2")
+    assert d.action == RenameCluster(CID, "prod-2", "e2", f"{UID}-rename-2", workspace="ws_1")
     assert d.status.lifecycle is not None and d.status.lifecycle.pending_name == "prod-2"
 
 
@@ -419,15 +419,15 @@ def test_suspend_is_mirrored_and_enacted_once() -> None:
     f = living(spec=spec, generation=4)
     d = decide(f)
     d = decide(then(f, d), ClusterObserved(cluster(etag="e1")))
-    assert d.action == SuspendCluster(CID, "e1", f"{UID}-suspend-1")
+    assert d.action == SuspendCluster(CID, "e1", f"{UID}-suspend-1", workspace="ws_1")
     assert d.status_patch is not None and d.status_patch["lifecycle"]["pending"] == "suspend"
     d = decide(then(f, d), OperationObserved(suspend_op(), accepted=True))
-    assert d.action == FollowOperation("op_s1", wait=True)
+    assert d.action == FollowOperation("op_s1", wait=True, workspace="ws_1")
     assert "SuspendStarted" in reasons(d)
     assert d.status.lifecycle is not None and d.status.lifecycle.pending is None
     assert conds(d)["Reconciling"] == ("True", "Suspending", 4)
     d = decide(then(f, d), OperationObserved(suspend_op("SUCCEEDED")))
-    assert d.action == ObserveCluster(CID)
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
     assert "Suspended" in reasons(d)
     d = decide(then(f, d), ClusterObserved(cluster(state="suspended", etag="e2")))
     assert isinstance(d.action, Idle)
@@ -440,7 +440,7 @@ def test_suspend_is_mirrored_and_enacted_once() -> None:
 def test_resume_when_spec_says_not_suspended() -> None:
     f = living(spec={"clusterId": CID, "suspended": False})
     d = decide(then(f, decide(f)), ClusterObserved(cluster(state="suspended", etag="e1")))
-    assert d.action == ResumeCluster(CID, "e1", f"{UID}-resume-1")
+    assert d.action == ResumeCluster(CID, "e1", f"{UID}-resume-1", workspace="ws_1")
     assert conds(d)["Reconciling"][:2] == ("True", "Resuming")
 
 
@@ -495,7 +495,7 @@ def test_suspend_while_another_operation_runs_waits_for_it() -> None:
         "ABORTED: running", status=409, metadata={"active_operation_id": "op_other", "etag": "e1"}
     )
     d = decide(then(f, d), ApiFailed(busy, d.action))
-    assert d.action == FollowOperation("op_other", wait=False)
+    assert d.action == FollowOperation("op_other", wait=False, workspace="ws_1")
     assert "WaitingForOperation" in reasons(d)
 
 
@@ -550,10 +550,10 @@ def test_deleting_after_an_unanswered_create_finds_and_deletes_the_cluster() -> 
     assert d.action == CreateCluster("prod", "reg_eu", None, f"{UID}-create-1", resend=True)
     assert "CreateUnanswered" in reasons(d)
     d = decide(then(f, d), OperationObserved(create_op(), accepted=True))
-    assert d.action == FollowOperation("op_create1", wait=True)
+    assert d.action == FollowOperation("op_create1", wait=True, workspace="ws_1")
     d = decide(then(f, d), OperationObserved(create_op("SUCCEEDED")))
     assert d.status.cluster_id == NEW
-    assert d.action == ObserveCluster(NEW)
+    assert d.action == ObserveCluster(NEW, workspace="ws_1")
     d = decide(then(f, d), ClusterObserved(cluster(id=NEW, etag="e1")))
     assert type(d.action).__name__ == "DeleteCluster"
 
@@ -617,7 +617,7 @@ def test_a_busy_cluster_is_observed_again_soon_then_the_spec_is_enacted() -> Non
     assert conds(d)["Reconciling"][:2] == ("True", "Progressing")
     f2 = living(spec=spec, status=d.status.dump())
     d2 = decide(then(f2, decide(f2)), ClusterObserved(cluster(state="active", etag="e9")))
-    assert d2.action == SuspendCluster(CID, "e9", f"{UID}-suspend-1")
+    assert d2.action == SuspendCluster(CID, "e9", f"{UID}-suspend-1", workspace="ws_1")
 
 
 def test_deleting_after_a_retry_whose_answer_was_lost_asks_with_the_new_key() -> None:
@@ -638,12 +638,12 @@ def test_a_wait_the_server_does_not_serve_falls_back_to_polling() -> None:
     f = living(spec=CREATE)
     d = decide(f)
     d = decide(then(f, d), OperationObserved(create_op(), accepted=True))
-    assert d.action == FollowOperation("op_create1", wait=True)
+    assert d.action == FollowOperation("op_create1", wait=True, workspace="ws_1")
     d = decide(then(f, d), ApiFailed(AkuaUnprocessable("no :wait", status=422), d.action))
     assert isinstance(d.action, Requeue)
     assert d.status.operation is not None and d.status.operation.id == "op_create1"
     again = decide(living(spec=CREATE, status=d.status.dump()))
-    assert again.action == FollowOperation("op_create1", wait=False)
+    assert again.action == FollowOperation("op_create1", wait=False, workspace="ws_1")
 
 
 # --- spec.clusterId naming another cluster than the one recorded -----------------------------
@@ -696,6 +696,12 @@ def test_a_refused_resent_import_stalls_the_deletion_too() -> None:
     dying = decide(facts(deleting=True, spec=IMPORT, status=d.status.dump()))
     assert isinstance(dying.action, Requeue)
     assert conds(dying)["Stalled"][:2] == ("True", "CreateOutcomeUnknown")
-    assert "akua.dev/retry to a new value to release this resource" in conds_message(
+    # Issue 10 item 2: a new akua.dev/retry value no longer releases (an import cannot be asked
+    # again safely); only akua.dev/orphan does, and the message says so.
+    assert "set the annotation akua.dev/orphan=true to release this resource" in conds_message(
         dying, "Stalled"
     )
+    retried = facts(
+        deleting=True, spec=IMPORT, status=d.status.dump(), annotations={"akua.dev/retry": "2"}
+    )
+    assert type(decide(retried).action).__name__ == "Requeue"

@@ -437,3 +437,46 @@ async def test_after_a_restart_a_pruned_secret_stalls_and_says_how_to_unstick() 
     assert "akua.dev/orphan" in stalled["message"]
     assert "CachedCredentials" not in [e.reason for e in kube.events]
     await runtime.client.aclose()
+
+
+async def test_every_call_about_the_cluster_names_its_recorded_workspace() -> None:
+    # Issue 10 item 3: once Akua showed the cluster, every call about it carries akua-context
+    # (the token's credentials have none), and the 404 after the delete is reported with it.
+    sim = create_app(SimConfig(step_seconds=0.05, seed=47))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    workspace = kube.status["workspaceId"]
+    assert workspace == sim.config.workspace_id
+    start = len(sim.journal.read(0))
+    action: Action = Requeue(0.0)
+    for _ in range(20):
+        action = await runtime.cycle(
+            body(cluster_id, kube.status, deleting=True), state, deleting=True
+        )
+        if isinstance(action, Release):
+            break
+    assert isinstance(action, Release)
+    calls = sim.journal.read(0)[start:]
+    assert calls and {e["akua_context"] for e in calls} == {workspace}
+    await runtime.client.aclose()
+
+
+async def test_an_unreadable_status_holds_the_deletion_without_any_call() -> None:
+    # Issue 10 item 8: a status that does not parse is not read as a fresh one.
+    sim = create_app(SimConfig())
+    kube = RecordingKube(sim)
+    kube.status = {"deletion": {"attempt": "not a number"}}
+    runtime = make_runtime(kube, SimTransport(sim))
+    spec_only = body("clu_x", kube.status, deleting=True)
+    spec_only["spec"] = {"name": "prod", "regionId": "reg_eu"}
+    action = await runtime.cycle(spec_only, ResourceState(), deleting=True)
+    assert isinstance(action, Requeue)
+    assert sim.journal.read(0) == []
+    stalled = next(c for c in kube.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "RecordsLost")
+    assert "deletion.attempt" in stalled["message"]
+    assert kube.status["deletion"] == {"attempt": "not a number"}  # left as it was
+    await runtime.client.aclose()

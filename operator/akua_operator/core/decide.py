@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from akua_operator.core.deletion import decide_deletion
 from akua_operator.core.lifecycle import decide_lifecycle
+from akua_operator.core.lifecycle_actions import (
+    RenameCluster,
+    ResumeCluster,
+    SuspendCluster,
+)
+from akua_operator.core.remote import target_workspace
 from akua_operator.core.status import EVENT_LIMIT, clip_text, redact, status_patch
-from akua_operator.core.types import Decision, Event, Facts, Observation
+from akua_operator.core.types import (
+    Action,
+    Decision,
+    DeleteCluster,
+    Event,
+    Facts,
+    FollowOperation,
+    Observation,
+    ObserveCluster,
+)
+from akua_operator.resource.models import AkuaClusterStatus
+
+#: The calls about an existing cluster (or its operations): sent to its recorded workspace.
+CLUSTER_CALLS = (
+    ObserveCluster,
+    FollowOperation,
+    DeleteCluster,
+    RenameCluster,
+    SuspendCluster,
+    ResumeCluster,
+)
 
 
 def decide(facts: Facts, obs: Observation = None) -> Decision:
@@ -22,6 +50,7 @@ def decide(facts: Facts, obs: Observation = None) -> Decision:
         action = decide_deletion(facts, status, obs, events)
     else:
         action = decide_lifecycle(facts, status, obs, events)
+    action = _addressed(facts, status, action)
     for i, cond in enumerate(status.conditions):
         if (clean := redact(cond.message)) != cond.message:
             status.conditions[i] = cond.model_copy(update={"message": clean})
@@ -33,13 +62,16 @@ def decide(facts: Facts, obs: Observation = None) -> Decision:
     )
 
 
+def _addressed(facts: Facts, status: AkuaClusterStatus, action: Action) -> Action:
+    """Every call about the resource's cluster names its workspace (core/remote.py); a create
+    or import names the workspace its flow chose (where the attempt was first sent)."""
+    if isinstance(action, CLUSTER_CALLS):
+        workspace = target_workspace(facts, status)
+        if action.workspace != workspace:
+            return replace(action, workspace=workspace)
+    return action
+
+
 def advance(facts: Facts, decision: Decision) -> Facts:
     """The facts after ``decision`` was applied (its status written)."""
-    return Facts(
-        meta=facts.meta,
-        spec=facts.spec,
-        status=decision.status,
-        now=facts.now,
-        tuning=facts.tuning,
-        credentials_identity=facts.credentials_identity,
-    )
+    return replace(facts, status=decision.status)

@@ -1,28 +1,37 @@
 """Deletion: what to do for an AkuaCluster whose ``metadata.deletionTimestamp`` is set.
 
-The flow (docs/deletion.md tells it for users):
+docs/deletion.md tells the flow for users; docs/design.md has the phase table and the
+precedence of every rule that releases or holds without an Akua call. Each cycle starts in one
+:class:`Phase` (:func:`phase_of`, in this order of precedence):
 
-1. ``akua.dev/orphan: "true"`` or ``deletion.policy: Orphan``: release at once, no API call.
-2. An operation recorded in status and not done: follow it (resume after a restart).
-3. A DELETE recorded as pending: resend it unchanged (same if-match, same idempotency key), so a
-   crash or a timeout never starts a second operation.
-4. Otherwise send DELETE with ``if-match`` = the etag (the stored one for the first attempt, a
-   freshly read one for every later request) and the key ``<uid>-delete-<attempt>-<request>``.
-   The key and the etag are recorded in status *before* the request goes out, and the
-   returned operation id is recorded before anything waits on it.
-5. Follow the operation with ``:wait``; mirror it and its steps; an Event per step change.
-6. SUCCEEDED or 404: release. FAILED/CANCELLED: retry (retryable failed step, up to
-   ``maxRetries``, with backoff), then ``onFailure`` Release or Retain.
-7. 409: follow the running operation it names (attach to a delete, wait for anything else), or
-   take the current etag from the error, or re-read the cluster; never resend a stale etag.
+``Orphaned``  akua.dev/orphan or ``deletion.policy: Orphan``: release, no Akua call.
+``CrdGuard``  the AkuaCluster CRD is being deleted: release, no Akua call (core/guards.py).
+``Held``      something only a person can settle: unreadable or lost records, a spec.clusterId
+              naming another cluster, a create/import whose outcome is unknown, a 404 that
+              proves nothing. Stalled with a message saying how to get out; no Akua call.
+``Backoff``   ``deletion.nextAttemptAt`` is in the future: no Akua call before it.
+``Following`` an operation is recorded and not done: follow it (resume after a restart).
+``Learning``  no cluster id, but a create was (maybe) sent: resend it under its key (same body,
+              same workspace) to learn its operation, then delete what it made.
+``Nothing``   nothing was ever created, imported or recorded: release.
+``Deleting``  a DELETE is recorded as pending: resend it unchanged (same if-match, same key).
+``Retained``  a failed delete was retained (onFailure Retain): wait for the spec or
+              akua.dev/retry to change.
+``Ended``     this attempt's delete operation ended: release, retry with backoff, or give up.
+``Resolving`` send DELETE with the stored etag (first attempt) or read the current etag first.
+
+What Akua answers moves the flow on: an operation is followed with ``:wait`` (SUCCEEDED
+releases); a 404 for the cluster releases only when it proves "gone" (core/remote.py); a 409
+follows the running operation it names or takes the current etag; failures back off.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
-from akua_operator.akua.models import Operation
+from akua_operator.akua.models import Operation, Provider
 from akua_operator.core import failures
 from akua_operator.core.lifecycle import (
     REASON_OUTCOME_UNKNOWN,
@@ -34,6 +43,18 @@ from akua_operator.core.lifecycle import (
     unanswered_create,
 )
 from akua_operator.core.lifecycle_actions import CreateCluster
+from akua_operator.core.remote import (
+    REASON_NOT_FOUND_UNVERIFIED,
+    REASON_RECORDS_LOST,
+    conflict_backoff,
+    forget_operation,
+    may_have_made_a_cluster,
+    proves_gone,
+    record_workspace,
+    records_lost,
+    same_credentials,
+    waiting_event,
+)
 from akua_operator.core.status import (
     STALLED,
     backoff,
@@ -78,6 +99,7 @@ from akua_operator.resource.models import (
     ConditionStatus,
     DeletionPolicy,
     DeletionStatus,
+    LifecycleStatus,
     OnFailure,
     OperationStatus,
 )
@@ -88,8 +110,8 @@ CREATE_TYPE = "cluster.create"
 REASON_DELETING = "Deleting"
 REASON_DELETE_FAILED = "DeleteFailed"
 REASON_DELETE_RETAINED = "DeleteRetained"
-REASON_WAITING = "WaitingForOperation"
-REASON_CREDENTIALS_CHANGED = "CredentialsChanged"
+REASON_IMPORT_UNKNOWN = "ImportOutcomeUnknown"
+REASON_CREATE_OPERATION_NOT_FOUND = "CreateOperationNotFound"
 REASON_STARTED = "DeleteStarted"
 REASON_ATTACHED = "DeleteAttached"
 #: A delete operation that started this long before our DELETE was decided was already running
@@ -104,6 +126,22 @@ def idempotency_key(uid: str, attempt: int, request: int) -> str:
 
 def orphan_requested(annotations: dict[str, str]) -> bool:
     return annotations.get(ANNOTATION_ORPHAN, "").strip().lower() == "true"
+
+
+class Phase(StrEnum):
+    """Where a deletion stands at the start of a cycle (docs/design.md: phase table)."""
+
+    ORPHANED = "Orphaned"
+    CRD_GUARD = "CrdGuard"
+    HELD = "Held"
+    BACKOFF = "Backoff"
+    FOLLOWING = "Following"
+    LEARNING = "Learning"
+    NOTHING = "Nothing"
+    DELETING = "Deleting"
+    RETAINED = "Retained"
+    ENDED = "Ended"
+    RESOLVING = "Resolving"
 
 
 def decide_deletion(
@@ -137,12 +175,19 @@ def _recheck(facts: Facts, reason: str) -> Requeue:
 def _decide_deletion(
     facts: Facts, status: AkuaClusterStatus, obs: Observation, events: list[Event]
 ) -> Action:
+    # The rules that release without an Akua call, whatever the observation (precedence:
+    # orphan annotation > policy Orphan > CRD guard > everything else).
     if orphan_requested(facts.meta.annotations):
         return _release_orphan(facts, status, events, "the annotation akua.dev/orphan is true")
     if facts.spec.deletion.policy == DeletionPolicy.ORPHAN:
-        return _release_orphan(facts, status, events, "deletion.policy is Orphan")
-    if status.deletion is None:
-        status.deletion = DeletionStatus()
+        return _release_orphan(
+            facts, status, events, "deletion.policy is Orphan", cause="policy-orphan"
+        )
+    # guards: crd_guard here (core/guards.py: Phase.CRD_GUARD releases when the AkuaCluster CRD
+    # itself is being deleted, unless the operator was told to delete then)
+    if facts.status_unreadable is not None:
+        # Never build on an empty stand-in for records that could not be read.
+        return _hold_records_lost(facts, status, events)
 
     match obs:
         case None:
@@ -154,13 +199,17 @@ def _decide_deletion(
             record_observed_with(status, facts)
             status.observed_generation = facts.meta.generation
             return _send_delete(facts, status, cluster.id, cluster.etag)
-        case ClusterGone(cluster_id=cluster_id, via=via):
+        case ClusterGone(cluster_id=cluster_id, via=via, workspace=workspace):
             status.api_errors = 0
-            changed = _credentials_changed(facts, status, events, cluster_id, via)
-            if changed is not None:
-                return changed
-            _unstall(status, facts)
-            return _release_gone(status, events, cluster_id, via)
+            if proves_gone(status, workspace):
+                _unstall(status, facts)
+                return _release_gone(status, events, cluster_id, via)
+            if status.workspace_id is None and not may_have_made_a_cluster(facts, status):
+                # Never observed and never created or imported by this resource: it owns
+                # nothing that could be left behind.
+                _unstall(status, facts)
+                return _release_gone(status, events, cluster_id, via)
+            return _not_found_unverified(facts, status, events, cluster_id, via, workspace)
         case OperationObserved(operation=op, accepted=accepted):
             _unstall(status, facts)
             status.api_errors = 0
@@ -174,60 +223,135 @@ def _decide_deletion(
     raise AssertionError(f"unknown observation {obs!r}")  # pragma: no cover
 
 
-# --- the start of a cycle ------------------------------------------------------------------
+# --- the start of a cycle: the phase ---------------------------------------------------------
 
 
 def _cluster_id(facts: Facts, status: AkuaClusterStatus) -> str | None:
     return facts.spec.cluster_id or status.cluster_id
 
 
-def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
-    deletion = _deletion(status)
-    mismatch = cluster_id_mismatch(facts, status)
-    if mismatch is not None:
-        stall_mismatch(facts, status, events, mismatch)
-        return _recheck(facts, "spec.clusterId differs from status.clusterId")
-    if deletion.retained_generation is None:
-        wait = _not_before(facts, deletion)
-        if wait > 0:  # a backoff is being served: no Akua call before nextAttemptAt
-            return Requeue(min(wait, facts.tuning.max_requeue), "backing off")
+def _held(facts: Facts, status: AkuaClusterStatus) -> bool:
+    """A hold recorded in status, still waiting for a person (akua.dev/retry unchanged)."""
+    deletion = status.deletion
+    return (
+        deletion is not None
+        and deletion.hold is not None
+        and deletion.hold_retry_token == facts.meta.annotations.get(ANNOTATION_RETRY)
+    )
+
+
+def _unknown_outcome(facts: Facts, status: AkuaClusterStatus) -> str | None:
+    """Without a cluster id: which request's outcome nobody can learn by asking ("create",
+    "import"), or None. A refused resend (lifecycle's outcomeUnknown) or an import whose answer
+    was lost (the contract dedupes keys only for POST /clusters)."""
+    lc = status.lifecycle
+    if lc is None:
+        return None
+    if (
+        lc.outcome_unknown is not None
+        and lc.outcome_unknown_retry_token == facts.meta.annotations.get(ANNOTATION_RETRY)
+    ):
+        return lc.outcome_unknown
+    if lc.create_attempt > 0 and lc.failed is None and _answered_import_lost(facts, status):
+        return "import-lost"
+    return None
+
+
+def _answered_import_lost(facts: Facts, status: AkuaClusterStatus) -> bool:
+    lc = status.lifecycle
+    if lc is None:
+        return False
+    request = lc.create_request
+    if request is not None:
+        return request.provider == Provider.IMPORTED_BYOC
+    return facts.spec.provider == Provider.IMPORTED_BYOC
+
+
+def phase_of(facts: Facts, status: AkuaClusterStatus) -> Phase:
+    """The phase a cycle starts in: the first rule that applies, in this order (no mutation)."""
+    if orphan_requested(facts.meta.annotations) or (
+        facts.spec.deletion.policy == DeletionPolicy.ORPHAN
+    ):
+        return Phase.ORPHANED
+    # guards: crd_guard here -> Phase.CRD_GUARD
+    if facts.status_unreadable is not None or cluster_id_mismatch(facts, status) is not None:
+        return Phase.HELD
+    if _held(facts, status):
+        return Phase.HELD
+    deletion = status.deletion or DeletionStatus()
+    cluster_id = _cluster_id(facts, status)
+    if cluster_id is None and (
+        _unknown_outcome(facts, status) is not None or records_lost(facts, status) is not None
+    ):
+        return Phase.HELD
+    if deletion.retained_generation is None and _not_before(facts, deletion) > 0:
+        return Phase.BACKOFF
     op = status.operation
     if op is not None and not op.done:
-        _deleting(status, facts, _op_message(op))
-        return FollowOperation(op.id, wait=False)
-    cluster_id = _cluster_id(facts, status)
+        return Phase.FOLLOWING
     if cluster_id is None:
-        if outcome_still_unknown(facts, status):
-            assert status.lifecycle is not None
-            message = outcome_unknown_message(status.lifecycle, deleting=True)
-            mark_stalled(status, facts, REASON_OUTCOME_UNKNOWN, message)
-            return _recheck(facts, "the outcome of a resent create is unknown")
-        resend = unanswered_create(facts, status)
-        if resend is not None:
-            # A create whose answer was never recorded: learn its operation (same key), follow
-            # it, then delete what it made (core/lifecycle.py).
+        return Phase.LEARNING if unanswered_create(facts, status) is not None else Phase.NOTHING
+    if deletion.pending and deletion.if_match and deletion.idempotency_key:
+        return Phase.DELETING
+    if deletion.retained_generation is not None:
+        return Phase.RETAINED
+    if op is not None and op.type == DELETE_TYPE and op.id == deletion.operation_id:
+        return Phase.ENDED
+    return Phase.RESOLVING
+
+
+def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
+    deletion = _deletion(status)
+    outcome_still_unknown(
+        facts, status
+    )  # clears a refused resend's mark once akua.dev/retry changed
+    if deletion.hold is not None and not _held(facts, status):
+        # akua.dev/retry changed: a person looked; ask Akua again.
+        events.append(
+            Event(
+                EventType.NORMAL,
+                "DeleteRetry",
+                f"akua.dev/retry changed: asking Akua again ({deletion.hold} cleared)",
+            )
+        )
+        deletion.hold = None
+        deletion.hold_retry_token = None
+        deletion.vanished_operation_id = None
+    phase = phase_of(facts, status)
+    cluster_id = _cluster_id(facts, status)
+    op = status.operation
+    match phase:
+        case Phase.HELD:
+            return _hold_at_start(facts, status, events)
+        case Phase.BACKOFF:
+            wait = _not_before(facts, deletion)
+            return Requeue(min(wait, facts.tuning.max_requeue), "backing off")
+        case Phase.FOLLOWING:
+            assert op is not None
+            _deleting(status, facts, _op_message(op))
+            return FollowOperation(op.id, wait=False)
+        case Phase.LEARNING:
+            return _learn_create(facts, status, events)
+        case Phase.NOTHING:
             events.append(
                 Event(
-                    EventType.NORMAL,
-                    "CreateUnanswered",
-                    "A create request was sent but its answer never recorded; asking Akua "
-                    "again with the same idempotency key to find the cluster to delete",
+                    EventType.NORMAL, "Released", "No Akua cluster was recorded: nothing to delete"
                 )
             )
-            _deleting(status, facts, "learning the outcome of an unanswered create")
-            return resend
-        events.append(
-            Event(EventType.NORMAL, "Released", "No Akua cluster was recorded: nothing to delete")
-        )
-        return Release("no Akua cluster to delete")
-    if deletion.pending and deletion.if_match and deletion.idempotency_key:
-        _deleting(status, facts, f"resending DELETE of attempt {deletion.attempt}")
-        return DeleteCluster(cluster_id, deletion.if_match, deletion.idempotency_key)
-    if deletion.retained_generation is not None:
-        return _retained(facts, status, events, cluster_id)
-    if op is not None and op.type == DELETE_TYPE and op.id == deletion.operation_id:
-        # The operation of this attempt ended: (re)apply the verdict recorded with it.
-        return _after_end(facts, status, events, op, cluster_id, fresh=False)
+            return Release("no Akua cluster to delete", cause="nothing-to-delete")
+    assert cluster_id is not None
+    match phase:
+        case Phase.DELETING:
+            assert deletion.if_match is not None and deletion.idempotency_key is not None
+            _deleting(status, facts, f"resending DELETE of attempt {deletion.attempt}")
+            return DeleteCluster(cluster_id, deletion.if_match, deletion.idempotency_key)
+        case Phase.RETAINED:
+            return _retained(facts, status, events, cluster_id)
+        case Phase.ENDED:
+            # The operation of this attempt ended: (re)apply the verdict recorded with it.
+            assert op is not None
+            return _after_end(facts, status, events, op, cluster_id, fresh=False)
+    # Phase.RESOLVING
     if deletion.attempt == 0 and status.etag:
         return _send_delete(facts, status, cluster_id, status.etag)
     if deletion.conflicts > facts.tuning.max_conflicts:
@@ -236,6 +360,74 @@ def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Acti
             return Requeue(delay, "the cluster keeps changing")
     _deleting(status, facts, "reading the cluster's current etag")
     return ObserveCluster(cluster_id)
+
+
+def _hold_at_start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
+    """Phase.HELD: keep (or set) the Stalled condition that says what a person must do."""
+    mismatch = cluster_id_mismatch(facts, status)
+    if mismatch is not None:
+        stall_mismatch(facts, status, events, mismatch)
+        return _recheck(facts, "spec.clusterId differs from status.clusterId")
+    deletion = _deletion(status)
+    if _held(facts, status):
+        return _recheck(facts, f"held: {deletion.hold}")
+    unknown = _unknown_outcome(facts, status)
+    if unknown == "import-lost":
+        lc = status.lifecycle
+        assert lc is not None
+        _stall_once(facts, status, events, REASON_IMPORT_UNKNOWN, _import_lost_message(facts, lc))
+        return _recheck(facts, "the outcome of an import is unknown")
+    if unknown is not None:
+        assert status.lifecycle is not None
+        message = outcome_unknown_message(status.lifecycle, deleting=True)
+        mark_stalled(status, facts, REASON_OUTCOME_UNKNOWN, message)
+        return _recheck(facts, "the outcome of a resent create is unknown")
+    return _hold_records_lost(facts, status, events)
+
+
+def _hold_records_lost(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
+    why = records_lost(facts, status) or "its records are incomplete"
+    message = clip(
+        f"The deletion cannot tell whether this resource made an Akua cluster: {why}. The "
+        f"finalizer stays and nothing is sent to Akua. If spec.clusterId can name the cluster, "
+        f"set it (the deletion then deletes it); if there is no cluster to delete, or it should "
+        f"be kept, set the annotation akua.dev/orphan=true to release this resource"
+    )
+    _stall_once(facts, status, events, REASON_RECORDS_LOST, message)
+    return _recheck(facts, REASON_RECORDS_LOST)
+
+
+def _import_lost_message(facts: Facts, lc: LifecycleStatus) -> str:
+    request = lc.create_request
+    name = request.name if request is not None else facts.spec.name
+    region = request.region_id if request is not None else facts.spec.region_id
+    return clip(
+        f"An import (attempt {lc.create_attempt}) of a cluster named {name!r} in region "
+        f"{region} was sent but its answer never recorded, so the cluster may be registered in "
+        f"Akua; an import cannot be asked again safely. The finalizer stays and nothing is sent "
+        f"to Akua: check Akua for that cluster; if it exists, set spec.clusterId to its id "
+        f"(the deletion then deletes it); if it does not, or it should be kept, set the "
+        f"annotation akua.dev/orphan=true to release this resource"
+    )
+
+
+def _learn_create(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
+    """Phase.LEARNING: a create whose answer was never recorded may have made a cluster nobody
+    knows the id of. Resending it with the same key, the same body and to the same workspace
+    makes Akua answer with that first operation (or start it, when the first request never
+    arrived), so the deletion can follow it and delete what it made instead of releasing."""
+    resend = unanswered_create(facts, status)
+    assert resend is not None
+    events.append(
+        Event(
+            EventType.NORMAL,
+            "CreateUnanswered",
+            "A create request was sent but its answer never recorded; asking Akua again with "
+            "the same idempotency key to find the cluster to delete",
+        )
+    )
+    _deleting(status, facts, "learning the outcome of an unanswered create")
+    return resend
 
 
 def _started_before_request(raw: Operation, deletion: DeletionStatus) -> bool:
@@ -313,6 +505,7 @@ def _on_operation(
     events.extend(step_events(previous, op))
     status.operation = op
     status.progress = progress(op)
+    record_workspace(status, raw.workspace_id)
     cluster_id = _cluster_id(facts, status)
 
     if op.type == CREATE_TYPE and op.done:
@@ -325,8 +518,19 @@ def _on_operation(
         _deleting(status, facts, _op_message(op))
         return FollowOperation(op.id, wait=True)
     if cluster_id is None:
+        if op.type == CREATE_TYPE and op.state == "SUCCEEDED":
+            # A cluster was made, but the answer does not say which: never release on that.
+            return _hold(
+                facts,
+                status,
+                events,
+                REASON_CREATE_OPERATION_NOT_FOUND,
+                f"Akua create operation {op.id} succeeded but its answer names no cluster id, "
+                f"so the deletion cannot find the cluster it made ({op.html_url}). The "
+                f"finalizer stays: {_FIND_IT}",
+            )
         events.append(Event(EventType.NORMAL, "Released", "No Akua cluster to delete"))
-        return Release("no Akua cluster to delete")
+        return Release("no Akua cluster to delete", cause="nothing-to-delete")
     if op.type == DELETE_TYPE and op.id == deletion.operation_id:
         return _after_end(facts, status, events, op, cluster_id, fresh=True)
     # Another operation (create, suspend, ...) ended: now delete, with a fresh etag.
@@ -357,7 +561,7 @@ def _after_end(
                 f"Akua cluster {cluster_id} deleted (operation {op.id}, {op.html_url})",
             )
         )
-        return Release("the delete operation succeeded")
+        return Release("the delete operation succeeded", cause="succeeded")
     step = failed_step(op)
     failure = failure_text(op)
     retryable = bool(step is not None and step.retryable)
@@ -393,7 +597,7 @@ def _after_end(
             f"exist ({op.html_url})"
         )
         events.append(Event(EventType.WARNING, REASON_DELETE_FAILED, message))
-        return Release(message)
+        return Release(message, cause="failed-release")
     # Retain: keep the finalizer until the spec or the akua.dev/retry annotation changes.
     deletion.retained_generation = facts.meta.generation
     deletion.retained_retry_token = facts.meta.annotations.get(ANNOTATION_RETRY)
@@ -459,16 +663,7 @@ def _on_failure(
     if isinstance(action, DeleteCluster) and isinstance(error, AkuaConflict):
         return _on_conflict(facts, status, events, error, action)
     if isinstance(action, FollowOperation) and isinstance(error, AkuaNotFound):
-        # The operation vanished: forget it and look at the cluster.
-        if status.operation is not None and status.operation.id == action.operation_id:
-            status.operation = None
-            status.progress = None
-        if deletion.operation_id == action.operation_id:
-            deletion.operation_id = None
-        status.api_errors = 0
-        if cluster_id is None:
-            return Release("no Akua cluster to delete")
-        return ObserveCluster(cluster_id)
+        return _operation_vanished(facts, status, events, action)
     if (requeue := failures.wait_unavailable(status, facts, error, action)) is not None:
         return requeue
     if (
@@ -493,20 +688,26 @@ def _on_conflict(
 ) -> Action:
     deletion = _deletion(status)
     deletion.pending = False  # this request is answered; never resend it (stale etag)
-    status.api_errors = 0
+    # A 409 is a conflict whatever it names: an operation Akua still names after it ended
+    # would otherwise loop (follow, DELETE, 409) without any backoff.
+    deletion.conflicts += 1
     active = error.active_operation_id
     if active:
-        events.append(
-            Event(
-                EventType.NORMAL,
-                REASON_WAITING,
-                f"Operation {active} is running on Akua cluster {action.cluster_id}; "
-                f"following it before deleting",
+        delay = conflict_backoff(deletion.conflicts, facts.tuning)
+        if delay is not None:
+            deletion.next_attempt_at = rfc3339(facts.now + timedelta(seconds=delay))
+            _deleting(
+                status,
+                facts,
+                f"Akua keeps naming operation {active} as running; retrying in {delay:g}s",
             )
-        )
+            return Requeue(delay, "an operation keeps running on the cluster")
+        event = waiting_event(status, active, action.cluster_id, "deleting")
+        if event is not None:
+            events.append(event)
         _deleting(status, facts, f"waiting for operation {active} to end before deleting")
         return FollowOperation(active, wait=False)
-    deletion.conflicts += 1
+    status.api_errors = 0
     if error.etag:
         status.etag = error.etag
     events.append(
@@ -517,12 +718,8 @@ def _on_conflict(
             f"mismatch); retrying the delete with the current etag",
         )
     )
-    if deletion.conflicts > facts.tuning.max_conflicts:
-        delay = backoff(
-            deletion.conflicts - facts.tuning.max_conflicts,
-            facts.tuning.backoff_base,
-            facts.tuning.backoff_cap,
-        )
+    delay = conflict_backoff(deletion.conflicts, facts.tuning)
+    if delay is not None:
         deletion.next_attempt_at = rfc3339(facts.now + timedelta(seconds=delay))
         _deleting(status, facts, f"the cluster keeps changing; retrying in {delay:g}s")
         return Requeue(delay, "the cluster keeps changing")
@@ -536,7 +733,7 @@ def _on_conflict(
 
 
 def _release_orphan(
-    facts: Facts, status: AkuaClusterStatus, events: list[Event], why: str
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], why: str, cause: str = "orphan"
 ) -> Action:
     cluster_id = _cluster_id(facts, status) or "(none)"
     events.append(
@@ -546,35 +743,126 @@ def _release_orphan(
             f"Released without deleting Akua cluster {cluster_id}: {why}",
         )
     )
-    return Release(f"orphaned: {why}")
+    return Release(f"orphaned: {why}", cause=cause)
 
 
-def _credentials_changed(
-    facts: Facts, status: AkuaClusterStatus, events: list[Event], cluster_id: str, via: str
-) -> Action | None:
-    """A 404 proves the cluster is gone only to the credentials that saw it: other ones (a
-    wrong workspace or token) may look into another workspace. None when the 404 can be
-    trusted (same credentials, or the cluster was never observed)."""
-    recorded = status.credentials_identity
-    current = credentials_identity(facts)
-    if recorded is None or recorded == current:
-        return None
-    message = clip(
-        f"Akua answered 404 for cluster {cluster_id} ({via}), but the credentials changed since "
-        f"it was last observed (then: {recorded}; now: {current}): they may see another "
-        f"workspace, so the finalizer stays. Restore the credentials (the operator retries every "
-        f"{facts.tuning.credentials_backoff:g}s), or, if the cluster is really gone, set "
-        f"akua.dev/orphan=true to release this resource"
+def _not_found_unverified(  # noqa: PLR0917 - the parts of one ClusterGone
+    facts: Facts,
+    status: AkuaClusterStatus,
+    events: list[Event],
+    cluster_id: str,
+    via: str,
+    workspace: str | None,
+) -> Action:
+    """A 404 for the cluster that proves nothing: it was not asked in the cluster's recorded
+    workspace (or none is recorded, and this resource created or imported it, or may have)."""
+    if status.workspace_id is None:
+        why = (
+            "Akua never showed this cluster or its operations to the operator, so the workspace "
+            "it lives in is not known and the 404 may come from another workspace"
+        )
+    else:
+        sent = workspace or "(the token's own)"
+        why = (
+            f"the request went to workspace {sent}, not to the "
+            f"cluster's workspace {status.workspace_id}"
+        )
+    changed = (
+        ""
+        if same_credentials(status, facts)
+        else (
+            f" The credentials changed since Akua last showed the cluster (then: "
+            f"{status.credentials_identity}; now: {credentials_identity(facts)})."
+        )
     )
+    message = clip(
+        f"Akua answered 404 for cluster {cluster_id} ({via}), but {why}: the finalizer "
+        f"stays.{changed} "
+        f"If the cluster is really gone (check Akua), set the annotation akua.dev/orphan=true to "
+        f"release this resource; the operator asks again every "
+        f"{facts.tuning.credentials_backoff:g}s"
+    )
+    _stall_once(facts, status, events, REASON_NOT_FOUND_UNVERIFIED, message)
+    return Requeue(facts.tuning.credentials_backoff, REASON_NOT_FOUND_UNVERIFIED)
+
+
+def _operation_vanished(
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], action: FollowOperation
+) -> Action:
+    """Akua answered 404 for an operation being followed."""
+    deletion = _deletion(status)
+    vanished = action.operation_id
+    forget_operation(status, vanished)
+    if deletion.operation_id == vanished:
+        deletion.operation_id = None
+    status.api_errors = 0
+    cluster_id = _cluster_id(facts, status)
+    if cluster_id is not None:
+        _deleting(status, facts, f"operation {vanished} not found; reading the cluster")
+        return ObserveCluster(cluster_id)  # the cluster's own answer decides
+    # No cluster id: the operation was the create. It may still make a cluster: never release.
+    if not proves_gone(status, action.workspace):
+        return _hold(
+            facts,
+            status,
+            events,
+            REASON_NOT_FOUND_UNVERIFIED,
+            f"Akua answered 404 for create operation {vanished}, but the workspace it was made "
+            f"in is not known, so asking again could look into (or create in) another "
+            f"workspace. The finalizer stays: {_FIND_IT} (akua.dev/retry only when the "
+            f"current credentials reach the workspace the create went to)",
+        )
+    resend = unanswered_create(facts, status)
+    if resend is None or deletion.vanished_operation_id == vanished:
+        return _hold(
+            facts,
+            status,
+            events,
+            REASON_CREATE_OPERATION_NOT_FOUND,
+            f"Akua answered 404 for create operation {vanished}"
+            + (" again, after the create was asked again under its key" if resend else "")
+            + f", so the deletion cannot learn which cluster it made. The finalizer stays: "
+            f"{_FIND_IT}",
+        )
+    deletion.vanished_operation_id = vanished
+    events.append(
+        Event(
+            EventType.NORMAL,
+            "CreateUnanswered",
+            f"Create operation {vanished} was not found; asking Akua again with the create's "
+            f"idempotency key in workspace {status.workspace_id} to find the cluster to delete",
+        )
+    )
+    _deleting(status, facts, f"create operation {vanished} not found; asking Akua again")
+    return resend
+
+
+_FIND_IT = (
+    "check Akua for the cluster; if it exists, set spec.clusterId to its id (the deletion then "
+    "deletes it); set the annotation akua.dev/retry to a new value to ask Akua again, or "
+    "akua.dev/orphan=true to release this resource without deleting anything"
+)
+
+
+def _hold(
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], reason: str, message: str
+) -> Action:
+    """Hold until a person acts (recorded: later cycles make no Akua call)."""
+    deletion = _deletion(status)
+    deletion.hold = reason
+    deletion.hold_retry_token = facts.meta.annotations.get(ANNOTATION_RETRY)
+    _stall_once(facts, status, events, reason, clip(message))
+    return _recheck(facts, reason)
+
+
+def _stall_once(
+    facts: Facts, status: AkuaClusterStatus, events: list[Event], reason: str, message: str
+) -> None:
+    """Stalled=True with ``reason``; one Warning Event when it was not stalled for it yet."""
     stalled = condition(status, STALLED)
-    if (
-        stalled is None
-        or stalled.status != ConditionStatus.TRUE
-        or stalled.reason != (REASON_CREDENTIALS_CHANGED)
-    ):
-        events.append(Event(EventType.WARNING, REASON_CREDENTIALS_CHANGED, message))
-    mark_stalled(status, facts, REASON_CREDENTIALS_CHANGED, message)
-    return Requeue(facts.tuning.credentials_backoff, REASON_CREDENTIALS_CHANGED)
+    if stalled is None or stalled.status != ConditionStatus.TRUE or stalled.reason != reason:
+        events.append(Event(EventType.WARNING, reason, message))
+    mark_stalled(status, facts, reason, message)
 
 
 def _release_gone(
@@ -590,7 +878,7 @@ def _release_gone(
             f"Akua cluster {cluster_id} does not exist (404 on {via}); releasing",
         )
     )
-    return Release("the Akua cluster is already gone")
+    return Release("the Akua cluster is already gone", cause="gone")
 
 
 # --- helpers -------------------------------------------------------------------------------

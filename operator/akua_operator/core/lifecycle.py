@@ -40,11 +40,17 @@ from akua_operator.core.lifecycle_actions import (
     ResumeCluster,
     SuspendCluster,
 )
+from akua_operator.core.remote import (
+    REASON_RECORDS_LOST,
+    conflict_backoff,
+    record_workspace,
+    spec_workspace,
+    waiting_event,
+)
 from akua_operator.core.status import (
     READY,
     RECONCILING,
     STALLED,
-    backoff,
     clip,
     condition,
     failure_text,
@@ -200,7 +206,21 @@ def unanswered_create(facts: Facts, status: AkuaClusterStatus) -> CreateCluster 
     if request is None or request.provider != Provider.MANAGED_KAAS:
         return None
     key = create_key(facts.meta.uid, lc.create_attempt)
-    return CreateCluster(request.name, request.region_id, request.network_profile, key, resend=True)
+    return CreateCluster(
+        request.name,
+        request.region_id,
+        request.network_profile,
+        key,
+        resend=True,
+        workspace=_resend_workspace(status, request),
+    )
+
+
+def _resend_workspace(status: AkuaClusterStatus, request: CreateRequestStatus) -> str | None:
+    """Where a resent create/import goes: where the first one went (the akua-context it was
+    sent with), else the workspace Akua showed for it; the contract dedupes keys within one
+    workspace only."""
+    return request.workspace_id or status.workspace_id
 
 
 def _request_from_spec(spec: AkuaClusterSpec) -> CreateRequestStatus | None:
@@ -222,9 +242,11 @@ def _request_from_spec(spec: AkuaClusterSpec) -> CreateRequestStatus | None:
 
 
 def _create_action(
-    facts: Facts, lc: LifecycleStatus, request: CreateRequestStatus, *, resend: bool
+    facts: Facts, status: AkuaClusterStatus, request: CreateRequestStatus, *, resend: bool
 ) -> CreateCluster | ImportCluster:
+    lc = _lc(status)
     key = create_key(facts.meta.uid, lc.create_attempt)
+    workspace = _resend_workspace(status, request) if resend else request.workspace_id
     if request.provider == Provider.IMPORTED_BYOC and request.kubeconfig_secret_ref is not None:
         return ImportCluster(
             request.name,
@@ -233,9 +255,15 @@ def _create_action(
             request.kubeconfig_secret_ref,
             key,
             resend=resend,
+            workspace=workspace,
         )
     return CreateCluster(
-        request.name, request.region_id, request.network_profile, key, resend=resend
+        request.name,
+        request.region_id,
+        request.network_profile,
+        key,
+        resend=resend,
+        workspace=workspace,
     )
 
 
@@ -248,21 +276,25 @@ def outcome_unknown_message(lc: LifecycleStatus, *, deleting: bool) -> str:
         retry = f"{what} it again with a new request"
     elif what == "create":
         retry = "ask Akua again with the same request"
-    else:  # an import is not resent while deleting: nothing more to learn
-        retry = "release this resource"
-    tail = (
-        "; or set the annotation akua.dev/orphan=true to release this resource without deleting "
-        "anything"
-        if deleting
-        else ""
-    )
+    else:  # an import is not resent while deleting: only a person can say nothing was made
+        retry = ""
+    if deleting and not retry:
+        next_step = "set the annotation akua.dev/orphan=true to release this resource"
+        tail = ""
+    else:
+        next_step = f"set the annotation akua.dev/retry to a new value to {retry}"
+        tail = (
+            "; or set the annotation akua.dev/orphan=true to release this resource without "
+            "deleting anything"
+            if deleting
+            else ""
+        )
     return clip(
         f"Akua refused the resent {what} request of attempt {lc.create_attempt} "
         f"({lc.last_failure or 'rejected'}), so it is unknown whether the first request made a "
         f"cluster. The operator sends nothing until you act: check Akua for a cluster{named}; if "
         f"it exists, set spec.clusterId to its id (this resource then manages"
-        f"{' and deletes' if deleting else ''} it); if it does not, set the annotation "
-        f"akua.dev/retry to a new value to {retry}{tail}"
+        f"{' and deletes' if deleting else ''} it); if it does not, {next_step}{tail}"
     )
 
 
@@ -307,6 +339,17 @@ def decide_lifecycle(
     facts: Facts, status: AkuaClusterStatus, obs: Observation, events: list[Event]
 ) -> Action:
     """Mutates ``status`` and ``events``; returns the next action."""
+    if facts.status_unreadable is not None:
+        # Never act on an empty stand-in for records that could not be read (a create now
+        # could make a second cluster).
+        message = clip(
+            f"The status cannot be read ({facts.status_unreadable}): the operator makes no "
+            f"Akua call until it can; fix or remove the unreadable status fields"
+        )
+        if _stalled_reason(status) != REASON_RECORDS_LOST:
+            events.append(Event(EventType.WARNING, REASON_RECORDS_LOST, message))
+        mark_stalled(status, facts, REASON_RECORDS_LOST, message)
+        return Idle("the status cannot be read")
     lc_paused = status.lifecycle is not None and bool(status.lifecycle.paused)
     if paused(facts.meta.annotations):
         return _pause(facts, status, events, announce=not lc_paused)
@@ -519,6 +562,11 @@ def _create_or_import(facts: Facts, status: AkuaClusterStatus, events: list[Even
         message = f"Cannot {what} a cluster: spec.{missing} is required (or set spec.clusterId)"
         mark_stalled(status, facts, "InvalidSpec", message)
         return Idle(message)
+    if new_attempt:
+        # A new attempt goes where the spec says now; nothing made so far pins a workspace.
+        request = request.model_copy(update={"workspace_id": spec_workspace(facts)})
+        if status.cluster_id is None:
+            status.workspace_id = None
     lc.create_request = request
     if new_attempt:
         lc.create_attempt += 1
@@ -537,7 +585,7 @@ def _create_or_import(facts: Facts, status: AkuaClusterStatus, events: list[Even
     status.observed_generation = facts.meta.generation
     reason = REASON_IMPORTING if importing else REASON_CREATING
     _progressing(status, facts, reason, f"{what} requested (attempt {lc.create_attempt})")
-    return _create_action(facts, lc, request, resend=not new_attempt)
+    return _create_action(facts, status, request, resend=not new_attempt)
 
 
 # --- the cluster as observed ------------------------------------------------------------------
@@ -696,6 +744,7 @@ def _on_operation(
     events.extend(step_events(previous, op))
     status.operation = op
     status.progress = progress(op)
+    record_workspace(status, raw.workspace_id)
     if not op.done:
         _report(facts, status)
         return FollowOperation(op.id, wait=True)
@@ -837,34 +886,30 @@ def _on_conflict(
     lc.pending_key = None
     lc.pending_if_match = None
     lc.pending_name = None
-    status.api_errors = 0
-    if error.active_operation_id:
+    # A 409 is a conflict whatever it names (an operation Akua still names after it ended
+    # would loop otherwise): counted, backed off after max_conflicts, told once per operation.
+    lc.conflicts += 1
+    active = error.active_operation_id
+    if active and conflict_backoff(lc.conflicts, facts.tuning) is None:
+        event = waiting_event(status, active, cluster_id, f"the {kind}")
+        if event is not None:
+            events.append(event)
+        return FollowOperation(active, wait=False)
+    if not active:
+        status.api_errors = 0
+    if error.etag and not active:
+        status.etag = error.etag
+    if not active:
         events.append(
             Event(
                 EventType.NORMAL,
-                "WaitingForOperation",
-                f"Operation {error.active_operation_id} is running on Akua cluster {cluster_id}; "
-                f"following it before the {kind}",
+                REASON_CHANGED,
+                f"Akua cluster {cluster_id} changed since it was last observed (etag mismatch); "
+                f"re-reading it and retrying the {kind}",
             )
         )
-        return FollowOperation(error.active_operation_id, wait=False)
-    lc.conflicts += 1
-    if error.etag:
-        status.etag = error.etag
-    events.append(
-        Event(
-            EventType.NORMAL,
-            REASON_CHANGED,
-            f"Akua cluster {cluster_id} changed since it was last observed (etag mismatch); "
-            f"re-reading it and retrying the {kind}",
-        )
-    )
-    if lc.conflicts > facts.tuning.max_conflicts:
-        delay = backoff(
-            lc.conflicts - facts.tuning.max_conflicts,
-            facts.tuning.backoff_base,
-            facts.tuning.backoff_cap,
-        )
+    delay = conflict_backoff(lc.conflicts, facts.tuning)
+    if delay is not None:
         _progressing(
             status,
             facts,

@@ -25,6 +25,7 @@ class CreateCluster:
     network_profile: str | None
     idempotency_key: str
     resend: bool = False  # True: the attempt's request was (maybe) sent before; same body
+    workspace: str | None = None  # sent as akua-context
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ImportCluster:
     kubeconfig: SecretKeyRef
     idempotency_key: str
     resend: bool = False  # True: the attempt's request was (maybe) sent before; same body
+    workspace: str | None = None  # sent as akua-context
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class RenameCluster:
     name: str
     if_match: str
     idempotency_key: str
+    workspace: str | None = None  # sent as akua-context
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class SuspendCluster:
     cluster_id: str
     if_match: str
     idempotency_key: str
+    workspace: str | None = None  # sent as akua-context
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class ResumeCluster:
     cluster_id: str
     if_match: str
     idempotency_key: str
+    workspace: str | None = None  # sent as akua-context
 
 
 LifecycleAction = CreateCluster | ImportCluster | RenameCluster | SuspendCluster | ResumeCluster

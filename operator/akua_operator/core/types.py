@@ -64,6 +64,9 @@ class Facts:
     # Which credentials this cycle uses, without any secret (see core.status.credentials_identity);
     # None: derived from spec.credentials (Secret name/key or "operator default", workspace).
     credentials_identity: str | None = None
+    # The status could not be parsed (why, without secrets); ``status`` is then empty. The
+    # deletion holds (records lost) instead of reading the empty status as "nothing happened".
+    status_unreadable: str | None = None
 
 
 # Observations: what the last action found out ------------------------------------------------
@@ -80,6 +83,9 @@ class ClusterGone:
 
     cluster_id: str
     via: str = "GET"
+    # The workspace the request was sent to (akua-context): a 404 proves "gone" only when this
+    # is the workspace recorded in status (core/remote.py).
+    workspace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ class ObserveCluster:
     """GET /clusters/{id}."""
 
     cluster_id: str
+    workspace: str | None = None  # sent as akua-context (core/remote.py: target_workspace)
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ class FollowOperation:
 
     operation_id: str
     wait: bool = True
+    workspace: str | None = None  # sent as akua-context
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ class DeleteCluster:
     cluster_id: str
     if_match: str
     idempotency_key: str
+    workspace: str | None = None  # sent as akua-context
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,9 @@ class Release:
     """Let go of the resource: return from the delete handler so the finalizer is removed."""
 
     reason: str
+    # Machine-readable why: "orphan", "policy-orphan", "crd-guard", "gone", "succeeded",
+    # "failed-release", "nothing-to-delete".
+    cause: str = ""
 
 
 @dataclass(frozen=True)

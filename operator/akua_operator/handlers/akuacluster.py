@@ -23,12 +23,18 @@ from akua_operator import telemetry
 from akua_operator.core.deletion import orphan_requested
 from akua_operator.core.types import Action, Idle, Release, Requeue
 from akua_operator.handlers.runtime import InvalidSpecError, ResourceState, Runtime
-from akua_operator.resource.models import FINALIZER, GROUP, PLURAL, VERSION
+from akua_operator.resource.models import (
+    FINALIZER,
+    GROUP,
+    KOPF_STORAGE_PREFIX,
+    PLURAL,
+    VERSION,
+)
 from akua_operator.settings import Settings
 
 log = logging.getLogger("akua_operator")
 
-STORAGE_PREFIX = "operator.akua.dev"
+STORAGE_PREFIX = KOPF_STORAGE_PREFIX  # the core reads ANNOTATION_LAST_HANDLED under it
 INTERNAL_ERROR_DELAY = 10.0
 
 

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
-from akua_operator.akua.errors import AkuaError, AkuaNotFound
+from akua_operator.akua.errors import AkuaError, AkuaNotFound, AkuaResponseError
 from akua_operator.core import Facts, Meta, Tuning, advance, decide
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.types import (
@@ -201,7 +201,18 @@ class Runtime:
             return Requeue(0.0, "continue")
 
     async def perform(self, action: Action, creds: Credentials) -> Observation:
-        """One Akua call; every outcome becomes an observation (nothing raises)."""
+        """One Akua call; every outcome becomes an observation (nothing raises).
+
+        The call names the workspace the core chose (``action.workspace``, sent as
+        ``akua-context`` instead of the credentials' own): a 404 is reported with the workspace
+        it was asked in, so the core can tell whether it proves anything.
+        """
+        workspace = getattr(action, "workspace", None)
+        if workspace is not None and workspace != creds.context:
+            try:
+                creds = replace(creds, context=workspace)
+            except ValueError:  # not 1-53 characters: never recorded from a valid answer
+                return ApiFailed(AkuaResponseError("the workspace id is not valid"), action)
         try:
             match action:
                 case ObserveCluster(cluster_id=cluster_id):
@@ -210,7 +221,7 @@ class Runtime:
                             await self.client.get_cluster(cluster_id, creds=creds)
                         )
                     except AkuaNotFound:
-                        return ClusterGone(cluster_id, via="GET")
+                        return ClusterGone(cluster_id, via="GET", workspace=creds.context)
                 case FollowOperation(operation_id=op_id, wait=True):
                     op = await self.client.wait_operation(
                         op_id, creds=creds, timeout=self.tuning.wait_timeout
@@ -224,7 +235,7 @@ class Runtime:
                             cluster_id, creds=creds, if_match=etag, idempotency_key=key
                         )
                     except AkuaNotFound:
-                        return ClusterGone(cluster_id, via="DELETE")
+                        return ClusterGone(cluster_id, via="DELETE", workspace=creds.context)
                     return OperationObserved(op, accepted=True)
                 case _ if isinstance(action, LIFECYCLE_ACTIONS):
                     # create, import, rename, suspend, resume: handlers/lifecycle.py
@@ -293,10 +304,16 @@ class Runtime:
             spec = AkuaClusterSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             raise InvalidSpecError(str(exc)) from None
+        unreadable: str | None = None
         try:
             status = AkuaClusterStatus.model_validate(status_raw)
-        except ValidationError:
-            log.warning("ignoring an unreadable status of %s", metadata.get("name"))
+        except ValidationError as exc:
+            # Not silently a fresh status: the core holds (RecordsLost) instead of reading an
+            # empty stand-in as "nothing happened". Only field paths, never values.
+            unreadable = "; ".join(
+                ".".join(str(p) for p in err["loc"]) + ": " + err["type"] for err in exc.errors()
+            )[:300]
+            log.warning("unreadable status of %s: %s", metadata.get("name"), unreadable)
             status = AkuaClusterStatus()
         return Facts(
             meta=Meta(
@@ -311,6 +328,7 @@ class Runtime:
             status=status,
             now=_now(),
             tuning=self.tuning,
+            status_unreadable=unreadable,
         )
 
     async def _write_status(

@@ -30,6 +30,11 @@ FINALIZER = "akua.dev/finalizer"
 ANNOTATION_ORPHAN = "akua.dev/orphan"
 ANNOTATION_RETRY = "akua.dev/retry"
 ANNOTATION_PAUSED = "akua.dev/paused"
+#: Prefix of kopf's own annotations on AkuaClusters (progress and the last handled spec).
+KOPF_STORAGE_PREFIX = "operator.akua.dev"
+#: kopf writes this once a create/update/resume handler finished: the resource was handled, so
+#: its status must hold the records of what was done (core/remote.py: records_lost).
+ANNOTATION_LAST_HANDLED = f"{KOPF_STORAGE_PREFIX}/last-handled-configuration"
 DEFAULT_SECRET_KEY = "token"  # noqa: S105 - the name of a Secret key, not a secret
 
 
@@ -338,6 +343,20 @@ class DeletionStatus(_Model):
         description="onFailure Retain: the akua.dev/retry value when retained; a new one retries.",
     )
     last_failure: str | None = Field(default=None, description="Why the last attempt failed.")
+    hold: str | None = Field(
+        default=None,
+        description="Why the deletion holds until a person acts (a reason, e.g. "
+        "CreateOperationNotFound); akua.dev/orphan releases, a new akua.dev/retry value asks "
+        "Akua again.",
+    )
+    hold_retry_token: str | None = Field(
+        default=None, description="The akua.dev/retry value when the hold began."
+    )
+    vanished_operation_id: str | None = Field(
+        default=None,
+        description="A create operation Akua answered 404 for; the create was resent once "
+        "under its key to learn it again.",
+    )
 
 
 class CreateRequestStatus(_Model):
@@ -354,6 +373,11 @@ class CreateRequestStatus(_Model):
     network_profile: str | None = Field(default=None, description="The network profile sent.")
     kubeconfig_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Import: the Secret the kubeconfig is read from."
+    )
+    workspace_id: str | None = Field(
+        default=None,
+        description="The workspace sent as akua-context (none: the token's own); a resend goes "
+        "to the same one.",
     )
 
 
@@ -429,7 +453,12 @@ class AkuaClusterStatus(_Model):
     cluster_id: str | None = Field(default=None, description="The managed Akua cluster id.")
     html_url: str | None = Field(default=None, description="The cluster in the Akua dashboard.")
     name: str | None = Field(default=None, description="Akua display name as observed.")
-    workspace_id: str | None = None
+    workspace_id: str | None = Field(
+        default=None,
+        description="The Akua workspace of the cluster, recorded when Akua first showed the "
+        "cluster or one of its operations. Every call about the cluster names it (akua-context), "
+        "and only a 404 for such a call proves the cluster gone.",
+    )
     provider: str | None = None
     state: str | None = Field(
         default=None, description="Akua state: pending, provisioning, active, suspended, deleting."
@@ -441,8 +470,8 @@ class AkuaClusterStatus(_Model):
     credentials_identity: str | None = Field(
         default=None,
         description="The credentials Akua last showed the cluster to: the Secret's name and key "
-        "(or 'operator default') and the workspace, never the token. A 404 while deleting "
-        "releases only with these same credentials.",
+        "(or 'operator default') and the workspace, never the token. For display: what proves a "
+        "404 is workspaceId.",
     )
     observed_generation: int | None = Field(
         default=None, description="metadata.generation last reconciled."
