@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from akua_operator.core.deletion import decide_deletion
 from akua_operator.core.lifecycle import decide_lifecycle
 from akua_operator.core.status import EVENT_LIMIT, clip_text, redact, status_patch
@@ -35,11 +37,4 @@ def decide(facts: Facts, obs: Observation = None) -> Decision:
 
 def advance(facts: Facts, decision: Decision) -> Facts:
     """The facts after ``decision`` was applied (its status written)."""
-    return Facts(
-        meta=facts.meta,
-        spec=facts.spec,
-        status=decision.status,
-        now=facts.now,
-        tuning=facts.tuning,
-        credentials_identity=facts.credentials_identity,
-    )
+    return replace(facts, status=decision.status)

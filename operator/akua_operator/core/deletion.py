@@ -3,6 +3,9 @@
 The flow (docs/deletion.md tells it for users):
 
 1. ``akua.dev/orphan: "true"`` or ``deletion.policy: Orphan``: release at once, no API call.
+   Then the CRD guard (core/guards.py): the AkuaCluster CRD is being deleted: release without
+   deleting. A DELETE that starts a new attempt is ``budgeted`` (the runtime's deletion budget
+   may defer it: ``DeleteDeferred``) unless ``akua.dev/approve-delete: "true"``.
 2. An operation recorded in status and not done: follow it (resume after a restart).
 3. A DELETE recorded as pending: resend it unchanged (same if-match, same idempotency key), so a
    crash or a timeout never starts a second operation.
@@ -23,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
 from akua_operator.akua.models import Operation
-from akua_operator.core import failures
+from akua_operator.core import failures, guards
 from akua_operator.core.lifecycle import (
     REASON_OUTCOME_UNKNOWN,
     cluster_id_mismatch,
@@ -61,6 +64,7 @@ from akua_operator.core.types import (
     ClusterObserved,
     CredentialsUnavailable,
     DeleteCluster,
+    DeleteDeferred,
     Event,
     EventType,
     Facts,
@@ -141,6 +145,9 @@ def _decide_deletion(
         return _release_orphan(facts, status, events, "the annotation akua.dev/orphan is true")
     if facts.spec.deletion.policy == DeletionPolicy.ORPHAN:
         return _release_orphan(facts, status, events, "deletion.policy is Orphan")
+    # --- guards (core/guards.py): the CRD guard comes right after the orphan checks ---
+    if (released := guards.crd_guard(facts, status, events)) is not None:
+        return released
     if status.deletion is None:
         status.deletion = DeletionStatus()
 
@@ -171,6 +178,8 @@ def _decide_deletion(
             outcome = failures.credentials_unavailable(status, facts, message)
             events.extend(outcome.events)
             return outcome.action
+        case DeleteDeferred():  # guards: the deletion budget refused a new DELETE
+            return guards.on_deferred(facts, status, events, obs)
     raise AssertionError(f"unknown observation {obs!r}")  # pragma: no cover
 
 
@@ -258,10 +267,13 @@ def _not_before(facts: Facts, deletion: DeletionStatus) -> float:
 
 def _send_delete(facts: Facts, status: AkuaClusterStatus, cluster_id: str, etag: str) -> Action:
     deletion = _deletion(status)
+    budgeted = False
     if deletion.operation_id is not None or deletion.attempt == 0:
         deletion.attempt += 1  # a new attempt: the previous one ended with an operation
         deletion.operation_id = None
         deletion.conflicts = 0
+        # guards: a new attempt counts against the deletion budget unless approved
+        budgeted = not guards.delete_approved(facts.meta.annotations)
     deletion.requests += 1
     deletion.pending = True
     deletion.if_match = etag
@@ -269,7 +281,7 @@ def _send_delete(facts: Facts, status: AkuaClusterStatus, cluster_id: str, etag:
     deletion.requested_at = rfc3339(facts.now)
     deletion.next_attempt_at = None
     _deleting(status, facts, f"sending DELETE (attempt {deletion.attempt})")
-    return DeleteCluster(cluster_id, etag, deletion.idempotency_key)
+    return DeleteCluster(cluster_id, etag, deletion.idempotency_key, budgeted=budgeted)
 
 
 # --- operations ----------------------------------------------------------------------------

@@ -50,6 +50,8 @@ class Tuning:
     # so annotations (akua.dev/orphan, akua.dev/retry) act within this; longer backoffs are
     # recorded in status.deletion.nextAttemptAt and served by short requeues.
     max_requeue: float = 10.0
+    # --on-crd-deletion delete: the CRD guard is off (core/guards.py); default orphan (False).
+    delete_on_crd_deletion: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class Facts:
     # Which credentials this cycle uses, without any secret (see core.status.credentials_identity);
     # None: derived from spec.credentials (Secret name/key or "operator default", workspace).
     credentials_identity: str | None = None
+    # The AkuaCluster CRD has a deletionTimestamp (read by the runtime after this resource's
+    # own deletionTimestamp): the CRD guard releases without deleting (core/guards.py).
+    crd_deleting: bool = False
 
 
 # Observations: what the last action found out ------------------------------------------------
@@ -103,12 +108,26 @@ class CredentialsUnavailable:
     message: str
 
 
+@dataclass(frozen=True)
+class DeleteDeferred:
+    """The runtime's deletion budget refused a budgeted DeleteCluster.
+
+    The runtime decides again from the status *before* that decision (whose patch is never
+    written) with this observation: ``limit_per_minute`` is the budget, ``retry_in`` the
+    seconds until its next free slot.
+    """
+
+    limit_per_minute: int
+    retry_in: float
+
+
 Observation = (
     ClusterObserved
     | ClusterGone
     | OperationObserved
     | ApiFailed
     | CredentialsUnavailable
+    | DeleteDeferred
     | LifecycleObservation  # create/import/rename/suspend/resume: core/lifecycle_actions.py
     | None
 )
@@ -139,6 +158,9 @@ class DeleteCluster:
     cluster_id: str
     if_match: str
     idempotency_key: str
+    # True when this request starts a new delete attempt and the resource has no
+    # akua.dev/approve-delete=true: the runtime's deletion budget (if on) must allow it.
+    budgeted: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +168,9 @@ class Release:
     """Let go of the resource: return from the delete handler so the finalizer is removed."""
 
     reason: str
+    # Machine-readable why ("orphan", "policy-orphan", "crd-guard", "gone", "succeeded",
+    # "failed-release", "nothing-to-delete"); the runtime records "crd-guard" releases.
+    cause: str = ""
 
 
 @dataclass(frozen=True)

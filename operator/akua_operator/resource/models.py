@@ -30,6 +30,8 @@ FINALIZER = "akua.dev/finalizer"
 ANNOTATION_ORPHAN = "akua.dev/orphan"
 ANNOTATION_RETRY = "akua.dev/retry"
 ANNOTATION_PAUSED = "akua.dev/paused"
+#: "true": this resource's DELETE may start beyond the operator's deletion budget.
+ANNOTATION_APPROVE_DELETE = "akua.dev/approve-delete"
 DEFAULT_SECRET_KEY = "token"  # noqa: S105 - the name of a Secret key, not a secret
 
 
