@@ -8,6 +8,7 @@ from datetime import timedelta
 from akc_factories import CID, NOW, UID, cluster, facts, operation, step
 
 from akua_operator.core import Decision, Facts, Tuning, advance, decide
+from akua_operator.core.guards import crd_read_needed
 from akua_operator.core.types import (
     ApiFailed,
     ClusterObserved,
@@ -224,3 +225,11 @@ def test_a_waiting_delete_can_be_orphaned() -> None:
 def test_tuning_defaults_keep_the_guard_on() -> None:
     assert Tuning().delete_on_crd_deletion is False
     assert facts().crd_deleting is False
+
+
+def test_the_crd_is_read_only_while_the_guard_can_still_act() -> None:
+    assert crd_read_needed(facts(status={"etag": "e1"}))
+    assert not crd_read_needed(facts(deleting=False))
+    assert not crd_read_needed(crd_deleting(facts(), delete=True))
+    started = {"deletion": {"attempt": 1, "requests": 1, "operationId": "op_1"}}
+    assert not crd_read_needed(facts(status=started))

@@ -47,6 +47,21 @@ def delete_approved(annotations: dict[str, str]) -> bool:
     return annotations.get(ANNOTATION_APPROVE_DELETE, "").strip().lower() == "true"
 
 
+def _delete_started(status: AkuaClusterStatus) -> bool:
+    deletion = status.deletion
+    return deletion is not None and (deletion.attempt > 0 or deletion.pending)
+
+
+def crd_read_needed(facts: Facts) -> bool:
+    """Whether the runtime must read the CRD for this cycle (``facts.crd_deleting``): only
+    while deleting, with the guard on, before a DELETE was started."""
+    return (
+        facts.meta.deleting
+        and not facts.tuning.delete_on_crd_deletion
+        and not _delete_started(facts.status)
+    )
+
+
 def crd_guard(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Release | None:
     """Release without deleting when the AkuaCluster CRD is being deleted (unless the operator
     runs with ``--on-crd-deletion delete``). None: the guard does not apply.
@@ -54,10 +69,7 @@ def crd_guard(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> R
     A deletion whose DELETE was already started (the resource was deleted on its own before
     the CRD) goes on: a person asked for that deletion, and the CRD waits for it.
     """
-    if not facts.crd_deleting or facts.tuning.delete_on_crd_deletion:
-        return None
-    deletion = status.deletion
-    if deletion is not None and (deletion.attempt > 0 or deletion.pending):
+    if not facts.crd_deleting or facts.tuning.delete_on_crd_deletion or _delete_started(status):
         return None
     cluster_id = facts.spec.cluster_id or status.cluster_id
     where = f"{facts.meta.namespace}/{facts.meta.name}"

@@ -30,7 +30,7 @@ from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaError, AkuaNotFound
 from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide
-from akua_operator.core.guards import CAUSE_CRD_GUARD
+from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.types import (
     Action,
@@ -205,7 +205,7 @@ class Runtime:
             if observe_only and facts.meta.deleting:
                 return Idle("being deleted: the delete handler owns the resource")
             ref = ObjectRef(facts.meta.namespace, facts.meta.name, facts.meta.uid)
-            if facts.meta.deleting and not self.tuning.delete_on_crd_deletion:
+            if crd_read_needed(facts):
                 seen_at = _deletion_seen_at(body, state)
                 facts = replace(facts, crd_deleting=await self._crd_deleting(seen_at, logger))
             obs: Observation = None
