@@ -8,7 +8,7 @@ from datetime import timedelta
 from akc_factories import CID, NOW, UID, cluster, facts, operation, step
 
 from akua_operator.core import Decision, Facts, Tuning, advance, decide
-from akua_operator.core.guards import crd_read_needed
+from akua_operator.core.guards import crd_read_needed, released_record
 from akua_operator.core.types import (
     ApiFailed,
     ClusterObserved,
@@ -233,3 +233,29 @@ def test_the_crd_is_read_only_while_the_guard_can_still_act() -> None:
     assert not crd_read_needed(crd_deleting(facts(), delete=True))
     started = {"deletion": {"attempt": 1, "requests": 1, "operationId": "op_1"}}
     assert not crd_read_needed(facts(status=started))
+
+
+def test_a_create_whose_answer_was_lost_is_named_in_the_release_and_the_record() -> None:
+    status = {
+        "lifecycle": {
+            "createAttempt": 1,
+            "createRequest": {"provider": "managed_kaas", "name": "prod", "regionId": "r1"},
+        }
+    }
+    f = crd_deleting(facts(spec={"name": "prod", "regionId": "r1"}, status=status))
+    d = decide(f)
+    assert isinstance(d.action, Release) and d.action.cause == "crd-guard"
+    assert f"{UID}-create-1" in d.events[0].message
+    record = released_record(f, f.status)
+    assert record["createIdempotencyKey"] == f"{UID}-create-1"
+    assert record["createName"] == "prod"
+    assert "clusterId" not in record
+
+
+def test_the_record_names_the_cluster_and_the_resource() -> None:
+    f = facts(status={"clusterId": CID, "workspaceId": "ws_1"})
+    record = released_record(f, f.status)
+    assert record["clusterId"] == CID
+    assert record["workspaceId"] == "ws_1"
+    assert (record["namespace"], record["name"], record["uid"]) == ("ns", "prod", UID)
+    assert "createIdempotencyKey" not in record

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from akua_operator.core.lifecycle import create_key
 from akua_operator.core.status import (
     RECONCILING,
     clip,
@@ -73,13 +74,19 @@ def crd_guard(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> R
         return None
     cluster_id = facts.spec.cluster_id or status.cluster_id
     where = f"{facts.meta.namespace}/{facts.meta.name}"
+    record = released_record(facts, status)
     if cluster_id:
         what = f"Akua cluster {cluster_id} was NOT deleted and still exists"
     else:
         what = "no Akua cluster id was recorded, and nothing was deleted"
-        op = status.operation
-        if op is not None and not op.done:
-            what += f" (operation {op.id} was still running and may still create one)"
+        if "operationId" in record:
+            what += f" (operation {record['operationId']} was still running and may create one)"
+        elif "createIdempotencyKey" in record:
+            what += (
+                f" (a create named {record.get('createName', '?')} was sent under the "
+                f"idempotency key {record['createIdempotencyKey']} and its answer never "
+                f"recorded: it may have made a cluster)"
+            )
     message = clip(
         f"The AkuaCluster CRD ({CRD_NAME}) is being deleted: {where} is released without "
         f"deleting, and {what}. The operator records released clusters in its "
@@ -91,6 +98,31 @@ def crd_guard(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> R
         f"released by CRD deletion: Akua cluster {cluster_id or '(none)'} not deleted",
         cause=CAUSE_CRD_GUARD,
     )
+
+
+def released_record(facts: Facts, status: AkuaClusterStatus) -> dict[str, str]:
+    """What identifies the Akua cluster a CRD-guard release leaves behind (the runtime stores
+    it, with the time, in the released-clusters ConfigMap): never a secret."""
+    record = {
+        "namespace": facts.meta.namespace,
+        "name": facts.meta.name,
+        "uid": facts.meta.uid,
+        "reason": "the AkuaCluster CRD was being deleted; the Akua cluster was NOT deleted",
+    }
+    cluster_id = facts.spec.cluster_id or status.cluster_id
+    if cluster_id:
+        record["clusterId"] = cluster_id
+    if status.workspace_id:
+        record["workspaceId"] = status.workspace_id
+    op = status.operation
+    if op is not None and not op.done:
+        record["operationId"] = op.id
+    lc = status.lifecycle
+    if not cluster_id and lc is not None and lc.create_attempt > 0 and lc.failed is None:
+        record["createIdempotencyKey"] = create_key(facts.meta.uid, lc.create_attempt)
+        if lc.create_request is not None:
+            record["createName"] = lc.create_request.name
+    return record
 
 
 def on_deferred(

@@ -30,7 +30,7 @@ from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaError, AkuaNotFound
 from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide
-from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed
+from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed, released_record
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.types import (
     Action,
@@ -317,20 +317,9 @@ class Runtime:
         best effort: it is tried twice, then logged at ERROR with its content; the release
         goes on either way (holding would keep the CRD deletion stuck, and the Akua cluster is
         not deleted whatever happens here)."""
-        status = facts.status
-        cluster_id = facts.spec.cluster_id or status.cluster_id
-        op = status.operation
-        record = {
-            "namespace": ref.namespace,
-            "name": ref.name,
-            "uid": ref.uid,
-            "clusterId": cluster_id,
-            "workspaceId": status.workspace_id,
-            "operationId": op.id if op is not None and not op.done else None,
-            "releasedAt": _now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "reason": "the AkuaCluster CRD was being deleted; the Akua cluster was NOT deleted",
-        }
-        record = {k: v for k, v in record.items() if v is not None}
+        record = released_record(facts, facts.status)
+        record["releasedAt"] = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        cluster_id = record.get("clusterId")
         text = json.dumps(record, sort_keys=True)
         logger.warning(
             "ReleasedByCRDDeletion: %s/%s released without deleting: Akua cluster %s was NOT "
