@@ -89,8 +89,8 @@ def crd_guard(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> R
             )
     message = clip(
         f"The AkuaCluster CRD ({CRD_NAME}) is being deleted: {where} is released without "
-        f"deleting, and {what}. The operator records released clusters in its "
-        f"released-clusters ConfigMap and logs; delete the cluster in Akua by hand if it is "
+        f"deleting, and {what}. The operator records it in its log and its released-clusters "
+        f"ConfigMap (when it knows its namespace); delete the cluster in Akua by hand if it is "
         f"no longer wanted (the operator runs with --on-crd-deletion orphan)"
     )
     events.append(Event(EventType.WARNING, REASON_RELEASED_BY_CRD_DELETION, message))
