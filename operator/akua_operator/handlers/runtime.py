@@ -11,6 +11,11 @@ until the action is Release, Requeue or Idle, and returns that action; the handl
 into kopf's language (return, TemporaryError). The status patch is written *before* the action
 is performed, so an operation id (or a DELETE's idempotency key) is recorded before anything
 waits on it, and a restarted operator resumes instead of repeating.
+
+Guards against mass deletion (core/guards.py): while deleting, the runtime reads the AkuaCluster
+CRD (``Facts.crd_deleting``) and records releases by the CRD guard (log, metric, ConfigMap); a
+budgeted DELETE that the process's deletion budget (handlers/budget.py) refuses is never
+performed: the core decides again from the same facts with ``DeleteDeferred``.
 """
 
 from __future__ import annotations
