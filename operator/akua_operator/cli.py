@@ -85,6 +85,18 @@ def run(args: argparse.Namespace) -> int:
         if settings.standalone
         else f"peering {settings.peering_name!r} with priority {settings.peering_priority}",
     )
+    log.info(
+        "on CRD deletion: %s; deletion budget: %s; released clusters recorded in %s",
+        "delete the Akua clusters"
+        if settings.on_crd_deletion == "delete"
+        else "orphan (release without deleting)",
+        f"{settings.deletion_budget_per_minute} per minute (this process)"
+        if settings.deletion_budget_per_minute > 0
+        else "off",
+        f"ConfigMap {settings.operator_namespace}/{settings.released_configmap}"
+        if settings.operator_namespace
+        else "logs and Events only (no --operator-namespace)",
+    )
     try:
         asyncio.run(
             kopf.operator(

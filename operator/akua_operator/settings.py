@@ -21,6 +21,20 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
+CRD_DELETION_MODES = ("orphan", "delete")
+
+
+def _crd_deletion_mode(text: str) -> str:
+    """``--on-crd-deletion``: orphan (the CRD guard, the default) or delete."""
+    value = text.strip().lower()
+    if value not in CRD_DELETION_MODES:
+        raise ValueError(f"must be one of {', '.join(CRD_DELETION_MODES)}, not {text!r}")
+    return value
+
+
+_crd_deletion_mode.__name__ = "orphan|delete"  # argparse: "invalid orphan|delete value"
+
+
 @dataclass(frozen=True)
 class Option:
     attr: str
@@ -29,6 +43,7 @@ class Option:
     type: Callable[[str], Any]
     default: Any
     help: str
+    metavar: str | None = None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -169,6 +184,47 @@ OPTIONS: tuple[Option, ...] = (
         "low bits, so the oldest replica stays active and replicas never tie (kopf pauses "
         "every replica that shares the top priority).",
     ),
+    Option(
+        "on_crd_deletion",
+        "--on-crd-deletion",
+        "AKUA_ON_CRD_DELETION",
+        _crd_deletion_mode,
+        "orphan",
+        "What an AkuaCluster deleted because its CRD (akuaclusters.akua.dev) is being deleted "
+        "does: orphan releases it WITHOUT deleting the Akua cluster (Warning Event, log line, "
+        "metric, and its id in the released-clusters ConfigMap); delete deletes the Akua "
+        "cluster as for any other deletion.",
+        metavar="orphan|delete",
+    ),
+    Option(
+        "deletion_budget_per_minute",
+        "--deletion-budget-per-minute",
+        "AKUA_DELETION_BUDGET_PER_MINUTE",
+        int,
+        0,
+        "At most this many Akua deletes may start per minute in this operator process (with "
+        "shards: per shard); beyond it a deletion waits with Reconciling reason "
+        "WaitingForDeletionBudget until a slot frees or akua.dev/approve-delete=true is set on "
+        "the resource. 0: no budget.",
+    ),
+    Option(
+        "released_configmap",
+        "--released-configmap",
+        "AKUA_RELEASED_CONFIGMAP",
+        str,
+        "akua-operator-released-clusters",
+        "ConfigMap (in the operator namespace) that records every Akua cluster released "
+        "without deleting because the CRD was deleted.",
+    ),
+    Option(
+        "operator_namespace",
+        "--operator-namespace",
+        "AKUA_OPERATOR_NAMESPACE",
+        str,
+        None,
+        "The operator's own namespace (the chart sets it): where the released-clusters "
+        "ConfigMap is written. Unset: those releases are recorded in logs and Events only.",
+    ),
 )
 
 #: Bits of randomness below the start time in a default peering priority (ties: same ms).
@@ -213,6 +269,10 @@ class Settings:
     peering_name: str | None = None
     #: None only in hand-built Settings; :func:`from_args` always picks one.
     peering_priority: int | None = None
+    on_crd_deletion: str = "orphan"
+    deletion_budget_per_minute: int = 0
+    released_configmap: str = "akua-operator-released-clusters"
+    operator_namespace: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -239,6 +299,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["metavar"] = "BOOL"
         else:
             kwargs["type"] = opt.type
+        if opt.metavar is not None:
+            kwargs["metavar"] = opt.metavar
         parser.add_argument(opt.flag, help=f"{opt.help} Env {opt.env}.", **kwargs)
 
 
@@ -248,7 +310,10 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
     for opt in OPTIONS:
         value = getattr(args, opt.attr, None)
         if value is None and env.get(opt.env):
-            value = opt.type(env[opt.env])
+            try:
+                value = opt.type(env[opt.env])
+            except ValueError as exc:
+                raise ValueError(f"{opt.env}: {exc}") from None
         values[opt.attr] = opt.default if value is None else value
     namespaces: Sequence[str] = getattr(args, "namespaces", None) or [
         n.strip() for n in env.get("AKUA_NAMESPACES", "").split(",") if n.strip()
@@ -261,6 +326,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
     if values["peering_priority"] is None:
         values["peering_priority"] = default_priority()
     values["wait_timeout"] = max(1, min(60, int(values["wait_timeout"])))
+    values["deletion_budget_per_minute"] = max(0, int(values["deletion_budget_per_minute"]))
     known = {f.name for f in fields(Settings)}
     return Settings(
         namespaces=tuple(namespaces),

@@ -56,6 +56,12 @@ def cond(decision: Decision, type_: str) -> tuple[str, str, str]:
     raise AssertionError(f"no {type_} condition")
 
 
+def resent(action: Action) -> Action:
+    """The same DELETE sent again: identical request, but never budgeted (core/guards.py)."""
+    assert isinstance(action, DeleteCluster)
+    return replace(action, budgeted=False)
+
+
 def run(
     f: Facts, world: Callable[[Action], Observation], limit: int = 30
 ) -> tuple[list[Action], Decision, list[str]]:
@@ -108,7 +114,7 @@ def test_orphan_annotation_other_values_do_not_release(value: str) -> None:
 
 def test_first_delete_uses_stored_etag_and_uid_key_recorded_before_sending() -> None:
     d = decide(facts(status={"etag": "e1", "clusterId": CID}))
-    assert d.action == DeleteCluster(CID, "e1", f"{UID}-delete-1-1")
+    assert d.action == DeleteCluster(CID, "e1", f"{UID}-delete-1-1", budgeted=True)
     assert len(d.action.idempotency_key) <= 64
     assert d.status_patch is not None
     assert d.status_patch["deletion"]["pending"] is True
@@ -326,7 +332,9 @@ def test_retryable_failure_backs_off_then_new_delete_with_fresh_etag_and_key() -
     d = decide(later)
     assert d.action == ObserveCluster(CID, workspace="ws_1")
     d = decide(advance(later, d), ClusterObserved(cluster(etag="e2")))
-    assert d.action == DeleteCluster(CID, "e2", f"{UID}-delete-2-2", workspace="ws_1")
+    assert d.action == DeleteCluster(
+        CID, "e2", f"{UID}-delete-2-2", workspace="ws_1", budgeted=True
+    )
 
 
 def test_retries_exhausted_release_records_event() -> None:
@@ -535,7 +543,7 @@ def test_credential_errors_stall_with_long_backoff_and_keep_finalizer(
     assert early.status_patch is None
     # the DELETE stays pending: the next try resends it unchanged
     d3 = decide(later(advance(f, d2), 61))
-    assert d3.action == d.action
+    assert d3.action == resent(d.action)
     # the same failure again does not emit a second Event
     d4 = decide(later(advance(advance(f, d2), d3), 61), ApiFailed(error, d.action))  # type: ignore[arg-type]
     assert d4.events == ()
@@ -565,7 +573,7 @@ def test_transient_errors_back_off_and_resend_same_request(error: Exception) -> 
     assert cond(d2, "Stalled")[0] == "False"
     assert cond(d2, "Reconciling")[0] == "True"
     f = advance(f, d2)
-    assert decide(f).action == d.action  # same etag, same key: never a second operation
+    assert decide(f).action == resent(d.action)  # same etag, same key: never a second operation
     d3 = decide(f, ApiFailed(error, d.action))  # type: ignore[arg-type]
     assert isinstance(d3.action, Requeue)
     assert d3.status.api_errors == 2
@@ -631,7 +639,7 @@ def test_every_deletion_requeue_is_short_and_long_backoffs_are_recorded() -> Non
     )
     assert isinstance(decide(orphan).action, Release)
     # after the backoff: the same DELETE is resent
-    assert decide(later(f, 121)).action == d.action
+    assert decide(later(f, 121)).action == resent(d.action)
 
 
 def test_retained_deletion_requeues_within_max_requeue() -> None:

@@ -71,6 +71,16 @@ class RecordingKube:
         self.rv = 1
         self.writes: list[tuple[dict[str, Any], list[str]]] = []  # (patch, journal paths then)
         self.events: list[Event] = []
+        self.crd_is_deleting = False  # the AkuaCluster CRD (see test_runtime_guards.py)
+        self.crd_reads = 0
+        self.records: dict[tuple[str, str], dict[str, str]] = {}  # ConfigMap (ns, name) -> data
+
+    async def crd_deleting(self, name: str) -> bool:
+        self.crd_reads += 1
+        return self.crd_is_deleting
+
+    async def record_released(self, namespace: str, name: str, key: str, value: str) -> None:
+        self.records.setdefault((namespace, name), {})[key] = value
 
     async def credentials(
         self, namespace: str, spec: CredentialsSpec | None, default: TokenSource

@@ -11,6 +11,7 @@ Modules:
 - ``status``: conditions (kstatus), the operation mirror, progress text, merge patches.
 - ``failures``: one reaction to failed Akua calls (credentials, 429, 5xx, malformed).
 - ``deletion``: the finalizer flow (``metadata.deletionTimestamp`` set).
+- ``guards``: against mass deletion: the CRD guard and the deletion budget's waiting state.
 - ``lifecycle``: the living resource (create, import, adopt, drift, suspend/resume, pause);
   ``lifecycle_actions``: its actions and observations.
 """

@@ -23,6 +23,9 @@ precedence of every rule that releases or holds without an Akua call. Each cycle
 What Akua answers moves the flow on: an operation is followed with ``:wait`` (SUCCEEDED
 releases); a 404 for the cluster releases only when it proves "gone" (core/remote.py); a 409
 follows the running operation it names or takes the current etag; failures back off.
+
+A DELETE that starts a new attempt is ``budgeted``: the runtime's deletion budget (if on) may
+defer it (``DeleteDeferred``, core/guards.py) unless ``akua.dev/approve-delete: "true"``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from enum import StrEnum
 
 from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
 from akua_operator.akua.models import Operation, Provider
-from akua_operator.core import failures
+from akua_operator.core import failures, guards
 from akua_operator.core.lifecycle import (
     REASON_OUTCOME_UNKNOWN,
     cluster_id_mismatch,
@@ -82,6 +85,7 @@ from akua_operator.core.types import (
     ClusterObserved,
     CredentialsUnavailable,
     DeleteCluster,
+    DeleteDeferred,
     Event,
     EventType,
     Facts,
@@ -183,8 +187,9 @@ def _decide_deletion(
         return _release_orphan(
             facts, status, events, "deletion.policy is Orphan", cause="policy-orphan"
         )
-    # guards: crd_guard here (core/guards.py: Phase.CRD_GUARD releases when the AkuaCluster CRD
-    # itself is being deleted, unless the operator was told to delete then)
+    # --- guards (core/guards.py): the CRD guard comes right after the orphan checks ---
+    if (released := guards.crd_guard(facts, status, events)) is not None:
+        return released
     if facts.status_unreadable is not None:
         # Never build on an empty stand-in for records that could not be read.
         return _hold_records_lost(facts, status, events)
@@ -220,6 +225,8 @@ def _decide_deletion(
             outcome = failures.credentials_unavailable(status, facts, message)
             events.extend(outcome.events)
             return outcome.action
+        case DeleteDeferred():  # guards: the deletion budget refused a new DELETE
+            return guards.on_deferred(facts, status, events, obs)
     raise AssertionError(f"unknown observation {obs!r}")  # pragma: no cover
 
 
@@ -273,7 +280,8 @@ def phase_of(facts: Facts, status: AkuaClusterStatus) -> Phase:
         facts.spec.deletion.policy == DeletionPolicy.ORPHAN
     ):
         return Phase.ORPHANED
-    # guards: crd_guard here -> Phase.CRD_GUARD
+    if guards.crd_guard_applies(facts, status):
+        return Phase.CRD_GUARD
     if facts.status_unreadable is not None or cluster_id_mismatch(facts, status) is not None:
         return Phase.HELD
     if _held(facts, status):
@@ -450,10 +458,13 @@ def _not_before(facts: Facts, deletion: DeletionStatus) -> float:
 
 def _send_delete(facts: Facts, status: AkuaClusterStatus, cluster_id: str, etag: str) -> Action:
     deletion = _deletion(status)
+    budgeted = False
     if deletion.operation_id is not None or deletion.attempt == 0:
         deletion.attempt += 1  # a new attempt: the previous one ended with an operation
         deletion.operation_id = None
         deletion.conflicts = 0
+        # guards: a new attempt counts against the deletion budget unless approved
+        budgeted = not guards.delete_approved(facts.meta.annotations)
     deletion.requests += 1
     deletion.pending = True
     deletion.if_match = etag
@@ -461,7 +472,7 @@ def _send_delete(facts: Facts, status: AkuaClusterStatus, cluster_id: str, etag:
     deletion.requested_at = rfc3339(facts.now)
     deletion.next_attempt_at = None
     _deleting(status, facts, f"sending DELETE (attempt {deletion.attempt})")
-    return DeleteCluster(cluster_id, etag, deletion.idempotency_key)
+    return DeleteCluster(cluster_id, etag, deletion.idempotency_key, budgeted=budgeted)
 
 
 # --- operations ----------------------------------------------------------------------------

@@ -50,6 +50,8 @@ class Tuning:
     # so annotations (akua.dev/orphan, akua.dev/retry) act within this; longer backoffs are
     # recorded in status.deletion.nextAttemptAt and served by short requeues.
     max_requeue: float = 10.0
+    # --on-crd-deletion delete: the CRD guard is off (core/guards.py); default orphan (False).
+    delete_on_crd_deletion: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class Facts:
     # The status could not be parsed (why, without secrets); ``status`` is then empty. The
     # deletion holds (records lost) instead of reading the empty status as "nothing happened".
     status_unreadable: str | None = None
+    # The AkuaCluster CRD has a deletionTimestamp (read by the runtime after this resource's
+    # own deletionTimestamp): the CRD guard releases without deleting (core/guards.py).
+    crd_deleting: bool = False
 
 
 # Observations: what the last action found out ------------------------------------------------
@@ -109,12 +114,26 @@ class CredentialsUnavailable:
     message: str
 
 
+@dataclass(frozen=True)
+class DeleteDeferred:
+    """The runtime's deletion budget refused a budgeted DeleteCluster.
+
+    The runtime decides again from the status *before* that decision (whose patch is never
+    written) with this observation: ``limit_per_minute`` is the budget, ``retry_in`` the
+    seconds until its next free slot.
+    """
+
+    limit_per_minute: int
+    retry_in: float
+
+
 Observation = (
     ClusterObserved
     | ClusterGone
     | OperationObserved
     | ApiFailed
     | CredentialsUnavailable
+    | DeleteDeferred
     | LifecycleObservation  # create/import/rename/suspend/resume: core/lifecycle_actions.py
     | None
 )
@@ -148,6 +167,9 @@ class DeleteCluster:
     if_match: str
     idempotency_key: str
     workspace: str | None = None  # sent as akua-context
+    # True when this request starts a new delete attempt and the resource has no
+    # akua.dev/approve-delete=true: the runtime's deletion budget (if on) must allow it.
+    budgeted: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,8 +177,8 @@ class Release:
     """Let go of the resource: return from the delete handler so the finalizer is removed."""
 
     reason: str
-    # Machine-readable why: "orphan", "policy-orphan", "crd-guard", "gone", "succeeded",
-    # "failed-release", "nothing-to-delete".
+    # Machine-readable why ("orphan", "policy-orphan", "crd-guard", "gone", "succeeded",
+    # "failed-release", "nothing-to-delete"); the runtime records "crd-guard" releases.
     cause: str = ""
 
 

@@ -11,12 +11,19 @@ until the action is Release, Requeue or Idle, and returns that action; the handl
 into kopf's language (return, TemporaryError). The status patch is written *before* the action
 is performed, so an operation id (or a DELETE's idempotency key) is recorded before anything
 waits on it, and a restarted operator resumes instead of repeating.
+
+Guards against mass deletion (core/guards.py): while deleting, the runtime reads the AkuaCluster
+CRD (``Facts.crd_deleting``) and records releases by the CRD guard (log, metric, ConfigMap); a
+budgeted DELETE that the process's deletion budget (handlers/budget.py) refuses is never
+performed: the core decides again from the same facts with ``DeleteDeferred``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,7 +34,8 @@ from pydantic import ValidationError
 from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaError, AkuaNotFound, AkuaResponseError
-from akua_operator.core import Facts, Meta, Tuning, advance, decide
+from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide
+from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed, released_record
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.types import (
     Action,
@@ -36,6 +44,7 @@ from akua_operator.core.types import (
     ClusterObserved,
     CredentialsUnavailable,
     DeleteCluster,
+    DeleteDeferred,
     Event,
     EventType,
     FollowOperation,
@@ -46,9 +55,22 @@ from akua_operator.core.types import (
     Release,
     Requeue,
 )
+from akua_operator.handlers.budget import DeletionBudget
 from akua_operator.handlers.lifecycle import perform_lifecycle
-from akua_operator.kube import CredentialsError, KubeIO, ObjectRef, SecretNotFound, TokenSource
-from akua_operator.resource.models import AkuaClusterSpec, AkuaClusterStatus, CredentialsSpec
+from akua_operator.kube import (
+    CRDUnreadable,
+    CredentialsError,
+    KubeIO,
+    ObjectRef,
+    SecretNotFound,
+    TokenSource,
+)
+from akua_operator.resource.models import (
+    CRD_NAME,
+    AkuaClusterSpec,
+    AkuaClusterStatus,
+    CredentialsSpec,
+)
 from akua_operator.settings import Settings
 
 log = logging.getLogger("akua_operator")
@@ -58,6 +80,12 @@ MAX_ACTIONS = 8
 MAX_WAITS = 2
 
 REASON_CACHED_CREDENTIALS = "CachedCredentials"
+
+#: A read of the AkuaCluster CRD is reused for this long (and only by resources whose deletion
+#: this process saw before the read was sent: see Runtime._crd_deleting).
+CRD_READ_TTL = 5.0
+#: Attempts to write one record into the released-clusters ConfigMap (one retry).
+RECORD_ATTEMPTS = 2
 
 
 def tuning_from(settings: Settings) -> Tuning:
@@ -70,6 +98,7 @@ def tuning_from(settings: Settings) -> Tuning:
         credentials_backoff=settings.credentials_backoff,
         retain_recheck=settings.retain_recheck,
         max_conflicts=settings.max_conflicts,
+        delete_on_crd_deletion=settings.on_crd_deletion == "delete",
     )
 
 
@@ -86,6 +115,11 @@ class ResourceState:
     credentials: Credentials | None = field(default=None, repr=False)
     credentials_from: tuple[str, str, str, str | None] | None = None
     cached_credentials_announced: bool = False
+    # (uid, deletionTimestamp) of the deletion this process saw, and when it first saw it
+    # (time.monotonic): only a CRD read sent after that moment tells whether the CRD deletion
+    # caused it (the API server marks the CRD before it deletes the AkuaClusters).
+    deletion_seen: tuple[str, str] | None = None
+    deletion_seen_at: float = 0.0
 
 
 class Runtime:
@@ -104,6 +138,12 @@ class Runtime:
         self.token_source = token_source or TokenSource.from_env()
         self._kube = kube
         self._client = client
+        self.budget = DeletionBudget(settings.deletion_budget_per_minute)
+        # The last read of the AkuaCluster CRD: (time.monotonic() when sent, deleting).
+        self._crd_read: tuple[float, bool] | None = None
+        self._crd_lock = asyncio.Lock()
+        self._crd_unreadable_logged = False
+        self._no_namespace_logged = False
 
     @property
     def kube(self) -> KubeIO:
@@ -170,11 +210,15 @@ class Runtime:
             if observe_only and facts.meta.deleting:
                 return Idle("being deleted: the delete handler owns the resource")
             ref = ObjectRef(facts.meta.namespace, facts.meta.name, facts.meta.uid)
+            if crd_read_needed(facts):
+                seen_at = _deletion_seen_at(body, state)
+                facts = replace(facts, crd_deleting=await self._crd_deleting(seen_at, logger))
             obs: Observation = None
             creds: Credentials | None = None
             waits = 0
             for _ in range(MAX_ACTIONS):
                 decision = decide(facts, obs)
+                decision = self._apply_budget(facts, decision, logger)
                 if decision.status_patch is not None:
                     await self._write_status(ref, decision.status_patch, state)
                 for event in decision.events:
@@ -183,6 +227,8 @@ class Runtime:
                 facts = replace(advance(facts, decision), now=_now())
                 action = decision.action
                 self._report(ref, facts, action)
+                if isinstance(action, Release) and action.cause == CAUSE_CRD_GUARD:
+                    await self._released_by_crd_guard(ref, facts, logger)
                 if isinstance(action, Release | Requeue | Idle):
                     return action
                 if isinstance(action, FollowOperation) and action.wait:
@@ -199,6 +245,128 @@ class Runtime:
                 if isinstance(obs, OperationObserved):
                     _count_operation(obs)
             return Requeue(0.0, "continue")
+
+    # --- guards against mass deletion ---------------------------------------------------------
+
+    def _apply_budget(
+        self,
+        facts: Facts,
+        decision: Decision,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> Decision:
+        """A budgeted DELETE the deletion budget refuses: decide again from the same facts
+        (the status before that decision; its patch is never written) with DeleteDeferred.
+        ``try_take`` is synchronous: nothing else runs between the check and the take."""
+        action = decision.action
+        if not (isinstance(action, DeleteCluster) and action.budgeted and self.budget.enabled):
+            return decision
+        if self.budget.try_take():
+            return decision
+        retry_in = self.budget.retry_in()
+        logger.info(
+            "deletion budget (%d per minute) exhausted: the delete of Akua cluster %s waits "
+            "(next slot in %.0fs)",
+            self.budget.per_minute,
+            action.cluster_id,
+            retry_in,
+        )
+        try:
+            telemetry.current().metrics.deletion_deferred_inc()
+        except Exception:  # metrics never break reconciliation
+            log.debug("telemetry failed", exc_info=True)
+        return decide(facts, DeleteDeferred(self.budget.per_minute, retry_in))
+
+    async def _crd_deleting(
+        self, seen_at: float, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    ) -> bool:
+        """Whether the AkuaCluster CRD is being deleted, from a read sent after ``seen_at`` (when
+        this process first saw the resource's deletionTimestamp): the API server sets the CRD's
+        deletionTimestamp before it deletes the AkuaClusters, so such a read cannot miss a CRD
+        deletion that caused this one. A read is shared by every resource it qualifies for
+        (sent after their deletion was seen, at most CRD_READ_TTL old); concurrent cycles wait
+        for one read instead of each sending their own.
+
+        403/404: treated as not deleting (the guard cannot work without the read; logged once
+        at WARNING). Any other failure raises: the deletion holds and is retried.
+        """
+        async with self._crd_lock:
+            cached = self._crd_read
+            if cached is not None:
+                sent_at, deleting = cached
+                if sent_at > seen_at and time.monotonic() - sent_at < CRD_READ_TTL:
+                    return deleting
+            sent_at = time.monotonic()
+            try:
+                deleting = await self.kube.crd_deleting(CRD_NAME)
+            except CRDUnreadable as exc:
+                if not self._crd_unreadable_logged:
+                    self._crd_unreadable_logged = True
+                    logger.warning(
+                        "%s: the CRD guard is OFF (a deleted CRD would delete every Akua "
+                        "cluster); grant `get` on customresourcedefinitions/%s",
+                        exc,
+                        CRD_NAME,
+                    )
+                deleting = False
+            self._crd_read = (sent_at, deleting)
+            return deleting
+
+    async def _released_by_crd_guard(
+        self,
+        ref: ObjectRef,
+        facts: Facts,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        """Record a release by the CRD guard: a WARNING log line, the metric, and (when the
+        operator namespace is known) a key in the released-clusters ConfigMap. The record is
+        best effort: it is tried twice, then logged at ERROR with its content; the release
+        goes on either way (holding would keep the CRD deletion stuck, and the Akua cluster is
+        not deleted whatever happens here)."""
+        record = released_record(facts, facts.status)
+        record["releasedAt"] = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        cluster_id = record.get("clusterId")
+        text = json.dumps(record, sort_keys=True)
+        logger.warning(
+            "ReleasedByCRDDeletion: %s/%s released without deleting: Akua cluster %s was NOT "
+            "deleted %s",
+            ref.namespace,
+            ref.name,
+            cluster_id or "(none recorded)",
+            text,
+        )
+        try:
+            telemetry.current().metrics.released_by_crd_deletion_inc()
+        except Exception:  # metrics never break reconciliation
+            log.debug("telemetry failed", exc_info=True)
+        namespace = self.settings.operator_namespace
+        if not namespace:
+            if not self._no_namespace_logged:
+                self._no_namespace_logged = True
+                logger.warning(
+                    "no operator namespace (--operator-namespace / AKUA_OPERATOR_NAMESPACE): "
+                    "clusters released by CRD deletion are recorded in logs and Events only"
+                )
+            return
+        name = self.settings.released_configmap
+        key = released_key(ref)
+        failure = ""
+        for _ in range(RECORD_ATTEMPTS):
+            try:
+                await self.kube.record_released(namespace, name, key, text)
+            except Exception as exc:  # noqa: BLE001 - a record never blocks the release
+                failure = f"{type(exc).__name__} {getattr(exc, 'status', '') or ''}".strip()
+            else:
+                return
+        logger.error(
+            "could not record the release of %s/%s in ConfigMap %s/%s (%s); the record is "
+            "only in this log and the Events: %s",
+            ref.namespace,
+            ref.name,
+            namespace,
+            name,
+            failure,
+            text,
+        )
 
     async def perform(self, action: Action, creds: Credentials) -> Observation:
         """One Akua call; every outcome becomes an observation (nothing raises).
@@ -348,6 +516,24 @@ class Runtime:
                 tel.forget_resource(ref.namespace, ref.name)
         except Exception:  # metrics never break reconciliation
             log.debug("telemetry failed", exc_info=True)
+
+
+def released_key(ref: ObjectRef) -> str:
+    """The released-clusters ConfigMap key of a resource: ``<namespace>.<name>.<uid>``
+    (a namespace has no dots; the uid keeps a re-created namespace/name from overwriting an
+    older record). ConfigMap keys allow ``[-._a-zA-Z0-9]``, at most 253 characters."""
+    suffix = f".{ref.uid}"
+    return f"{ref.namespace}.{ref.name}"[: 253 - len(suffix)] + suffix
+
+
+def _deletion_seen_at(body: Mapping[str, Any], state: ResourceState) -> float:
+    """When this process first saw this deletion of the resource (time.monotonic)."""
+    metadata = body.get("metadata", {})
+    key = (str(metadata.get("uid", "")), str(metadata.get("deletionTimestamp") or ""))
+    if state.deletion_seen != key:
+        state.deletion_seen = key
+        state.deletion_seen_at = time.monotonic()
+    return state.deletion_seen_at
 
 
 def _count_operation(obs: OperationObserved) -> None:

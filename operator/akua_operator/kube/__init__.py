@@ -5,6 +5,20 @@ plain function, and :class:`KubeIO` runs them in threads (``asyncio.to_thread``)
 event loop is never blocked.
 """
 
-from akua_operator.kube.io import CredentialsError, KubeIO, ObjectRef, SecretNotFound, TokenSource
+from akua_operator.kube.io import (
+    CRDUnreadable,
+    CredentialsError,
+    KubeIO,
+    ObjectRef,
+    SecretNotFound,
+    TokenSource,
+)
 
-__all__ = ["CredentialsError", "KubeIO", "ObjectRef", "SecretNotFound", "TokenSource"]
+__all__ = [
+    "CRDUnreadable",
+    "CredentialsError",
+    "KubeIO",
+    "ObjectRef",
+    "SecretNotFound",
+    "TokenSource",
+]

@@ -1,4 +1,5 @@
-"""Reading Secrets, emitting Events and patching the status of AkuaClusters (in threads)."""
+"""Reading Secrets, emitting Events and patching the status of AkuaClusters (in threads); reading
+the AkuaCluster CRD and recording clusters released by the CRD guard (a ConfigMap)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ class CredentialsError(Exception):
 
 class SecretNotFound(CredentialsError):
     """The credentials Secret does not exist (404), e.g. pruned before the AkuaCluster."""
+
+
+class CRDUnreadable(Exception):
+    """Reading the AkuaCluster CRD was refused (403) or found nothing (404)."""
+
+    def __init__(self, name: str, status: int) -> None:
+        super().__init__(f"reading CustomResourceDefinition {name} failed: HTTP {status}")
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,71 @@ class KubeIO:
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
         """JSON-merge-patch ``status`` (the status subresource); returns the new object."""
         return await asyncio.to_thread(self.patch_status_sync, namespace, name, patch)
+
+    # --- the AkuaCluster CRD and the released-clusters record ----------------------------------
+
+    def crd_deleting_sync(self, name: str) -> bool:
+        """Whether the CRD ``name`` has a deletionTimestamp (apiextensions.k8s.io/v1 GET).
+
+        Raises :class:`CRDUnreadable` on 403/404, the client's ApiException on other failures.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        api = self._k8s.ApiextensionsV1Api(self.api_client)
+        try:
+            crd = api.read_custom_resource_definition(name)
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                raise CRDUnreadable(name, exc.status) from None
+            raise
+        return crd.metadata is not None and crd.metadata.deletion_timestamp is not None
+
+    async def crd_deleting(self, name: str) -> bool:
+        return await asyncio.to_thread(self.crd_deleting_sync, name)
+
+    def record_released_sync(self, namespace: str, name: str, key: str, value: str) -> None:
+        """Set ``data[key] = value`` in the ConfigMap ``namespace/name``: merge patch, or create
+        it when missing (and patch again if another writer created it meanwhile)."""
+        from kubernetes.client.exceptions import ApiException
+
+        patch = {"data": {key: value}}
+        try:
+            self.core.patch_namespaced_config_map(
+                name, namespace, patch, _content_type="application/merge-patch+json"
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        else:
+            return
+        body = self._k8s.V1ConfigMap(
+            metadata=self._k8s.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                labels={
+                    "app.kubernetes.io/managed-by": COMPONENT,
+                    "akua.dev/record": "released-clusters",
+                },
+                annotations={
+                    "akua.dev/description": (
+                        "Akua clusters the operator released WITHOUT deleting because the "
+                        "AkuaCluster CRD was being deleted; they may still exist (billed)."
+                    )
+                },
+            ),
+            data={key: value},
+        )
+        try:
+            self.core.create_namespaced_config_map(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.core.patch_namespaced_config_map(
+                name, namespace, patch, _content_type="application/merge-patch+json"
+            )
+
+    async def record_released(self, namespace: str, name: str, key: str, value: str) -> None:
+        await asyncio.to_thread(self.record_released_sync, namespace, name, key, value)
 
     # --- events -----------------------------------------------------------------------------
 

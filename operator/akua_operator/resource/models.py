@@ -35,6 +35,8 @@ KOPF_STORAGE_PREFIX = "operator.akua.dev"
 #: kopf writes this once a create/update/resume handler finished: the resource was handled, so
 #: its status must hold the records of what was done (core/remote.py: records_lost).
 ANNOTATION_LAST_HANDLED = f"{KOPF_STORAGE_PREFIX}/last-handled-configuration"
+#: "true": this resource's DELETE may start beyond the operator's deletion budget.
+ANNOTATION_APPROVE_DELETE = "akua.dev/approve-delete"
 DEFAULT_SECRET_KEY = "token"  # noqa: S105 - the name of a Secret key, not a secret
 
 

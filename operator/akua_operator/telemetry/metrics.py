@@ -15,6 +15,9 @@ Three kinds of series:
   (``akua_api_requests_total``, ``akua_api_request_duration_seconds``,
   ``akua_ratelimit_wait_seconds_total``) through an :data:`ApiStatsSource` callable.
 
+Plus the counters of the guards against mass deletion (``akua_released_by_crd_deletion_total``,
+``akua_deletions_deferred_total``).
+
 The list of metrics, labels and meaning is in ``docs/observability.md``.
 """
 
@@ -218,6 +221,19 @@ class OperatorMetrics:
             buckets=OPERATION_BUCKETS,
             registry=self.registry,
         )
+        self.released_by_crd_deletion = Counter(
+            "akua_released_by_crd_deletion",
+            "AkuaClusters released WITHOUT deleting their Akua cluster because the AkuaCluster "
+            "CRD was being deleted (the CRD guard); their ids are in the released-clusters "
+            "ConfigMap.",
+            registry=self.registry,
+        )
+        self.deletions_deferred = Counter(
+            "akua_deletions_deferred",
+            "New Akua deletes the deletion budget deferred (each refusal counts; a resource "
+            "that waits several times counts several times).",
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(self))
         if process_metrics:
             ProcessCollector(registry=self.registry)
@@ -250,6 +266,16 @@ class OperatorMetrics:
         labels = {"type": op_type or "unknown", "outcome": outcome or "unknown"}
         self.operations.labels(**labels).inc()
         self.operation_duration.labels(**labels).observe(max(0.0, float(duration_seconds)))
+
+    # -- guards against mass deletion ---------------------------------------------------------
+
+    def released_by_crd_deletion_inc(self) -> None:
+        """One AkuaCluster released by the CRD guard (its Akua cluster NOT deleted)."""
+        self.released_by_crd_deletion.inc()
+
+    def deletion_deferred_inc(self) -> None:
+        """The deletion budget refused one new DELETE."""
+        self.deletions_deferred.inc()
 
     # -- finalizers ---------------------------------------------------------------------------
 
