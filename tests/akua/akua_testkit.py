@@ -24,7 +24,7 @@ BASE = "http://sim.test"
 def _templates() -> list[tuple[re.Pattern[str], str]]:
     out = []
     for template in contract.spec()["paths"]:
-        if not (template.startswith("/clusters") or template.startswith("/operations")):
+        if not (template.startswith(("/clusters", "/operations")) or template == "/workspaces"):
             continue
         pattern = re.escape(template).replace(re.escape("{id}"), "[^/:]+")
         out.append((re.compile(f"^/v1{pattern}$"), template))

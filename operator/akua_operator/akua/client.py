@@ -56,6 +56,7 @@ from akua_operator.akua.models import (
     Operation,
     OperationList,
     UpdateClusterRequest,
+    WorkspaceList,
 )
 from akua_operator.akua.ratelimit import TokenBucket
 from akua_operator.akua.retry import RetryAfterPauses, RetryPolicy, parse_retry_after
@@ -333,6 +334,19 @@ class AkuaClient:
             params["cursor"] = cursor
         return await self._call(
             "GET", "/operations", {}, creds=creds, params=params, model=OperationList
+        )
+
+    # --- workspaces -------------------------------------------------------------------------
+
+    async def list_workspaces(
+        self, *, creds: Credentials, limit: int = 50, cursor: str | None = None
+    ) -> WorkspaceList:
+        """The workspaces ``creds`` reach (only the ``akua-context`` one when it is set)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return await self._call(
+            "GET", "/workspaces", {}, creds=creds, params=params, model=WorkspaceList
         )
 
     # --- machinery --------------------------------------------------------------------------
