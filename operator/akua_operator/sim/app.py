@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from akua_operator.sim.clock import Clock, RealClock
 from akua_operator.sim.config import FaultConfig, Scenario, SimConfig
+from akua_operator.sim.contract import Contract, ResponseChecker
 from akua_operator.sim.limits import (
     BODY_FIELDS,
     CANCEL_IF_MATCH,
@@ -103,6 +104,33 @@ class _Journal:
             self.entries.clear()
 
 
+class _Violations:
+    """Responses that broke the contract or the guide (``validate_responses``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.entries: list[dict[str, Any]] = []
+        self.total = 0
+        self.lock = threading.Lock()
+
+    def add(self, entry: dict[str, Any], problems: list[str]) -> None:
+        keep = ("seq", "time", "method", "path", "query", "status", "fault", "workspace_id")
+        with self.lock:
+            self.total += 1
+            self.entries.append({**{k: entry.get(k) for k in keep}, "problems": list(problems)})
+            if len(self.entries) > self.limit:
+                del self.entries[: len(self.entries) - self.limit]
+
+    def read(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(e) for e in self.entries]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.total = 0
+
+
 @dataclass
 class _Fault:
     latency: float = 0.0
@@ -142,6 +170,13 @@ class SimApp:
         self.state = SimState(self.config, self.clock)
         self.journal = _Journal(self.config.journal_max)
         self._bucket = _ServerBucket()
+        # validate_responses: every API response checked against the contract and the guide
+        self.checker = (
+            ResponseChecker(Contract(self.config.contract_path))
+            if self.config.validate_responses
+            else None
+        )
+        self.violations = _Violations(self.config.journal_max)
         self.app = Starlette(
             routes=[
                 Route(
@@ -245,10 +280,25 @@ class SimApp:
             response = JSONResponse(err.body(), status_code=err.status, headers=err.headers)
         entry["workspace_id"] = getattr(request.state, "workspace", None)
         entry["status"] = response.status_code
+        problems = self._check_response(method, path, response)
+        if problems:
+            entry["violations"] = problems
         self.journal.add(entry)
+        if problems:
+            self.violations.add(entry, problems)
         if fault.drop_after:
             return _DropResponse()
         return response
+
+    def _check_response(self, method: str, path: str, response: Response) -> list[str]:
+        if self.checker is None:
+            return []
+        headers = dict(response.headers.items())
+        try:
+            body = bytes(response.body)
+            return self.checker.check(method, path, response.status_code, headers, body)
+        except Exception as exc:  # noqa: BLE001 - a checker bug is itself a finding
+            return [f"the response checker failed: {type(exc).__name__}: {exc}"]
 
     def _auth(self, request: Request) -> _Caller:
         """Check the bearer token and akua-context: who calls, in which workspace.
@@ -507,6 +557,7 @@ class SimApp:
         if path == "/reset" and method == "POST":
             state.reset()
             self.journal.clear()
+            self.violations.clear()
             self._bucket = _ServerBucket()
             return 200, {"ok": True}
         if path == "/state" and method == "GET":
@@ -561,6 +612,16 @@ class SimApp:
                 with state.lock:
                     state.faults = FaultConfig()
                 return 200, state.faults.model_dump()
+        if path == "/violations":
+            if method == "GET":
+                return 200, {
+                    "validating": self.checker is not None,
+                    "total": self.violations.total,
+                    "data": self.violations.read(),
+                }
+            if method == "DELETE":
+                self.violations.clear()
+                return 200, {"ok": True}
         if path == "/journal":
             if method == "GET":
                 since = int(request.query_params.get("since", "0") or 0)
