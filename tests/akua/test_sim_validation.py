@@ -94,11 +94,23 @@ async def test_a_response_that_breaks_the_contract_is_recorded_and_fails_the_fix
     assert violations(sim) == []
 
 
-async def test_the_helper_fails_when_the_simulator_does_not_validate() -> None:
-    sim = create_app(SimConfig(), clock=FakeClock())
+async def test_the_helper_fails_when_the_simulator_does_not_validate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = create_app(SimConfig(tokens=[TOKEN]), clock=FakeClock())
     with pytest.raises(pytest.fail.Exception, match="does not validate"):
         assert_no_violations(sim)
     assert_no_violations(sim, require_validating=False)
+    # validation can be turned on at run time (a simulator in another process)
+    cluster = sim.state.seed_cluster(name="c")
+    monkeypatch.setattr(sim.state, "cluster_json", _without_etag(sim.state.cluster_json))
+    async with api(sim) as c, admin(sim) as a:
+        await c.get(f"/clusters/{cluster['id']}")
+        assert violations(sim) == []
+        r = await a.patch("/config", json={"validate_responses": True})
+        assert r.status_code == 200 and r.json()["validate_responses"] is True
+        await c.get(f"/clusters/{cluster['id']}")
+    assert [v["status"] for v in violations(sim)] == [200]
 
 
 def test_a_real_server_reports_violations_over_its_admin_api(

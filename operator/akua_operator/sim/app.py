@@ -634,12 +634,21 @@ class SimApp:
                 return 200, self.config.model_dump(exclude=_SECRET_CONFIG)
             if method == "PATCH":
                 data = await self._json(request)
-                allowed = {"step_seconds", "step_seconds_by_type", "stale_read_seconds"}
+                allowed = {
+                    "step_seconds",
+                    "step_seconds_by_type",
+                    "stale_read_seconds",
+                    "validate_responses",
+                }
                 unknown = set(data) - allowed
                 if unknown:
                     raise _invalid(422, f"cannot change {sorted(unknown)} at run time", ["body"])
                 with state.lock:
                     updated = SimConfig.model_validate({**self.config.model_dump(), **data})
+                    if updated.validate_responses and self.checker is None:
+                        self.checker = ResponseChecker(Contract(updated.contract_path))
+                    if not updated.validate_responses:
+                        self.checker = None
                     for key in data:
                         setattr(self.config, key, getattr(updated, key))
                 return 200, self.config.model_dump(exclude=_SECRET_CONFIG)
