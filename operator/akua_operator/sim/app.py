@@ -134,6 +134,7 @@ class _Violations:
 @dataclass
 class _Fault:
     latency: float = 0.0
+    answer_delay: float = 0.0
     error: SimError | None = None
     drop_before: bool = False
     drop_after: bool = False
@@ -204,6 +205,7 @@ class SimApp:
             fault = _Fault()
             if f.latency_ms or f.latency_jitter_ms:
                 fault.latency = (f.latency_ms + rng.uniform(0, f.latency_jitter_ms)) / 1000.0
+            fault.answer_delay = f.answer_delay_ms / 1000.0
             retry_after = {"retry-after": str(f.retry_after_seconds)}
             if (f.rate_limit_rps > 0 or f.rate_limit_burst > 0) and not self._bucket.take(
                 f.rate_limit_rps, f.rate_limit_burst, self.clock.now()
@@ -244,6 +246,9 @@ class SimApp:
                         stale_read_seconds=f.stale_read_seconds,
                         latency_ms=f.latency_ms,
                         latency_jitter_ms=f.latency_jitter_ms,
+                        answer_delay_ms=f.answer_delay_ms,
+                        methods=f.methods,
+                        path_contains=f.path_contains,
                     )
             return fault
 
@@ -283,9 +288,13 @@ class SimApp:
         problems = self._check_response(method, path, response)
         if problems:
             entry["violations"] = problems
+        if fault.answer_delay > 0:
+            entry["answer_delay_ms"] = round(fault.answer_delay * 1000, 3)
         self.journal.add(entry)
         if problems:
             self.violations.add(entry, problems)
+        if fault.answer_delay > 0:  # done and journaled; the client does not know yet
+            await asyncio.sleep(fault.answer_delay)
         if fault.drop_after:
             return _DropResponse()
         return response

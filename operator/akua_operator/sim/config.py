@@ -52,6 +52,9 @@ class FaultConfig(_Model):
 
     latency_ms: float = Field(0.0, ge=0)
     latency_jitter_ms: float = Field(0.0, ge=0)
+    # The answer waits this long AFTER the request was processed and journaled: the window
+    # between "the server did it" and "the client knows" (kill the client in it).
+    answer_delay_ms: float = Field(0.0, ge=0)
     error_rate_500: float = Field(0.0, ge=0, le=1)
     error_rate_503: float = Field(0.0, ge=0, le=1)
     error_rate_429: float = Field(0.0, ge=0, le=1)
