@@ -244,3 +244,31 @@ async def test_contract_etags_change_only_on_client_writes(world: World) -> None
     after = (await world.api.get(f"/clusters/{cluster['id']}")).json()
     assert after["state"] == "suspended" and after["reconciling"] is False
     assert after["etag"] == during["etag"] != cluster["etag"]
+
+
+# --- the exactly-once oracle ---------------------------------------------------------------------
+
+
+@contract()
+async def test_the_oracle_counts_operations_accepted_deletes_and_keys_per_cluster(
+    world: World,
+) -> None:
+    cluster = await world.seed()
+    other = await world.seed()
+    assert (await world.delete(cluster, "d1")).status_code == 202
+    assert (await world.delete(cluster, "d1")).status_code == 409  # the same request, resent
+    assert (await world.delete(cluster, "d2")).status_code == 409  # a second DELETE: an error
+    world.clock.advance(60)
+    assert (await world.delete(cluster, "d1")).status_code == 404
+    r = await world.admin.get("/oracle")
+    assert r.status_code == 200
+    got = r.json()["clusters"]
+    assert [op["state"] for op in got[cluster["id"]]["operations"]["cluster.delete"]] == [
+        "SUCCEEDED"
+    ]
+    assert got[cluster["id"]]["writes"] == {
+        "cluster.delete": {"answered": 4, "accepted": 1, "keys": ["d1", "d2"]}
+    }
+    assert other["id"] not in got
+    await world.admin.post("/reset")
+    assert (await world.admin.get("/oracle")).json() == {"clusters": {}}

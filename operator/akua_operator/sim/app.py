@@ -178,6 +178,8 @@ class SimApp:
             else None
         )
         self.violations = _Violations(self.config.journal_max)
+        # cluster id -> kind of write -> {"answered", "accepted", "keys"} (GET /_sim/oracle)
+        self._writes: dict[str, dict[str, dict[str, Any]]] = {}
         self.app = Starlette(
             routes=[
                 Route(
@@ -290,6 +292,7 @@ class SimApp:
             entry["violations"] = problems
         if fault.answer_delay > 0:
             entry["answer_delay_ms"] = round(fault.answer_delay * 1000, 3)
+        self._count_cluster_request(method, path, entry)
         self.journal.add(entry)
         if problems:
             self.violations.add(entry, problems)
@@ -298,6 +301,49 @@ class SimApp:
         if fault.drop_after:
             return _DropResponse()
         return response
+
+    def _count_cluster_request(self, method: str, path: str, entry: dict[str, Any]) -> None:
+        """Per cluster and kind of write: requests answered (any status, injected faults too),
+        accepted (2xx), distinct idempotency keys."""
+        m = re.fullmatch(r"/clusters/([^/:]+)(?::(suspend|resume))?", path)
+        if m is None:
+            return
+        if m.group(2):
+            kind = f"cluster.{m.group(2)}" if method == "POST" else None
+        else:
+            kind = {"DELETE": "cluster.delete", "PATCH": "cluster.update"}.get(method)
+        if kind is None:
+            return
+        with self.state.lock:
+            per = self._writes.setdefault(m.group(1), {})
+            rec = per.setdefault(kind, {"answered": 0, "accepted": 0, "keys": set()})
+            rec["answered"] += 1
+            if 200 <= entry["status"] < 300:
+                rec["accepted"] += 1
+            rec["keys"].add(entry.get("idempotency_key"))
+
+    def oracle(self) -> dict[str, Any]:
+        """What an exactly-once check counts, per cluster: operations started by type (from
+        the simulator's state, never forgotten) and, per kind of write, the requests answered,
+        those accepted and the distinct idempotency keys they carried (null: none)."""
+        with self.state.lock:
+            self.state.advance_all()
+            out: dict[str, Any] = {}
+            for op in sorted(self.state.ops.values(), key=lambda o: o.seq):
+                c = out.setdefault(op.cluster_id, {"operations": {}, "writes": {}})
+                c["operations"].setdefault(op.type, []).append(
+                    {"id": op.id, "state": op.state, "started_at": op.started_at}
+                )
+            for cid, per in self._writes.items():
+                c = out.setdefault(cid, {"operations": {}, "writes": {}})
+                for kind, rec in per.items():
+                    keys = sorted(rec["keys"], key=lambda k: (k is None, k or ""))
+                    c["writes"][kind] = {
+                        "answered": rec["answered"],
+                        "accepted": rec["accepted"],
+                        "keys": keys,
+                    }
+            return {"clusters": out}
 
     def _check_response(self, method: str, path: str, response: Response) -> list[str]:
         if self.checker is None:
@@ -567,6 +613,8 @@ class SimApp:
             state.reset()
             self.journal.clear()
             self.violations.clear()
+            with state.lock:
+                self._writes.clear()
             self._bucket = _ServerBucket()
             return 200, {"ok": True}
         if path == "/state" and method == "GET":
@@ -621,6 +669,8 @@ class SimApp:
                 with state.lock:
                     state.faults = FaultConfig()
                 return 200, state.faults.model_dump()
+        if path == "/oracle" and method == "GET":
+            return 200, self.oracle()
         if path == "/violations":
             if method == "GET":
                 return 200, {
