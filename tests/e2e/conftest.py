@@ -31,7 +31,11 @@ def sim_config() -> SimConfig:
 @pytest.fixture
 def sim(sim_config: SimConfig) -> Iterator[Sim]:
     """The simulator; it checks every response it sends against the contract, and the test
-    fails (at teardown) if any broke it (tests/simcheck.py)."""
+    fails (at teardown) if any broke it (tests/simcheck.py). AKUA_SIM_PROFILE=NAME starts it
+    from a named profile (the test's own settings applied over it)."""
+    profile = os.environ.get("AKUA_SIM_PROFILE")  # e.g. "contract" (docs/simulator.md)
+    if profile:
+        sim_config = SimConfig.from_profile(profile, **sim_config.model_dump(exclude_unset=True))
     with SimServer(sim_config.model_copy(update={"validate_responses": True})) as server:
         s = Sim(server)
         yield s
