@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from e2e_helpers import CRD, TOKEN, Operator, Sim
 
+from akua_operator.sim.clock import Clock
 from akua_operator.sim.config import SimConfig
 from akua_operator.sim.server import SimServer
 
@@ -28,8 +29,16 @@ def sim_config() -> SimConfig:
 
 
 @pytest.fixture
-def sim(sim_config: SimConfig) -> Iterator[Sim]:
-    with SimServer(sim_config) as server:
+def sim_clock() -> Clock | None:
+    """The simulator's clock: None is the wall clock. A test that overrides it with a
+    ``FakeClock`` moves the simulator's time itself (``POST /_sim/clock``); a ``:wait``
+    long poll then advances it too (by the time it would have slept)."""
+    return None
+
+
+@pytest.fixture
+def sim(sim_config: SimConfig, sim_clock: Clock | None) -> Iterator[Sim]:
+    with SimServer(sim_config, clock=sim_clock) as server:
         s = Sim(server)
         yield s
         s.http.close()
