@@ -119,8 +119,28 @@ def test_create_mirrors_the_operation_and_sets_the_cluster_id(
     kubectl: Any, sim: Sim, namespace: str, operator: Operator
 ) -> None:
     operator.start()
+    # The create waits at its last step until the test has seen it running in status (no
+    # race between a 2 s operation and the polling of a loaded machine).
+    sim.scenario(
+        operation_type="cluster.create",
+        cluster_name=f"web-{namespace}",
+        mode="approval",
+        step="provision_workers",
+    )
     rec = Recorder(kubectl, "web", namespace)
     kubectl.apply(res("web", namespace, {"name": f"web-{namespace}", "regionId": "reg_eu"}))
+    held = wait_obj(
+        kubectl,
+        "web",
+        namespace,
+        "the create operation waiting at its last step",
+        lambda o: "(waiting for a person)" in ((o.get("status") or {}).get("progress") or ""),
+    )
+    sim.admin(
+        "POST",
+        f"/operations/{held['status']['operation']['id']}:approve",
+        {"step": "provision_workers"},
+    )
     obj = wait_obj(kubectl, "web", namespace, "the created cluster Ready", ready)
     seen = rec.stop()
     operator.assert_alive()
@@ -475,9 +495,28 @@ def test_suspend_resume_and_akuas_own_resume(
     kubectl.apply(res("sleepy", namespace, {"clusterId": cid}))
     wait_obj(kubectl, "sleepy", namespace, "adopted", ready)
     rec = Recorder(kubectl, "sleepy", namespace)
+    # The suspend waits at its last step until the test has seen it running in status.
+    sim.scenario(
+        operation_type="cluster.suspend",
+        cluster_id=cid,
+        mode="approval",
+        step="suspend_control_plane",
+    )
 
     kubectl("patch", "akc", "sleepy", "-n", namespace, "--type=merge", "-p",
             '{"spec":{"suspended":true}}')  # fmt: skip
+    held = wait_obj(
+        kubectl,
+        "sleepy",
+        namespace,
+        "the suspend waiting at its last step",
+        lambda o: "(waiting for a person)" in ((o.get("status") or {}).get("progress") or ""),
+    )
+    sim.admin(
+        "POST",
+        f"/operations/{held['status']['operation']['id']}:approve",
+        {"step": "suspend_control_plane"},
+    )
     obj = wait_obj(
         kubectl,
         "sleepy",
