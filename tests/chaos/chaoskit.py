@@ -23,6 +23,11 @@ from collections import Counter, defaultdict  # noqa: E402
 from typing import Any  # noqa: E402
 
 import harness  # noqa: E402  (bench/harness.py)
+from oracles import assert_exactly_once  # noqa: E402  (tests/oracles.py)
+
+#: The step at which every delete operation waits for a person (an approval scenario), so the
+#: chaos tests know operations are running while they kill or stop things.
+HELD_STEP = "release_network"
 
 
 def observed(seen: harness.Seen) -> bool:
@@ -69,7 +74,10 @@ def delete_operations(sim: harness.SimProcess, cluster_ids: list[str]) -> dict[s
 
 def assert_each_deleted_exactly_once(sim: harness.SimProcess, cluster_ids: list[str]) -> None:
     """The simulator's record: one SUCCEEDED delete per cluster, the cluster now 404, and every
-    DELETE the operator sent for a cluster carried the same idempotency key (one attempt)."""
+    DELETE the operator sent for a cluster carried the same idempotency key (one attempt).
+    Plus the exactly-once oracle of tests/oracles.py (accepted DELETE keys, not only the
+    operations the simulator chose to start)."""
+    assert_exactly_once(sim.journal(), sim.operations(), cluster_ids)
     ops = delete_operations(sim, cluster_ids)
     for cid in cluster_ids:
         states = [op["state"] for op in ops.get(cid, [])]
@@ -105,3 +113,60 @@ def sleep_until(t: float) -> None:
     delay = t - time.time()
     if delay > 0:
         time.sleep(delay)
+
+
+def hold_delete_operations(sim: harness.SimProcess) -> None:
+    """Every delete operation from now on waits at HELD_STEP until approved."""
+    sim.admin(
+        "POST",
+        "/scenarios",
+        {"operation_type": "cluster.delete", "mode": "approval", "step": HELD_STEP, "times": None},
+    )
+
+
+def approve_until_gone(
+    sim: harness.SimProcess,
+    watcher: harness.Watcher,
+    names: list[str],
+    operator: harness.ManagedOperator,
+    timeout: float,
+) -> None:
+    """Approve every held delete operation (as a person would) until every object is gone."""
+    approved: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert operator.alive(), f"operator exited:\n{operator.log_text()[-3000:]}"
+        for op in sim.operations():
+            held = op["type"] == "cluster.delete" and op["state"] == "RUNNING"
+            if held and op["id"] not in approved:
+                resp = sim._http.post(
+                    f"/_sim/operations/{op['id']}:approve", json={"step": HELD_STEP}
+                )
+                if resp.status_code == 200:
+                    approved.add(op["id"])
+        snap = watcher.snapshot()
+        if not snap and set(names) <= set(watcher.gone):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not all deleted in {timeout}s: {sorted(watcher.snapshot())}")
+
+
+def delete_objects(api: Any, namespace: str, names: list[str]) -> None:
+    from kubernetes import client
+
+    objs = client.CustomObjectsApi(api)
+    for name in names:
+        objs.delete_namespaced_custom_object(
+            harness.GROUP, harness.VERSION, namespace, harness.PLURAL, name
+        )
+
+
+def running_at(sim_ops: list[dict[str, Any]], moment: float) -> list[str]:
+    """Delete operations running at Akua at ``moment`` (the simulator's precise times)."""
+    return [
+        op["id"]
+        for op in sim_ops
+        if op["type"] == "cluster.delete"
+        and op["started_at"] <= moment
+        and (op["completed_at"] is None or op["completed_at"] > moment)
+    ]

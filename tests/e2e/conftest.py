@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from e2e_helpers import CRD, TOKEN, Operator, Sim
 
+from akua_operator.sim.clock import Clock
 from akua_operator.sim.config import SimConfig
 from akua_operator.sim.server import SimServer
 from simcheck import assert_no_violations
@@ -29,14 +30,23 @@ def sim_config() -> SimConfig:
 
 
 @pytest.fixture
-def sim(sim_config: SimConfig) -> Iterator[Sim]:
+def sim_clock() -> Clock | None:
+    """The simulator's clock: None is the wall clock. A test that overrides it with a
+    ``FakeClock`` moves the simulator's time itself (``POST /_sim/clock``); a ``:wait``
+    long poll then advances it too (by the time it would have slept)."""
+    return None
+
+
+@pytest.fixture
+def sim(sim_config: SimConfig, sim_clock: Clock | None) -> Iterator[Sim]:
     """The simulator; it checks every response it sends against the contract, and the test
     fails (at teardown) if any broke it (tests/simcheck.py). AKUA_SIM_PROFILE=NAME starts it
     from a named profile (the test's own settings applied over it)."""
     profile = os.environ.get("AKUA_SIM_PROFILE")  # e.g. "contract" (docs/simulator.md)
     if profile:
         sim_config = SimConfig.from_profile(profile, **sim_config.model_dump(exclude_unset=True))
-    with SimServer(sim_config.model_copy(update={"validate_responses": True})) as server:
+    config = sim_config.model_copy(update={"validate_responses": True})
+    with SimServer(config, clock=sim_clock) as server:
         s = Sim(server)
         yield s
         s.http.close()

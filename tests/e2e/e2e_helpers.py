@@ -84,6 +84,31 @@ class Sim:
         return self.api("GET", f"/clusters/{cluster_id}").status_code == 200
 
 
+class Arrivals:
+    """Requests as they reach the simulator, before any injected latency.
+
+    The simulator journals a request when it answers it; to act in the moment between a
+    request's arrival and its answer (e.g. kill the operator while a DELETE is held by the
+    latency fault), this wraps the in-process simulator's ASGI app and notes each request as
+    it comes in (time, method, path). It observes only: the request then runs as before.
+    """
+
+    def __init__(self, sim: Sim) -> None:
+        self.entries: list[tuple[float, str, str]] = []
+        app = sim.server.sim
+        inner = app.app
+
+        async def spy(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                self.entries.append((time.time(), scope["method"], scope["path"]))
+            await inner(scope, receive, send)
+
+        app.app = spy  # type: ignore[assignment]
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for _, m, p in list(self.entries) if m == method and p == path)
+
+
 class Operator:
     """`akua-operator run --namespace NS` as a subprocess; logs go to a file."""
 

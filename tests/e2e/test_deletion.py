@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import (
+    Arrivals,
     Operator,
     Sim,
     akc,
@@ -21,7 +22,9 @@ from e2e_helpers import (
     wait_for,
 )
 
+from akua_operator.sim.clock import FakeClock
 from akua_operator.sim.config import SimConfig
+from oracles import assert_exactly_once, in_flight_at
 
 DELETE_STEPS = ["drain_workloads", "delete_workers", "delete_control_plane", "release_network"]
 
@@ -118,19 +121,24 @@ def test_observe_on_create_records_etag_state_and_conditions(
 class TestDeleteFlow:
     @pytest.fixture
     def sim_config(self) -> SimConfig:
-        # Steps long enough that a 1 s :wait sees every one of them.
         return SimConfig(step_seconds=2.5)
 
+    @pytest.fixture
+    def sim_clock(self) -> FakeClock:
+        # The simulator's time moves only when the operator's 1 s :wait long polls sleep (or
+        # the test says so): each 2.5 s step spans at least two :wait answers, however slow
+        # the machine, so the operator is told about every step and the watch must show it.
+        return FakeClock(start=time.time())
+
     def test_kubectl_delete_blocks_until_the_operation_ended_and_status_shows_every_step(
-        self, kubectl: Any, sim: Sim, namespace: str, operator: Operator
+        self, kubectl: Any, sim: Sim, sim_clock: FakeClock, namespace: str, operator: Operator
     ) -> None:
         operator.start()
         cluster_id = adopt(kubectl, sim, namespace)
         etag = observed(kubectl, "prod", namespace)["status"]["etag"]
         watch = Watch(kubectl, "prod", namespace)
-        started = time.monotonic()
+        sim_clock.advance(max(0.0, time.time() - sim_clock.now()))  # Akua's clock = ours
         kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=120s", timeout=150)
-        elapsed = time.monotonic() - started
         seen = watch.stop()
         operator.assert_alive()
 
@@ -139,8 +147,16 @@ class TestDeleteFlow:
         ops = sim.delete_operations(cluster_id)
         assert len(ops) == 1
         assert ops[0]["state"] == "SUCCEEDED"
-        assert elapsed >= 4 * 2.5 - 1
         assert not sim.cluster_exists(cluster_id)
+        assert_exactly_once(sim.journal(), sim.state()["operations"], [cluster_id])
+        # the finalizer stayed while the operation ran: the watch saw it RUNNING, deleting,
+        # with the finalizer on
+        assert any(
+            o["metadata"].get("deletionTimestamp")
+            and o["metadata"].get("finalizers")
+            and ((o.get("status") or {}).get("operation") or {}).get("state") == "RUNNING"
+            for o in seen
+        )
 
         # exactly one DELETE, with the stored etag and a uid-derived idempotency key
         (delete,) = sim.deletes(cluster_id)
@@ -244,6 +260,7 @@ def test_retryable_failure_is_retried_with_a_fresh_etag_and_a_new_key(
     assert len(accepted) == 2
     assert accepted[0]["idempotency_key"] != accepted[1]["idempotency_key"]
     assert accepted[0]["if_match"] != accepted[1]["if_match"]
+    assert_exactly_once(sim.journal(), sim.state()["operations"], [cluster_id], attempts=2)
     reasons = event_reasons(kubectl, "prod", namespace)
     assert "DeleteRetrying" in reasons
     assert "Deleted" in reasons
@@ -327,13 +344,14 @@ def test_stale_etag_409_takes_the_current_etag_and_deletes(
     kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=120s", timeout=150)
     deletes = sim.deletes(cluster_id)
     assert [(d["if_match"], d["status"]) for d in deletes] == [(etag, 409), (current, 202)]
+    assert_exactly_once(sim.journal(), sim.state()["operations"], [cluster_id])
     assert "ClusterChanged" in event_reasons(kubectl, "prod", namespace)
 
 
 class TestOtherOperation:
     @pytest.fixture
     def sim_config(self) -> SimConfig:
-        return SimConfig(step_seconds=1.0)
+        return SimConfig(step_seconds=0.5)
 
     def test_a_running_suspend_is_waited_for_then_deleted(
         self, kubectl: Any, sim: Sim, namespace: str, operator: Operator
@@ -341,15 +359,39 @@ class TestOtherOperation:
         operator.start()
         cluster_id = adopt(kubectl, sim, namespace)
         etag = observed(kubectl, "prod", namespace)["status"]["etag"]
+        # The suspend stops at its last step until the test approves it: the DELETE finds it
+        # running however slow the machine is (no race with a window of a few seconds).
+        sim.scenario(
+            operation_type="cluster.suspend",
+            cluster_id=cluster_id,
+            mode="approval",
+            step="suspend_control_plane",
+        )
         resp = sim.api("POST", f"/clusters/{cluster_id}:suspend", headers={"if-match": etag})
         assert resp.status_code == 202, resp.text
         suspend_id = resp.json()["id"]
-        kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=120s", timeout=150)
+        kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+        waiting = "suspend 3/3 suspend_control_plane (waiting for a person)"
+        obj = wait_for(
+            "the deletion following the suspend that waits for approval",
+            lambda: (
+                (o := get_akc(kubectl, "prod", namespace))
+                and (o.get("status") or {}).get("progress") == waiting
+                and o
+            ),
+        )
+        # the deletion follows the suspend, and says a person is needed
+        assert obj["status"]["operation"]["id"] == suspend_id
+        assert waiting in condition(obj, "Reconciling")["message"]
+        assert obj["metadata"]["finalizers"] == ["akua.dev/finalizer"]
+        assert [d["status"] for d in sim.deletes(cluster_id)] == [409]
+        sim.admin("POST", f"/operations/{suspend_id}:approve", {"step": "suspend_control_plane"})
+        wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None)
         deletes = sim.deletes(cluster_id)
         assert [d["status"] for d in deletes] == [409, 202]
         ops = {op["id"]: op for op in sim.state()["operations"]}
         assert ops[suspend_id]["state"] == "SUCCEEDED"
-        assert len(sim.delete_operations(cluster_id)) == 1
+        assert_exactly_once(sim.journal(), sim.state()["operations"], [cluster_id])
         assert "WaitingForOperation" in event_reasons(kubectl, "prod", namespace)
 
 
@@ -475,6 +517,8 @@ def test_errors_and_lost_responses_never_start_a_second_operation(
     assert len(sim.delete_operations(cluster_id)) == 1
     keys = {d["idempotency_key"] for d in sim.deletes(cluster_id)}
     assert len(keys) == 1  # every resend was the same request
+    records = assert_exactly_once(sim.journal(), sim.state()["operations"], [cluster_id])
+    assert records[cluster_id].resends >= 1  # the lost answer was asked for again
 
 
 # --- 8. restarts --------------------------------------------------------------------------------
@@ -508,6 +552,74 @@ class TestRestart:
         assert len(sim.deletes(cluster_id)) == 1
         (op,) = sim.delete_operations(cluster_id)
         assert op["state"] == "SUCCEEDED"
+        assert_exactly_once(sim.journal(), sim.state()["operations"], [cluster_id])
+
+    def test_killed_between_the_intent_and_the_delete_answer_one_operation(
+        self, kubectl: Any, sim: Sim, namespace: str, operator: Operator
+    ) -> None:
+        # The window of a crash that could start a second operation: the intent (key, etag)
+        # is in status, the DELETE has reached Akua, its answer (the operation id) has not
+        # come back. The simulator holds every DELETE 3 s before it handles and answers it;
+        # the operator is SIGKILLed as soon as the DELETE has arrived.
+        arrivals = Arrivals(sim)
+        operator.start()
+        cluster_id = adopt(kubectl, sim, namespace)
+        observed(kubectl, "prod", namespace)
+        sim.admin("POST", "/faults", {"latency_ms": 3000, "methods": ["DELETE"]})
+        # The operation waits at its last step until approved, so it still runs when the
+        # restarted operator decides (however long the restart takes): a second DELETE would
+        # be answered with it (202) and only the key would tell.
+        sim.scenario(
+            operation_type="cluster.delete",
+            cluster_id=cluster_id,
+            mode="approval",
+            step="release_network",
+        )
+        kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+        obj = wait_for(
+            "the intent recorded in status",
+            lambda: (
+                (o := get_akc(kubectl, "prod", namespace))
+                and ((o.get("status") or {}).get("deletion") or {}).get("pending")
+                and o
+            ),
+        )
+        key = obj["status"]["deletion"]["idempotencyKey"]
+        assert key.startswith(obj["metadata"]["uid"])
+        path = f"/v1/clusters/{cluster_id}"
+        wait_for("the DELETE at the simulator", lambda: arrivals.count("DELETE", path) >= 1)
+        killed_at = time.time()
+        operator.kill()
+        operator.start()
+        following = wait_for(
+            "the restarted operator following the operation",
+            lambda: (
+                (o := get_akc(kubectl, "prod", namespace))
+                and "(waiting for a person)" in ((o.get("status") or {}).get("progress") or "")
+                and o
+            ),
+        )
+        op_id = following["status"]["operation"]["id"]
+        sim.admin("POST", f"/operations/{op_id}:approve", {"step": "release_network"})
+        wait_for("the object to go", lambda: get_akc(kubectl, "prod", namespace) is None)
+
+        # The kill landed in the window: the first DELETE was still being handled then.
+        deletes = sim.deletes(cluster_id)
+        (pending,) = in_flight_at(deletes, killed_at)
+        assert pending["idempotency_key"] == key
+        assert pending["status"] == 202  # handled and answered to a dead process
+        # The restarted operator resent the same request (same key, same if-match) ...
+        assert len(deletes) >= 2
+        assert {(d["idempotency_key"], d["if_match"]) for d in deletes} == {
+            (key, obj["status"]["deletion"]["ifMatch"])
+        }
+        # ... and Akua ran one operation.
+        records = assert_exactly_once(sim.journal(), sim.state()["operations"], [cluster_id])
+        assert records[cluster_id].resends >= 1
+        (op,) = sim.delete_operations(cluster_id)
+        assert (op["id"], op["state"]) == (op_id, "SUCCEEDED")
+        assert operator.starts == 2
+        assert "Deleted" in event_reasons(kubectl, "prod", namespace)
 
 
 # --- 9. escape hatch ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from e2e_argocd_lua import argocd_health
 from e2e_helpers import Operator, Sim, condition, event_reasons, events, get_akc, wait_for
 
+from akua_operator.sim.clock import FakeClock
 from akua_operator.sim.config import SimConfig
 
 CREATE_STEPS = ["validate_request", "provision_network", "provision_control_plane"]
@@ -117,8 +119,28 @@ def test_create_mirrors_the_operation_and_sets_the_cluster_id(
     kubectl: Any, sim: Sim, namespace: str, operator: Operator
 ) -> None:
     operator.start()
+    # The create waits at its last step until the test has seen it running in status (no
+    # race between a 2 s operation and the polling of a loaded machine).
+    sim.scenario(
+        operation_type="cluster.create",
+        cluster_name=f"web-{namespace}",
+        mode="approval",
+        step="provision_workers",
+    )
     rec = Recorder(kubectl, "web", namespace)
     kubectl.apply(res("web", namespace, {"name": f"web-{namespace}", "regionId": "reg_eu"}))
+    held = wait_obj(
+        kubectl,
+        "web",
+        namespace,
+        "the create operation waiting at its last step",
+        lambda o: "(waiting for a person)" in ((o.get("status") or {}).get("progress") or ""),
+    )
+    sim.admin(
+        "POST",
+        f"/operations/{held['status']['operation']['id']}:approve",
+        {"step": "provision_workers"},
+    )
     obj = wait_obj(kubectl, "web", namespace, "the created cluster Ready", ready)
     seen = rec.stop()
     operator.assert_alive()
@@ -356,58 +378,84 @@ def test_import_with_a_missing_secret_stalls_with_a_clear_reason(
 # --- adopt, drift, gone ------------------------------------------------------------------------
 
 
-def test_adopt_repairs_name_drift_through_a_409(
-    kubectl: Any, sim: Sim, namespace: str, operator: Operator
-) -> None:
-    operator.start()
-    # Make sure the operator is up (it adopted another cluster), so that its first read of the
-    # drifted cluster falls in the stale-read window below.
-    warm = sim.seed(f"warm-{namespace}")["id"]
-    kubectl.apply(res("warm", namespace, {"clusterId": warm}))
-    wait_obj(kubectl, "warm", namespace, "the operator up", ready)
-    # Reads of the cluster return the pre-write state for 5 s after a write: the operator's
-    # first PATCH carries a stale etag and gets a 409.
-    sim.admin("PATCH", "/faults", {"stale_read_seconds": 5.0})
-    cluster = sim.seed(f"renamed-in-ui-{namespace}")
-    cid = cluster["id"]
-    patched = sim.api(
-        "PATCH",
-        f"/clusters/{cid}",
-        json={"region_id": "reg_b"},
-        headers={"if-match": cluster["etag"]},
-    )
-    assert patched.status_code == 200, patched.text
-    kubectl.apply(res("prod", namespace, {"clusterId": cid, "name": f"prod-{namespace}"}))
-    obj = wait_obj(
-        kubectl,
-        "prod",
-        namespace,
-        "the name repaired",
-        lambda o: ready(o) and o["status"].get("name") == f"prod-{namespace}",
-    )
-    operator.assert_alive()
-    uid = obj["metadata"]["uid"]
-    # (the simulator's own state: its API still serves stale reads for a few seconds)
-    assert next(c for c in sim_clusters(sim) if c["id"] == cid)["name"] == f"prod-{namespace}"
-    mine = [
-        e
-        for e in sim.journal()
-        if e["method"] == "PATCH" and (e["idempotency_key"] or "").startswith(uid)
-    ]
-    statuses = [e["status"] for e in mine]
-    assert statuses[0] == 409, statuses
-    assert 200 in statuses, statuses
-    renamed = statuses.index(200)
-    assert all(e["if_match"] for e in mine)
-    # Each 409 was followed by a re-read, never by a resend of the stale etag. (A periodic
-    # observation that falls in the stale-read window after the rename reads the old name and
-    # etag again; its PATCH then gets a 409 too: that is the simulator's stale read.)
-    stale = [e["if_match"] for e in mine[:renamed] if e["status"] == 409]
-    assert mine[renamed]["if_match"] not in stale
-    reasons = event_reasons(kubectl, "prod", namespace)
-    for reason in ("NameDrift", "ClusterChanged", "Renamed"):
-        assert reason in reasons, reasons
-    assert operator_posts(sim, "/clusters") == []  # adopting never creates
+class TestNameDrift:
+    @pytest.fixture
+    def sim_clock(self) -> FakeClock:
+        # The simulator's stale-read window lasts until the test moves its clock: the
+        # operator's first read falls in it however long the operator takes to get there.
+        return FakeClock(start=time.time())
+
+    def test_adopt_repairs_name_drift_through_a_409(
+        self, kubectl: Any, sim: Sim, namespace: str, operator: Operator
+    ) -> None:
+        operator.start()
+        # Reads of the cluster return the pre-write state for 5 s (of the simulator's
+        # clock) after a write: the operator's PATCHes carry the stale etag and get 409s.
+        sim.admin("PATCH", "/faults", {"stale_read_seconds": 5.0})
+        cluster = sim.seed(f"renamed-in-ui-{namespace}")
+        cid = cluster["id"]
+        patched = sim.api(
+            "PATCH",
+            f"/clusters/{cid}",
+            json={"region_id": "reg_b"},
+            headers={"if-match": cluster["etag"]},
+        )
+        assert patched.status_code == 200, patched.text
+        fresh = patched.json()["etag"]
+        kubectl.apply(res("prod", namespace, {"clusterId": cid, "name": f"prod-{namespace}"}))
+
+        def operator_patches() -> list[dict[str, Any]]:
+            return [
+                e
+                for e in sim.journal()
+                if e["method"] == "PATCH"
+                and e["path"] == f"/clusters/{cid}"
+                and e["idempotency_key"]
+            ]
+
+        wait_for("the operator's first PATCH (409)", operator_patches, timeout=90)
+        # End the window: no new one after later writes, and the clock past the old one.
+        sim.admin("PATCH", "/faults", {"stale_read_seconds": 0.0})
+        sim.admin("POST", "/clock", {"seconds": 6.0})
+        obj = wait_obj(
+            kubectl,
+            "prod",
+            namespace,
+            "the name repaired",
+            lambda o: ready(o) and o["status"].get("name") == f"prod-{namespace}",
+        )
+        operator.assert_alive()
+        uid = obj["metadata"]["uid"]
+        assert next(c for c in sim_clusters(sim) if c["id"] == cid)["name"] == f"prod-{namespace}"
+        mine = operator_patches()
+        assert all(e["idempotency_key"].startswith(uid) for e in mine)
+        statuses = [e["status"] for e in mine]
+        # 409s while the reads were stale, then the rename with the fresh etag (a resend of
+        # that same request, same key, would be fine), and no PATCH after it.
+        assert statuses[0] == 409, statuses
+        assert mine[0]["if_match"] == cluster["etag"]
+        assert statuses[-1] == 200, statuses
+        renames = [e for e in mine if e["status"] == 200]
+        assert len({e["idempotency_key"] for e in renames}) == 1, renames
+        assert {e["if_match"] for e in renames} == {fresh}
+        refused = {e["idempotency_key"] for e in mine if e["status"] == 409}
+        assert not refused & {e["idempotency_key"] for e in renames}
+        # The stale etag went out again only after a re-read that returned it (a stale read),
+        # never as a resend straight after its 409.
+        read_since_patch = False
+        for e in sim.journal():
+            if e["path"] != f"/clusters/{cid}":
+                continue
+            if e["method"] == "GET":
+                read_since_patch = True
+            elif e["method"] == "PATCH" and e["idempotency_key"]:
+                if e["if_match"] == cluster["etag"]:
+                    assert read_since_patch, e
+                read_since_patch = False
+        reasons = event_reasons(kubectl, "prod", namespace)
+        for reason in ("NameDrift", "ClusterChanged", "Renamed"):
+            assert reason in reasons, reasons
+        assert operator_posts(sim, "/clusters") == []  # adopting never creates
 
 
 def test_cluster_deleted_outside_kubernetes_stalls_and_is_not_recreated(
@@ -447,9 +495,28 @@ def test_suspend_resume_and_akuas_own_resume(
     kubectl.apply(res("sleepy", namespace, {"clusterId": cid}))
     wait_obj(kubectl, "sleepy", namespace, "adopted", ready)
     rec = Recorder(kubectl, "sleepy", namespace)
+    # The suspend waits at its last step until the test has seen it running in status.
+    sim.scenario(
+        operation_type="cluster.suspend",
+        cluster_id=cid,
+        mode="approval",
+        step="suspend_control_plane",
+    )
 
     kubectl("patch", "akc", "sleepy", "-n", namespace, "--type=merge", "-p",
             '{"spec":{"suspended":true}}')  # fmt: skip
+    held = wait_obj(
+        kubectl,
+        "sleepy",
+        namespace,
+        "the suspend waiting at its last step",
+        lambda o: "(waiting for a person)" in ((o.get("status") or {}).get("progress") or ""),
+    )
+    sim.admin(
+        "POST",
+        f"/operations/{held['status']['operation']['id']}:approve",
+        {"step": "suspend_control_plane"},
+    )
     obj = wait_obj(
         kubectl,
         "sleepy",

@@ -216,7 +216,10 @@ class Runtime:
             obs: Observation = None
             creds: Credentials | None = None
             waits = 0
-            for _ in range(MAX_ACTIONS):
+            # MAX_ACTIONS calls at most, and the core decides on the answer to each of them
+            # (the last included): an answer never decided on would leave its request
+            # recorded as pending, and the next run would send it again.
+            for calls in range(MAX_ACTIONS + 1):
                 decision = decide(facts, obs)
                 decision = self._apply_budget(facts, decision, logger)
                 if decision.status_patch is not None:
@@ -231,6 +234,8 @@ class Runtime:
                     await self._released_by_crd_guard(ref, facts, logger)
                 if isinstance(action, Release | Requeue | Idle):
                     return action
+                if calls == MAX_ACTIONS:
+                    break  # the next run starts from this decision (its intent is recorded)
                 if isinstance(action, FollowOperation) and action.wait:
                     if waits >= MAX_WAITS:
                         return Requeue(0.0, "continue following")
