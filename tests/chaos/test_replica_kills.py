@@ -18,6 +18,7 @@ operations running at the simulator).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,7 @@ class Kill:
     standby_objects: int  # log lines of the standby's run about an AkuaCluster (must be 0)
     standby_paused: bool | None
     takeover: float  # seconds from the kill until the other replica was active
+    t: float  # when the killed process was gone (epoch)
 
 
 def waves(names: list[str], k: int) -> list[list[str]]:
@@ -130,6 +132,7 @@ def test_active_replica_killed_in_turn_deletes_exactly_once(
         snap = watcher.snapshot()
         t_kill = time.time()
         active.operator.kill()
+        t_dead = time.time()  # it may have sent one more call after t_kill, none after this
         # Until the killed replica is restarted, its peering record (highest priority, alive)
         # keeps the standby paused: what the standby shows now covers the active one's whole
         # life. Every Akua call since the wave began is the killed replica's.
@@ -160,6 +163,7 @@ def test_active_replica_killed_in_turn_deletes_exactly_once(
                 standby_objects=standby_objects,
                 standby_paused=standby_paused,
                 takeover=t_active - t_kill,
+                t=t_dead,
             )
         )
         active, standby = standby, active
@@ -173,10 +177,23 @@ def test_active_replica_killed_in_turn_deletes_exactly_once(
 
     for n, k in enumerate(kills, 1):
         print(f"kill {n}: {k}")
-    deletes = sum(1 for e in sim.journal() if e["method"] == "DELETE")
+    journal = [e for e in sim.journal() if e["method"] == "DELETE"]
+    deletes = Counter(e["status"] for e in journal)
+    # Repeated DELETEs (same key, checked below): how many came after a kill that followed the
+    # cluster's first DELETE (the replica taking over resends what was not recorded yet).
+    first: dict[str, float] = {}
+    repeats = across_kill = 0
+    for e in sorted(journal, key=lambda e: e["seq"]):
+        cid = e["path"].rsplit("/", 1)[-1]
+        if cid not in first:
+            first[cid] = e["time"]
+            continue
+        repeats += 1
+        across_kill += any(first[cid] < k.t < e["time"] for k in kills)
+    print(f"{repeats} DELETEs repeated, {across_kill} of them across a kill")
     print(
         f"{len(kills)} kills ({sum(k.mode == 'replace' for k in kills)} pod replacements), "
-        f"{p.deletions} deletions, {deletes} DELETEs sent, takeovers "
+        f"{p.deletions} deletions, {deletes.total()} DELETEs sent {dict(deletes)}, takeovers "
         f"{[round(k.takeover, 1) for k in kills]} s, {time.time() - t_start:.0f} s in all"
     )
     for n, k in enumerate(kills, 1):
