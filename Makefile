@@ -63,7 +63,7 @@ bench: venv ## Deletion benchmark: N AkuaClusters deleted at once (BENCH_ARGS="-
 	AKUA_TESTBIN="$$TESTBIN" $(RUN) python bench/run.py $${BENCH_ARGS:---n 100 --duration 10 --baseline}
 
 .PHONY: chaos-full
-chaos-full: venv ## The chaos suite at full scale (50 deletions, 15 kills, 1500 malformed answers)
+chaos-full: venv ## The chaos suite at full scale (50 deletions, 15 kills, 8 kills of the active replica of two, 3 etcd restarts, 1500 malformed answers)
 	@TESTBIN="$$(hack/testbin/build.sh | tail -n1)"; \
 	AKUA_TESTBIN="$$TESTBIN" $(RUN) pytest tests/chaos --chaos-full $(PYTEST_ARGS)
 

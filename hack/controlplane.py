@@ -476,6 +476,51 @@ class ControlPlane:
             time.sleep(0.05)
         raise ControlPlaneError(f"etcd did not become healthy in 30s\n{self.log_tail(40)}")
 
+    def stop_etcd(self, *, kill: bool = True) -> None:
+        """Stop etcd alone, kube-apiserver left running: SIGKILL (a crash, the default) or
+        SIGTERM (``kill=False``). The data directory stays; `start_etcd_again` brings it back.
+
+        For tests of what survives the storage going away: while etcd is down the API server
+        cannot serve quorum reads or writes, and its watches of etcd are cut.
+        """
+        assert self.etcd is not None, "control plane not started"
+        popen = self.etcd.popen
+        if popen is not None and popen.poll() is None:
+            popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            popen.wait(30)
+        self.etcd.stop()  # closes its log; the process is gone already
+
+    def start_etcd_again(self) -> float:
+        """Start etcd after `stop_etcd`: same command line (ports, data directory, so every
+        object and revision is kept), then wait for etcd's /health and the API server's
+        /readyz. Returns the seconds from the start of etcd until the API server was ready."""
+        assert self.etcd is not None, "control plane not started"
+        started = time.monotonic()
+        self.etcd = ManagedProcess("etcd", self.etcd.argv, self.logs_dir / "etcd.log")
+        self.etcd.start()
+        deadline = started + 30
+        healthy = False
+        while not healthy and time.monotonic() < deadline:
+            self._check_alive(self.etcd)
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as resp,
+            ):
+                healthy = resp.status == 200
+            if not healthy:
+                time.sleep(0.05)
+        if not healthy:
+            raise ControlPlaneError(f"etcd did not come back in 30s\n{self.log_tail(40)}")
+        self._wait_apiserver_ready(time.monotonic() + self.start_timeout)
+        return time.monotonic() - started
+
+    def restart_etcd(self, downtime: float = 0.0, *, kill: bool = True) -> float:
+        """`stop_etcd`, wait `downtime` seconds, `start_etcd_again` (see both)."""
+        self.stop_etcd(kill=kill)
+        if downtime > 0:
+            time.sleep(downtime)
+        return self.start_etcd_again()
+
     # ------------------------------------------------------------------ kube-apiserver
 
     def restart_apiserver(self, downtime: float = 0.0) -> None:

@@ -170,3 +170,147 @@ def running_at(sim_ops: list[dict[str, Any]], moment: float) -> list[str]:
         and op["started_at"] <= moment
         and (op["completed_at"] is None or op["completed_at"] > moment)
     ]
+
+
+# --------------------------------------------------------------------------- several replicas
+
+PEERING_CRDS = harness.REPO_ROOT / "charts" / "akua-operator" / "crds" / "kopf-peering.yaml"
+
+
+def apply_peering(api: Any, namespace: str, name: str) -> None:
+    """kopf's peering CRDs from the chart (created if missing) and a KopfPeering `name` in
+    `namespace`, as the chart creates them for a namespaced install."""
+    import yaml
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    ext = client.ApiextensionsV1Api(api)
+    for body in yaml.safe_load_all(PEERING_CRDS.read_text()):
+        if not body:
+            continue
+        try:
+            ext.create_custom_resource_definition(body)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        deadline = time.monotonic() + 30
+        while True:
+            crd = ext.read_custom_resource_definition(body["metadata"]["name"])
+            conds = (crd.status.conditions or []) if crd.status else []
+            if any(c.type == "Established" and c.status == "True" for c in conds):
+                break
+            assert time.monotonic() < deadline, f"{body['metadata']['name']} not established"
+            time.sleep(0.2)
+    time.sleep(0.5)  # discovery lags the condition a little
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "kopf.dev",
+        "v1",
+        namespace,
+        "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": name}},
+    )
+
+
+class Replica:
+    """One `akua-operator run` process of several sharing a kopf peering object.
+
+    `pod_id` is its kopf peering identity (POD_ID, as the chart sets it from the pod name):
+    restarting with the same one is a container restarted in its pod, a new one is a pod
+    replaced. Its /readyz says whether peering has paused it; its /metrics count the Akua calls
+    of the current run (counters start at zero with each process).
+    """
+
+    def __init__(self, operator: harness.ManagedOperator, pod_id: str) -> None:
+        self.operator = operator
+        self.name = pod_id
+        self.set_pod_id(pod_id)
+        argv = operator.argv
+        self.metrics_port = int(argv[argv.index("--metrics-port") + 1])
+        self.health_port = int(argv[argv.index("--health-port") + 1])
+
+    @property
+    def pod_id(self) -> str:
+        return self.operator.env["POD_ID"]
+
+    def set_pod_id(self, pod_id: str) -> None:
+        self.operator.env["POD_ID"] = pod_id
+
+    def _get(self, port: int, path: str) -> tuple[int, str] | None:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as rsp:
+                return rsp.status, rsp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+        except OSError:
+            return None
+
+    def paused(self) -> bool | None:
+        """kopf peering has paused this replica (True), it is active (False), or not known yet
+        (not answering, or before its first look at the peering object)."""
+        if not self.operator.alive():
+            return None
+        got = self._get(self.health_port, "/readyz")
+        if got is None:
+            return None
+        try:
+            peering = json.loads(got[1])["checks"]["peering"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return bool(peering["paused"])
+
+    def akua_requests(self) -> dict[tuple[str, str], float]:
+        """akua_api_requests_total of this run, by (endpoint, status)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        got = self._get(self.metrics_port, "/metrics")
+        assert got is not None and got[0] == 200, f"{self.name}: /metrics not served: {got}"
+        out: dict[tuple[str, str], float] = {}
+        for family in text_string_to_metric_families(got[1]):
+            for sample in family.samples:
+                if sample.name == "akua_api_requests_total":
+                    out[(sample.labels["endpoint"], sample.labels["status"])] = sample.value
+        return out
+
+    def run_log(self) -> str:
+        """The log of the current (or last) run of the process."""
+        return self.operator.log_text().rsplit("\n===== start #", 1)[-1]
+
+    def object_lines(self, namespace: str) -> list[str]:
+        """Log lines of the current run about an AkuaCluster of `namespace` (kopf prefixes
+        everything a handler logs, and its own 'Handler ... succeeded', with [ns/name])."""
+        return [line for line in self.run_log().splitlines() if f"[{namespace}/" in line]
+
+
+def wait_active(replicas: list[Replica], timeout: float) -> tuple[Replica, float]:
+    """Wait until exactly one live replica is active and every other one is paused; returns it
+    and the time (epoch) it was seen so."""
+    deadline = time.monotonic() + timeout
+    states: list[bool | None] = []
+    while time.monotonic() < deadline:
+        for r in replicas:
+            assert r.operator.alive(), f"{r.name} exited:\n{r.operator.log_text()[-3000:]}"
+        states = [r.paused() for r in replicas]
+        if states.count(False) == 1 and states.count(True) == len(replicas) - 1:
+            return replicas[states.index(False)], time.time()
+        time.sleep(0.05)
+    raise TimeoutError(f"no single active replica within {timeout:.0f}s: paused={states}")
+
+
+def accepted_deletes(entries: list[dict[str, Any]], cluster_ids: set[str]) -> set[str]:
+    """Clusters (of `cluster_ids`) with a DELETE the simulator accepted (202) in `entries`."""
+    return {
+        entry["path"].rsplit("/", 1)[-1]
+        for entry in entries
+        if entry["method"] == "DELETE"
+        and entry["status"] == 202
+        and entry["path"].rsplit("/", 1)[-1] in cluster_ids
+    }
+
+
+def running_deletes(sim: harness.SimProcess) -> int:
+    return sum(
+        1 for op in sim.operations() if op["type"] == "cluster.delete" and op["state"] == "RUNNING"
+    )
