@@ -503,10 +503,12 @@ def test_fails_against_the_control_plane(kubectl, namespace):
 """
 
 
-def _run_inner_pytest(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_inner_pytest(
+    tmp_path: Path, env: dict[str, str], test: str = FAILING_TEST
+) -> subprocess.CompletedProcess[str]:
     """Run pytest on one failing test in a separate process, with tests/conftest.py as a plugin."""
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    integration: real apiserver\n")
-    (tmp_path / "test_inner.py").write_text(textwrap.dedent(FAILING_TEST))
+    (tmp_path / "test_inner.py").write_text(textwrap.dedent(test))
     argv: list[str | Path] = [sys.executable, "-m", "pytest", "-p", "conftest"]
     argv += ["-p", "no:cacheprovider", "--cp-log-lines", "7", "-c", tmp_path / "pytest.ini"]
     return subprocess.run(
@@ -538,4 +540,20 @@ def test_missing_testbin_stops_the_run_before_any_test(tmp_path: Path) -> None:
     result = _run_inner_pytest(tmp_path, env)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
     assert "AKUA_TESTBIN is not set" in result.stderr
+    assert 'export AKUA_TESTBIN="$(hack/testbin/build.sh | tail -n1)"' in result.stderr
+
+
+def test_missing_controller_manager_stops_the_run_before_any_test(
+    tmp_path: Path, testbin: Path
+) -> None:
+    """A test that needs kube-controller-manager, and a testbin without it: the run stops at
+    once (no test runs), naming the fix."""
+    old_testbin = tmp_path / "testbin"
+    old_testbin.mkdir()
+    for name in ("etcd", "kube-apiserver", "kubectl", "helm"):
+        (old_testbin / name).symlink_to(testbin / name)
+    test = "def test_needs_kcm(kcm_kubectl):\n    kcm_kubectl('get', 'ns')\n"
+    result = _run_inner_pytest(tmp_path, dict(os.environ, AKUA_TESTBIN=str(old_testbin)), test)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "does not hold an executable kube-controller-manager" in result.stderr
     assert 'export AKUA_TESTBIN="$(hack/testbin/build.sh | tail -n1)"' in result.stderr
