@@ -127,9 +127,10 @@ def test_deleting_a_watched_namespace_deletes_its_clusters_once_and_finishes(
         if scope == "namespaced":
             # The operator keeps its access to X while AkuaClusters there hold its finalizer.
             full = f"{release}-akua-operator"
-            for kind in ("rolebinding", "kopfpeering"):
+            for kind, name in (("rolebinding", f"{full}-watched"), ("kopfpeering", full)):
                 wait_for(
-                    f"{ACCESS_FINALIZER} on {kind}", lambda k=kind: guarded(kubectl, k, full, x)
+                    f"{ACCESS_FINALIZER} on {kind}",
+                    lambda k=kind, n=name: guarded(kubectl, k, n, x),
                 )
         kubectl("delete", "namespace", x, "--wait=false")
         wait_gone(kubectl, x, pod)
@@ -166,8 +167,8 @@ def test_a_deletion_stalled_on_purpose_holds_the_namespace_and_the_operator_keep
         kcm_control_plane, kubectl, kcm_helm, sim, ops, x, "namespaced", tmp_path
     ) as (release, pod):
         (cluster_id,) = adopt_clusters(kubectl, sim, x, 1, deletion={"onFailure": "Retain"})
-        full = f"{release}-akua-operator"
-        wait_for("the RoleBinding guarded", lambda: guarded(kubectl, "rolebinding", full, x))
+        binding = f"{release}-akua-operator-watched"
+        wait_for("the RoleBinding guarded", lambda: guarded(kubectl, "rolebinding", binding, x))
         sim.scenario(
             operation_type="cluster.delete",
             cluster_id=cluster_id,
@@ -187,7 +188,7 @@ def test_a_deletion_stalled_on_purpose_holds_the_namespace_and_the_operator_keep
         )
         # Held on purpose: the namespace waits, and the operator still has its access there.
         assert kubectl.json("get", "namespace", x)["status"]["phase"] == "Terminating"
-        assert guarded(kubectl, "rolebinding", full, x)
+        assert guarded(kubectl, "rolebinding", binding, x)
         kubectl("annotate", "akc", "c0", "-n", x, "akua.dev/retry=1")
         wait_gone(kubectl, x, pod)
         pod.assert_running()

@@ -300,15 +300,22 @@ def test_namespaced_scope_renders_a_role_per_watched_namespace_and_nothing_clust
         ("akua.dev", "akuaclusters/status", (), ("patch",)),
         ("", "secrets", (), ("get",)),
         ("", "events", (), ("create",)),
-        ("rbac.authorization.k8s.io", "rolebindings", ("rel-akua-operator",), ("get", "patch")),
+        (
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            ("rel-akua-operator-watched",),
+            ("get", "patch"),
+        ),
         ("", "namespaces", ("team-a", "team-b"), ("get",)),
         ("kopf.dev", "kopfpeerings", (), ("list", "watch")),
         ("kopf.dev", "kopfpeerings", ("rel-akua-operator",), ("get", "patch")),
     }
+    # Named apart from the <fullname> Role + RoleBinding of earlier versions: a RoleBinding's
+    # roleRef cannot change in place, so `helm upgrade` replaces them instead.
     watched = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["namespace"] != "ops"]
     assert sorted(b["metadata"]["namespace"] for b in watched) == ["team-a", "team-b"]
     for b in watched:
-        assert b["metadata"]["name"] == "rel-akua-operator"
+        assert b["metadata"]["name"] == "rel-akua-operator-watched"
         assert b["subjects"] == [sa]
         assert b["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -320,7 +327,7 @@ def test_namespaced_scope_renders_a_role_per_watched_namespace_and_nothing_clust
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
     c = container(docs)
     assert c["args"] == ["run", "--namespace", "team-a", "--namespace", "team-b"]
-    assert env_of(c)["AKUA_ACCESS_GUARD"] == "rel-akua-operator"
+    assert env_of(c)["AKUA_ACCESS_GUARD"] == "rel-akua-operator-watched"
 
 
 def assert_released_configmap_rbac(docs: list[dict[str, Any]], release_ns: str) -> None:
@@ -393,6 +400,21 @@ def test_deployment_is_locked_down_and_wired_to_values(
     assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
     assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
     assert not by_kind(docs, "ServiceMonitor")
+
+
+def test_values_of_an_older_release_render_the_new_defaults(
+    testbin: Path, offline_env: dict[str, str]
+) -> None:
+    """`helm upgrade --reuse-values` (docs/helm.md "Upgrading") keeps the values of the release,
+    which predate onCRDDeletion and deletionBudget: the chart must not need them."""
+    docs = helm_template(testbin, offline_env, "onCRDDeletion=null", "deletionBudget=null")
+    env = env_of(container(docs))
+    assert env["AKUA_ON_CRD_DELETION"] == "orphan"
+    assert env["AKUA_DELETION_BUDGET_PER_MINUTE"] == "0"
+    docs = helm_template(testbin, offline_env, "onCRDDeletion=delete", "deletionBudget.perMinute=7")
+    env = env_of(container(docs))
+    assert env["AKUA_ON_CRD_DELETION"] == "delete"
+    assert env["AKUA_DELETION_BUDGET_PER_MINUTE"] == "7"
 
 
 def test_token_from_values_becomes_a_kept_secret(
@@ -847,7 +869,7 @@ def test_rbac_namespaced_scope_grants_nothing_outside_the_watched_namespaces(
         ("kopfpeerings.kopf.dev", (full,), ("get", "patch")),
         # The access guard: its own RoleBinding's finalizers, and whether the namespace is
         # being deleted (through the RoleBinding in NS: only NS itself can be read).
-        ("rolebindings.rbac.authorization.k8s.io", (full,), ("get", "patch")),
+        ("rolebindings.rbac.authorization.k8s.io", (f"{full}-watched",), ("get", "patch")),
         ("namespaces", (watch_a,), ("get",)),
         ("namespaces", (watch_b,), ("get",)),
     }
