@@ -9,6 +9,7 @@ from typing import Any
 from akua_operator.resource.models import FINALIZER, GROUP, PLURAL, VERSION
 
 JSON_PATCH = "application/json-patch+json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,15 @@ class AccessIO:
 
     def held_sync(self, namespace: str) -> bool:
         """Some AkuaCluster in ``namespace`` carries the operator's finalizer."""
-        listed: Any = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        # Metadata only: every few seconds, so not every status of every AkuaCluster.
+        listed: Any = self._custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            _headers={"Accept": METADATA_LIST},
+            _request_timeout=30,
+        )
         return any(
             FINALIZER in ((item.get("metadata") or {}).get("finalizers") or [])
             for item in listed.get("items") or []
