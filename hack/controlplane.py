@@ -16,14 +16,18 @@ which hack/testbin/build.sh builds from Go modules and prints as its last line:
 
     export AKUA_TESTBIN="$(hack/testbin/build.sh | tail -n1)"
 
-What runs and what does not: only etcd and kube-apiserver. There is no kube-controller-manager,
-scheduler or kubelet, so namespaces never finish deleting, no ServiceAccount "default" is created
-for new namespaces, Deployments create no Pods and garbage collection does not run. Authentication:
-client certificates (the admin user) and ServiceAccount tokens (TokenRequest API works, e.g.
-`kubectl create token`); authorization: RBAC.
+What runs and what does not: etcd and kube-apiserver. With `--controller-manager` (or
+`ControlPlane(..., controller_manager=True)`) also kube-controller-manager, running only the
+controllers in CONTROLLERS (namespace deletion, garbage collection, ClusterRole aggregation);
+without it namespaces never finish deleting and garbage collection does not run. Never a scheduler
+or a kubelet: Deployments create no Pods, and no ServiceAccount "default" is created for new
+namespaces.
+Authentication: client certificates (the admin user) and ServiceAccount tokens (TokenRequest API
+works, e.g. `kubectl create token`); authorization: RBAC.
 
-Logs: WORKDIR/logs/{kube-apiserver,etcd}.log (first line: the command). AKUA_APISERVER_VERBOSITY
-sets the API server's --v (default 1; 3 logs every request with its status). See docs/testing.md.
+Logs: WORKDIR/logs/{kube-apiserver,etcd,kube-controller-manager}.log (first line: the command).
+AKUA_APISERVER_VERBOSITY sets the API server's --v (default 1; 3 logs every request with its
+status). See docs/testing.md.
 """
 
 from __future__ import annotations
@@ -60,6 +64,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_HINT = 'export AKUA_TESTBIN="$(hack/testbin/build.sh | tail -n1)"'
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kubectl", "helm")
+CONTROLLER_MANAGER = "kube-controller-manager"  # required only when asked for
+# The controllers kube-controller-manager runs here: what makes `kubectl delete namespace` finish
+# (the namespace controller deletes every object in it; the garbage collector follows
+# ownerReferences) and ClusterRole aggregation. No ServiceAccount or token controllers: the API
+# server serves the TokenRequest API itself.
+CONTROLLERS = (
+    "namespace-controller",
+    "garbage-collector-controller",
+    "clusterrole-aggregation-controller",
+)
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -101,6 +116,19 @@ def find_testbin(env: dict[str, str] | None = None) -> Path:
             f"    {BUILD_HINT}"
         )
     return testbin
+
+
+def find_controller_manager(testbin: Path) -> Path:
+    """The kube-controller-manager binary in `testbin`; a clear error when it is not there (a
+    testbin directory built before build.sh built it)."""
+    path = testbin / CONTROLLER_MANAGER
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise TestbinMissingError(
+            f"{testbin} does not hold an executable {CONTROLLER_MANAGER}, which the control plane "
+            f"with controllers needs. hack/testbin/build.sh builds it (cached by version); rebuild "
+            f"and export the directory it prints:\n    {BUILD_HINT}"
+        )
+    return path
 
 
 def free_port() -> int:
@@ -217,6 +245,11 @@ class PKI:
         self.admin_cert_pem, self.admin_key_pem = leaf(
             _name(ADMIN_USER, "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, []
         )
+        # kube-controller-manager's own identity. In system:masters: the namespace controller
+        # deletes objects of every kind (custom resources included) with these credentials.
+        self.kcm_cert_pem, self.kcm_key_pem = leaf(
+            _name(CONTROLLER_MANAGER_USER, "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, []
+        )
         sa_key = _new_key()
         self.sa_key_pem = _key_pem(sa_key)
         self.sa_pub_pem = sa_key.public_key().public_bytes(
@@ -228,6 +261,8 @@ class PKI:
         self.serving_key_file = self._write("apiserver.key", self.serving_key_pem)
         self.admin_cert_file = self._write("admin.crt", self.admin_cert_pem)
         self.admin_key_file = self._write("admin.key", self.admin_key_pem)
+        self.kcm_cert_file = self._write("kcm.crt", self.kcm_cert_pem)
+        self.kcm_key_file = self._write("kcm.key", self.kcm_key_pem)
         self.sa_key_file = self._write("sa.key", self.sa_key_pem)
         self.sa_pub_file = self._write("sa.pub", self.sa_pub_pem)
 
@@ -324,7 +359,8 @@ class ManagedProcess:
 
 
 class ControlPlane:
-    """etcd + kube-apiserver on 127.0.0.1 random ports, with a kubeconfig for an admin user.
+    """etcd + kube-apiserver on 127.0.0.1 random ports, with a kubeconfig for an admin user, and
+    with `controller_manager=True` a kube-controller-manager running CONTROLLERS.
 
     Usage: `with ControlPlane(workdir) as cp: ... cp.kubeconfig ...`, or start()/stop().
     Everything (certificates, etcd data, logs, kubeconfig) lives under `workdir`; on stop the etcd
@@ -339,6 +375,7 @@ class ControlPlane:
         start_timeout: float = 90.0,
         apiserver_args: Sequence[str] = (),
         keep_etcd_data: bool = False,
+        controller_manager: bool = False,
     ) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="akua-controlplane-")).resolve()
@@ -346,6 +383,10 @@ class ControlPlane:
         self.start_timeout = start_timeout
         self.extra_apiserver_args = list(apiserver_args)
         self.keep_etcd_data = keep_etcd_data
+        # Checked now: a missing binary fails before anything starts, naming the fix.
+        self.controller_manager_binary = (
+            find_controller_manager(self.testbin) if controller_manager else None
+        )
         self.logs_dir = self.workdir / "logs"
         self.kubeconfig = self.workdir / "kubeconfig"
         self.etcd_data_dir = self.workdir / "etcd-data"
@@ -354,6 +395,8 @@ class ControlPlane:
         self.pki: PKI | None = None
         self.etcd: ManagedProcess | None = None
         self.apiserver: ManagedProcess | None = None
+        self.controller_manager: ManagedProcess | None = None
+        self.controller_manager_port = 0
         self.startup_seconds: float | None = None
 
     # ------------------------------------------------------------------ properties
@@ -419,6 +462,8 @@ class ControlPlane:
                     self._stop_processes()
                     if attempt == 2:
                         raise
+            if self.controller_manager_binary is not None:
+                self._start_controller_manager(started + self.start_timeout)
             self._write_admin_kubeconfig()
         except BaseException:
             self.stop()
@@ -433,8 +478,9 @@ class ControlPlane:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _stop_processes(self) -> None:
-        # The API server first, so it does not log a storm of etcd connection errors.
-        for proc in (self.apiserver, self.etcd):
+        # The controller manager first (it would log the API server going away), then the API
+        # server, so it does not log a storm of etcd connection errors.
+        for proc in (self.controller_manager, self.apiserver, self.etcd):
             if proc is not None:
                 proc.stop()
 
@@ -571,6 +617,96 @@ class ControlPlane:
         )
         self.apiserver.start()
 
+    # ------------------------------------------------------------------ kube-controller-manager
+
+    def _start_controller_manager(self, deadline: float) -> None:
+        """Start kube-controller-manager and wait until it works: its /healthz answers, then a
+        probe namespace, deleted, disappears (the namespace controller runs)."""
+        assert self.pki is not None and self.controller_manager_binary is not None
+        kcm_kubeconfig = self.workdir / "kube-controller-manager.kubeconfig"
+        config = self.kubeconfig_dict()
+        config["users"][0]["user"] = {
+            "client-certificate-data": _b64(self.pki.kcm_cert_pem),
+            "client-key-data": _b64(self.pki.kcm_key_pem),
+        }
+        kcm_kubeconfig.write_text(yaml.safe_dump(config))
+        kcm_kubeconfig.chmod(0o600)
+        self.controller_manager_port = free_port()
+        self.controller_manager = ManagedProcess(
+            CONTROLLER_MANAGER,
+            [
+                str(self.controller_manager_binary),
+                f"--kubeconfig={kcm_kubeconfig}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.controller_manager_port}",
+                f"--cert-dir={self.workdir / 'kube-controller-manager-certs'}",
+                # Its own health endpoints need no delegated authentication here.
+                "--authentication-skip-lookup",
+                "--profiling=false",
+                f"--v={os.environ.get('AKUA_CONTROLLER_MANAGER_VERBOSITY', '1')}",
+            ],
+            self.logs_dir / "kube-controller-manager.log",
+        )
+        self.controller_manager.start()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # its self-signed serving certificate
+        last = "no answer yet"
+        while True:
+            self._check_alive(self.controller_manager)
+            try:
+                url = f"https://127.0.0.1:{self.controller_manager_port}/healthz"
+                with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+                    last = f"HTTP {resp.status}"
+            except urllib.error.HTTPError as err:
+                last = f"HTTP {err.code}: {err.read(2000).decode(errors='replace')}"
+            except (OSError, urllib.error.URLError) as err:
+                last = str(err)
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"kube-controller-manager was not healthy in time (last /healthz: {last})\n"
+                    f"{self.log_tail(60)}"
+                )
+            time.sleep(0.2)
+        self._probe_namespace_deletion(deadline)
+
+    def _api(self, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+        """One request to the API server as the admin; returns the HTTP status."""
+        import json
+
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"{self.server}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, context=self._ssl_context(), timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+
+    def _probe_namespace_deletion(self, deadline: float) -> None:
+        name = f"kcm-probe-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+        status = self._api("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        if status not in (200, 201):
+            raise ControlPlaneError(f"could not create the probe namespace {name}: HTTP {status}")
+        self._api("DELETE", f"/api/v1/namespaces/{name}")
+        while self._api("GET", f"/api/v1/namespaces/{name}") != 404:
+            assert self.controller_manager is not None
+            self._check_alive(self.controller_manager)
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"kube-controller-manager runs, but the probe namespace {name} was not "
+                    f"deleted in time: the namespace controller does not work\n{self.log_tail(60)}"
+                )
+            time.sleep(0.2)
+
     def _ssl_context(self) -> ssl.SSLContext:
         assert self.pki is not None
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_file))
@@ -619,11 +755,7 @@ class ControlPlane:
     ) -> dict[str, Any]:
         """A kubeconfig with embedded data: the admin client certificate, or a bearer token."""
         assert self.pki is not None, "control plane not started"
-        import base64
-
-        def b64(data: bytes) -> str:
-            return base64.b64encode(data).decode()
-
+        b64 = _b64
         user: dict[str, str]
         if token is None:
             user = {
@@ -673,15 +805,18 @@ class ControlPlane:
     # ------------------------------------------------------------------ logs
 
     def log_files(self) -> dict[str, Path]:
-        return {
+        files = {
             "etcd": self.logs_dir / "etcd.log",
             "kube-apiserver": self.logs_dir / "kube-apiserver.log",
         }
+        if self.controller_manager_binary is not None:
+            files[CONTROLLER_MANAGER] = self.logs_dir / f"{CONTROLLER_MANAGER}.log"
+        return files
 
     def log_tail(self, lines: int = 50) -> str:
         """The last `lines` lines of each process's log, each under a header with its path."""
         parts = []
-        for proc in (self.apiserver, self.etcd):
+        for proc in (self.controller_manager, self.apiserver, self.etcd):
             if proc is None:
                 continue
             parts.append(f"----- {proc.name} (last {lines} lines of {proc.log_file}) -----")
@@ -691,6 +826,12 @@ class ControlPlane:
 
 class _PortTakenError(ControlPlaneError):
     pass
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
 
 
 # --------------------------------------------------------------------------- CLI
@@ -715,7 +856,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     workdir = Path(args.dir) if args.dir else None
     with _stop_signals() as stop:
         try:
-            cp = ControlPlane(workdir, testbin=args.testbin, start_timeout=args.timeout)
+            cp = ControlPlane(
+                workdir,
+                testbin=args.testbin,
+                start_timeout=args.timeout,
+                controller_manager=args.controller_manager,
+            )
             cp.start()
         except ControlPlaneError as err:
             print(f"controlplane: {err}", file=sys.stderr)
@@ -729,7 +875,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             )
             print(cp.kubeconfig, flush=True)
             while not stop.wait(1.0):
-                for proc in (cp.etcd, cp.apiserver):
+                for proc in (cp.etcd, cp.apiserver, cp.controller_manager):
                     if proc is not None and not proc.alive():
                         print(
                             f"controlplane: {proc.name} died (exit {proc.returncode()})\n"
@@ -760,6 +906,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     up.add_argument("--testbin", help="directory of the binaries (default: $AKUA_TESTBIN)")
     up.add_argument("--timeout", type=float, default=90.0, help="start-up timeout in seconds")
+    up.add_argument(
+        "--controller-manager",
+        action="store_true",
+        help="also run kube-controller-manager (namespace deletion, garbage collection, "
+        "ClusterRole aggregation; no leader election, no cloud provider)",
+    )
     args = parser.parse_args(argv)
     if args.command == "up":
         return _cmd_up(args)

@@ -12,6 +12,10 @@ Fixtures:
   kubectl, helm  (session) run the real binaries: kubectl("get", "ns") -> CompletedProcess[str]
   kube_client    (session) a kubernetes.client.ApiClient built from the kubeconfig
   namespace      (test)    a fresh namespace for the test, deleted (best effort) afterwards
+  kcm_control_plane (session) a SECOND control plane, with kube-controller-manager running
+                 (namespace deletion, garbage collection): for the tests that need a namespace
+                 or an owner to really go away. Started only when a test asks for it.
+  kcm_kubectl, kcm_helm (session) kubectl / helm against that second control plane
 
 Tests using the control plane are marked `integration` automatically, and when one fails its
 report carries the tail of the kube-apiserver and etcd logs.
@@ -35,13 +39,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "hack"))
 
 import controlplane  # noqa: E402  (lives in hack/, imported after the path is set)
-from controlplane import ControlPlane, ControlPlaneError, TestbinMissingError  # noqa: E402
+from controlplane import (  # noqa: E402
+    ControlPlane,
+    ControlPlaneError,
+    TestbinMissingError,
+)
 
 # Fixtures whose presence means "this test needs the real binaries".
 _NEEDS_TESTBIN = {"testbin", "control_plane", "kubeconfig", "kube_env", "kubectl", "helm"}
 _NEEDS_TESTBIN |= {"kube_client", "namespace"}
+# ... and these also kube-controller-manager.
+_NEEDS_KCM = {"kcm_control_plane", "kcm_kubectl", "kcm_helm"}
+_NEEDS_TESTBIN |= _NEEDS_KCM
 
 _CONTROL_PLANE = pytest.StashKey[ControlPlane]()
+_KCM_CONTROL_PLANE = pytest.StashKey[ControlPlane]()
 _TIMINGS = pytest.StashKey[dict[str, float]]()
 
 
@@ -71,7 +83,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # After selection: if any test that will run needs the binaries, they must be there.
     if any(_needs_testbin(item) for item in session.items):
         try:
-            controlplane.find_testbin()
+            testbin = controlplane.find_testbin()
+            if any(_NEEDS_KCM.intersection(getattr(i, "fixturenames", ())) for i in session.items):
+                controlplane.find_controller_manager(testbin)
         except TestbinMissingError as err:
             raise pytest.UsageError(f"integration tests selected, but {err}") from None
 
@@ -106,6 +120,40 @@ def control_plane(
         started = time.monotonic()
         cp.stop()
         timings["stop"] = time.monotonic() - started
+
+
+@pytest.fixture(scope="session")
+def kcm_control_plane(
+    request: pytest.FixtureRequest, testbin: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
+    """A second control plane (own etcd, API server, kubeconfig) with kube-controller-manager:
+    deleted namespaces really go away there, and ownerReferences are garbage-collected. Separate
+    from `control_plane`, whose tests rely on deleted namespaces staying (Terminating)."""
+    try:
+        cp = ControlPlane(
+            tmp_path_factory.mktemp("controlplane-kcm"), testbin=testbin, controller_manager=True
+        )
+    except TestbinMissingError as err:
+        pytest.fail(str(err), pytrace=False)
+    request.config.stash[_KCM_CONTROL_PLANE] = cp
+    try:
+        cp.start()
+    except ControlPlaneError as err:
+        pytest.fail(f"the control plane with controllers did not start: {err}", pytrace=False)
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kcm_kubectl(kcm_control_plane: ControlPlane) -> Tool:
+    return Tool(kcm_control_plane.binary("kubectl"), kcm_control_plane)
+
+
+@pytest.fixture(scope="session")
+def kcm_helm(kcm_control_plane: ControlPlane) -> Tool:
+    return Tool(kcm_control_plane.binary("helm"), kcm_control_plane)
 
 
 @pytest.fixture(scope="session")
@@ -238,10 +286,17 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if not report.failed:
+        return report
+    lines = item.config.getoption("--cp-log-lines")
     cp = item.config.stash.get(_CONTROL_PLANE, None)
-    if report.failed and cp is not None and "control_plane" in item.fixturenames:
-        lines = item.config.getoption("--cp-log-lines")
+    if cp is not None and "control_plane" in item.fixturenames:
         report.sections.append((f"control plane log tail ({report.when})", cp.log_tail(lines)))
+    kcm = item.config.stash.get(_KCM_CONTROL_PLANE, None)
+    if kcm is not None and "kcm_control_plane" in item.fixturenames:
+        report.sections.append(
+            (f"control plane (with controllers) log tail ({report.when})", kcm.log_tail(lines))
+        )
     return report
 
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Build the real control-plane binaries the integration tests run against, from Go modules.
 #
-#   kube-apiserver, kubectl   k8s.io/kubernetes   (consumer module ./kube)
+#   kube-apiserver, kube-controller-manager, kubectl
+#                             k8s.io/kubernetes   (consumer module ./kube)
 #   etcd                      go.etcd.io/etcd/server/v3 (consumer module ./etcd)
 #   helm                      helm.sh/helm/v3/cmd/helm  (consumer module ./helm)
 #
 # Only what is missing is built, into a cache keyed by version outside the work tree:
 #   ${AKUA_TESTBIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/akua-operator/testbin}/<name>-<version>/
-# The last line printed is the directory holding all four binaries (a "bin" of symlinks),
+# The last line printed is the directory holding all five binaries (a "bin" of symlinks),
 # so callers can do: TESTBIN="$(hack/testbin/build.sh | tail -n1)".
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -45,6 +46,7 @@ k8s_ldflags="-X $cv.gitVersion=$KUBERNETES_VERSION -X $cv.gitMajor=1 -X $cv.gitM
 kdir="$cache/kubernetes-$KUBERNETES_VERSION"
 build "$kdir" kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$k8s_ldflags"
 build "$kdir" kube k8s.io/kubernetes/cmd/kubectl kubectl "$k8s_ldflags"
+build "$kdir" kube k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "$k8s_ldflags"
 
 edir="$cache/etcd-$ETCD_VERSION"
 build "$edir" etcd go.etcd.io/etcd/server/v3 etcd "-X go.etcd.io/etcd/api/v3/version.GitSHA=release"
@@ -60,6 +62,7 @@ bin="$cache/bin-k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 mkdir -p "$bin"
 ln -sfn "$kdir/kube-apiserver" "$bin/kube-apiserver"
 ln -sfn "$kdir/kubectl" "$bin/kubectl"
+ln -sfn "$kdir/kube-controller-manager" "$bin/kube-controller-manager"
 ln -sfn "$edir/etcd" "$bin/etcd"
 ln -sfn "$hdir/helm" "$bin/helm"
 echo "$bin"

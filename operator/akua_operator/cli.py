@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from kopf._core.intents.registries import SmartOperatorRegistry
 
     from akua_operator.handlers import Runtime, register
+    from akua_operator.handlers.access import register as register_access_guard
     from akua_operator.handlers.peering import watch_peering
     from akua_operator.telemetry import kopf_hooks
 
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     registry = SmartOperatorRegistry()
     runtime = Runtime(settings)
     register(registry, runtime)
+    register_access_guard(registry, runtime)
     kopf_hooks.register(tel, registry=registry, watch=True)
     if not settings.standalone:
         # A paused replica (another one is active) stays ready; /readyz shows the state.

@@ -174,6 +174,18 @@ OPTIONS: tuple[Option, ...] = (
         "kopf peering object name (several replicas: one active).",
     ),
     Option(
+        "access_guard",
+        "--access-guard",
+        "AKUA_ACCESS_GUARD",
+        str,
+        None,
+        "Namespaced install: the name of the RoleBinding that gives the operator its rights in "
+        "each watched namespace (to a ClusterRole). While AkuaClusters there hold its finalizer "
+        "it keeps the finalizer akua.dev/operator-access on it (and on the KopfPeering), so "
+        "deleting the namespace cannot take its access away first (needs get/patch on it and "
+        "get on the namespace). Unset: no guard.",
+    ),
+    Option(
         "peering_priority",
         "--peering-priority",
         "AKUA_PEERING_PRIORITY",
@@ -267,6 +279,7 @@ class Settings:
     api_burst: int = 40
     standalone: bool = True
     peering_name: str | None = None
+    access_guard: str | None = None
     #: None only in hand-built Settings; :func:`from_args` always picks one.
     peering_priority: int | None = None
     on_crd_deletion: str = "orphan"

@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 
-from controlplane import REPO_ROOT, ControlPlane, TestbinMissingError, find_testbin
+from controlplane import (
+    REPO_ROOT,
+    ControlPlane,
+    TestbinMissingError,
+    find_controller_manager,
+    find_testbin,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +139,22 @@ def test_binaries_report_the_versions_built(kubectl: Any, helm: Any, testbin: Pa
         [testbin / "etcd", "--version"], capture_output=True, text=True, check=True
     )
     assert f"etcd Version: {want['ETCD_VERSION'].removeprefix('v')}" in etcd.stdout
+    kcm = subprocess.run(
+        [find_controller_manager(testbin), "--version"], capture_output=True, text=True, check=True
+    )
+    assert kcm.stdout.strip() == f"Kubernetes {want['KUBERNETES_VERSION']}"
+
+
+def test_missing_controller_manager_fails_with_instructions(tmp_path: Path, testbin: Path) -> None:
+    """A testbin directory without kube-controller-manager (built before build.sh built it):
+    asking for the controllers fails before anything starts, naming the fix."""
+    for name in ("etcd", "kube-apiserver", "kubectl", "helm"):
+        (tmp_path / name).symlink_to(testbin / name)
+    with pytest.raises(TestbinMissingError) as missing:
+        ControlPlane(tmp_path / "cp", testbin=tmp_path, controller_manager=True)
+    assert "kube-controller-manager" in str(missing.value)
+    assert 'export AKUA_TESTBIN="$(hack/testbin/build.sh | tail -n1)"' in str(missing.value)
+    ControlPlane(tmp_path / "cp", testbin=tmp_path)  # without controllers it is not needed
 
 
 # --------------------------------------------------------------------------- API semantics
@@ -401,6 +423,77 @@ def test_cli_up_serves_until_sigterm(
     assert (tmp_path / "cp" / "logs" / "kube-apiserver.log").stat().st_size > 0
 
 
+# --------------------------------------------------------------------------- with controllers
+
+
+def test_with_the_controller_manager_a_deleted_namespace_goes_away_with_its_objects(
+    kcm_kubectl: Any, kcm_control_plane: ControlPlane
+) -> None:
+    ns = f"t-kcm-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+    kcm_kubectl("create", "namespace", ns)
+    kcm_kubectl("create", "configmap", "held", "-n", ns)
+    kcm_kubectl(
+        "patch", "configmap", "held", "-n", ns, "-p", '{"metadata":{"finalizers":["t.akua.dev/x"]}}'
+    )
+    kcm_kubectl("delete", "namespace", ns, "--wait=false")
+    # The namespace controller deleted the ConfigMap (it waits on its finalizer) ...
+    kcm_kubectl(
+        "wait", "configmap/held", "-n", ns, "--for=jsonpath={.metadata.deletionTimestamp}",
+        "--timeout=60s", timeout=90,
+    )  # fmt: skip
+    assert kcm_kubectl.json("get", "namespace", ns)["status"]["phase"] == "Terminating"
+    # ... and once nothing holds it the namespace is gone.
+    kcm_kubectl(
+        "patch", "configmap", "held", "-n", ns, "--type=merge", "-p",
+        '{"metadata":{"finalizers":null}}',
+    )  # fmt: skip
+    kcm_kubectl("wait", f"namespace/{ns}", "--for=delete", "--timeout=60s", timeout=90)
+    log = kcm_control_plane.log_files()["kube-controller-manager"].read_text()
+    assert "--leader-elect=false" in log.splitlines()[0]
+
+
+def test_with_the_controller_manager_owned_objects_are_garbage_collected(
+    kcm_kubectl: Any,
+) -> None:
+    owner = kcm_kubectl.json("create", "configmap", f"owner-{os.getpid()}", "-n", "default")
+    kcm_kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"owned-{os.getpid()}",
+                "namespace": "default",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": owner["metadata"]["name"],
+                        "uid": owner["metadata"]["uid"],
+                    }
+                ],
+            },
+        }
+    )
+    kcm_kubectl("delete", "configmap", owner["metadata"]["name"], "-n", "default")
+    kcm_kubectl(
+        "wait", f"configmap/owned-{os.getpid()}", "-n", "default", "--for=delete",
+        "--timeout=60s", timeout=90,
+    )  # fmt: skip
+
+
+def test_the_shared_control_plane_runs_no_controller_manager(
+    kubectl: Any, control_plane: ControlPlane
+) -> None:
+    """Tests on the shared control plane rely on deleted namespaces staying Terminating."""
+    assert control_plane.controller_manager is None
+    ns = f"t-nokcm-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+    kubectl("create", "namespace", ns)
+    kubectl("create", "configmap", "stays", "-n", ns)
+    kubectl("delete", "namespace", ns, "--wait=false")
+    assert kubectl.json("get", "namespace", ns)["status"]["phase"] == "Terminating"
+    assert kubectl("get", "configmap", "stays", "-n", ns).returncode == 0
+
+
 # --------------------------------------------------------------------------- the fixtures
 
 
@@ -410,10 +503,12 @@ def test_fails_against_the_control_plane(kubectl, namespace):
 """
 
 
-def _run_inner_pytest(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_inner_pytest(
+    tmp_path: Path, env: dict[str, str], test: str = FAILING_TEST
+) -> subprocess.CompletedProcess[str]:
     """Run pytest on one failing test in a separate process, with tests/conftest.py as a plugin."""
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    integration: real apiserver\n")
-    (tmp_path / "test_inner.py").write_text(textwrap.dedent(FAILING_TEST))
+    (tmp_path / "test_inner.py").write_text(textwrap.dedent(test))
     argv: list[str | Path] = [sys.executable, "-m", "pytest", "-p", "conftest"]
     argv += ["-p", "no:cacheprovider", "--cp-log-lines", "7", "-c", tmp_path / "pytest.ini"]
     return subprocess.run(
@@ -445,4 +540,20 @@ def test_missing_testbin_stops_the_run_before_any_test(tmp_path: Path) -> None:
     result = _run_inner_pytest(tmp_path, env)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
     assert "AKUA_TESTBIN is not set" in result.stderr
+    assert 'export AKUA_TESTBIN="$(hack/testbin/build.sh | tail -n1)"' in result.stderr
+
+
+def test_missing_controller_manager_stops_the_run_before_any_test(
+    tmp_path: Path, testbin: Path
+) -> None:
+    """A test that needs kube-controller-manager, and a testbin without it: the run stops at
+    once (no test runs), naming the fix."""
+    old_testbin = tmp_path / "testbin"
+    old_testbin.mkdir()
+    for name in ("etcd", "kube-apiserver", "kubectl", "helm"):
+        (old_testbin / name).symlink_to(testbin / name)
+    test = "def test_needs_kcm(kcm_kubectl):\n    kcm_kubectl('get', 'ns')\n"
+    result = _run_inner_pytest(tmp_path, dict(os.environ, AKUA_TESTBIN=str(old_testbin)), test)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "does not hold an executable kube-controller-manager" in result.stderr
     assert 'export AKUA_TESTBIN="$(hack/testbin/build.sh | tail -n1)"' in result.stderr

@@ -39,6 +39,27 @@ WATCHED_NAMESPACE_RIGHTS = {
 CLUSTER_ONLY_RIGHTS = {
     ("customresourcedefinitions.apiextensions.k8s.io", (), ("list", "watch")),
 }
+# Both scopes, everywhere: the CRD guard reads the AkuaCluster CRD (in the namespaced scope the one
+# cluster-scoped right).
+CRD_GUARD_RIGHT = (
+    "customresourcedefinitions.apiextensions.k8s.io",
+    ("akuaclusters.akua.dev",),
+    ("get",),
+)
+CRD_GUARD_RULE = (
+    "apiextensions.k8s.io",
+    "customresourcedefinitions",
+    ("akuaclusters.akua.dev",),
+    ("get",),
+)
+
+
+def released_rights(full: str) -> set[tuple[str, tuple, tuple]]:
+    """In the release namespace: the ConfigMap recording the clusters the CRD guard released."""
+    return {
+        ("configmaps", (), ("create",)),
+        ("configmaps", (f"{full}-released-clusters",), ("get", "patch")),
+    }
 
 
 # --------------------------------------------------------------------------- helpers
@@ -217,8 +238,7 @@ def test_cluster_scope_renders_cluster_rbac_and_all_namespaces(
     testbin: Path, offline_env: dict[str, str]
 ) -> None:
     docs = helm_template(testbin, offline_env)
-    assert not by_kind(docs, "Role")
-    assert not by_kind(docs, "RoleBinding")
+    assert_released_configmap_rbac(docs, "akua-system")
     role = one(docs, "ClusterRole")
     binding = one(docs, "ClusterRoleBinding")
     sa = one(docs, "ServiceAccount")
@@ -237,6 +257,7 @@ def test_cluster_scope_renders_cluster_rbac_and_all_namespaces(
         ("", "secrets", (), ("get",)),
         ("", "events", (), ("create",)),
         ("apiextensions.k8s.io", "customresourcedefinitions", (), ("list", "watch")),
+        CRD_GUARD_RULE,
         ("kopf.dev", "clusterkopfpeerings", (), ("list", "watch")),
         ("kopf.dev", "clusterkopfpeerings", (peering,), ("get", "patch")),
     }
@@ -245,6 +266,7 @@ def test_cluster_scope_renders_cluster_rbac_and_all_namespaces(
     assert c["args"] == ["run", "--all-namespaces"]
     env = env_of(c)
     assert env["AKUA_PEERING_NAME"] == peering
+    assert "AKUA_ACCESS_GUARD" not in env  # cluster-wide RBAC lives outside every namespace
     assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert "AKUA_STANDALONE" not in env
     # No default credentials configured: no token file, no Secret, and NOTES would say so.
@@ -262,30 +284,69 @@ def test_namespaced_scope_renders_a_role_per_watched_namespace_and_nothing_clust
         "watchNamespaces={team-a,team-b}",
         namespace="ops",
     )
-    assert not by_kind(docs, "ClusterRole")
-    assert not by_kind(docs, "ClusterRoleBinding")
     assert not by_kind(docs, "ClusterKopfPeering")
-    roles = by_kind(docs, "Role")
-    bindings = by_kind(docs, "RoleBinding")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
-    for b in bindings:
-        assert b["subjects"] == [
-            {"kind": "ServiceAccount", "name": "rel-akua-operator", "namespace": "ops"}
-        ]
-        assert b["roleRef"]["kind"] == "Role"
-    for r in roles:
-        assert rule_set(r["rules"]) == {
-            ("akua.dev", "akuaclusters", (), ("get", "list", "patch", "watch")),
-            ("akua.dev", "akuaclusters/status", (), ("patch",)),
-            ("", "secrets", (), ("get",)),
-            ("", "events", (), ("create",)),
-            ("kopf.dev", "kopfpeerings", (), ("list", "watch")),
-            ("kopf.dev", "kopfpeerings", ("rel-akua-operator",), ("get", "patch")),
+    sa = {"kind": "ServiceAccount", "name": "rel-akua-operator", "namespace": "ops"}
+    # The one cluster-scoped right: read the AkuaCluster CRD.
+    cluster_roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
+    assert set(cluster_roles) == {"rel-akua-operator", "rel-akua-operator-watched"}
+    assert rule_set(cluster_roles["rel-akua-operator"]["rules"]) == {CRD_GUARD_RULE}
+    crb = one(docs, "ClusterRoleBinding")
+    assert crb["roleRef"]["name"] == "rel-akua-operator"
+    assert crb["subjects"] == [sa]
+    # The rights in the watched namespaces: a ClusterRole granted only by a RoleBinding in each
+    # (a RoleBinding can be kept by the access guard's finalizer when its namespace is deleted).
+    assert rule_set(cluster_roles["rel-akua-operator-watched"]["rules"]) == {
+        ("akua.dev", "akuaclusters", (), ("get", "list", "patch", "watch")),
+        ("akua.dev", "akuaclusters/status", (), ("patch",)),
+        ("", "secrets", (), ("get",)),
+        ("", "events", (), ("create",)),
+        (
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            ("rel-akua-operator-watched",),
+            ("get", "patch"),
+        ),
+        ("", "namespaces", ("team-a", "team-b"), ("get",)),
+        ("kopf.dev", "kopfpeerings", (), ("list", "watch")),
+        ("kopf.dev", "kopfpeerings", ("rel-akua-operator",), ("get", "patch")),
+    }
+    # Named apart from the <fullname> Role + RoleBinding of earlier versions: a RoleBinding's
+    # roleRef cannot change in place, so `helm upgrade` replaces them instead.
+    watched = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["namespace"] != "ops"]
+    assert sorted(b["metadata"]["namespace"] for b in watched) == ["team-a", "team-b"]
+    for b in watched:
+        assert b["metadata"]["name"] == "rel-akua-operator-watched"
+        assert b["subjects"] == [sa]
+        assert b["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "rel-akua-operator-watched",
         }
+    assert_released_configmap_rbac(docs, "ops")
     peerings = by_kind(docs, "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
-    assert container(docs)["args"] == ["run", "--namespace", "team-a", "--namespace", "team-b"]
+    c = container(docs)
+    assert c["args"] == ["run", "--namespace", "team-a", "--namespace", "team-b"]
+    assert env_of(c)["AKUA_ACCESS_GUARD"] == "rel-akua-operator-watched"
+
+
+def assert_released_configmap_rbac(docs: list[dict[str, Any]], release_ns: str) -> None:
+    """The only Role: the released-clusters ConfigMap in the release namespace."""
+    (role,) = by_kind(docs, "Role")
+    name = "rel-akua-operator-released-clusters"
+    assert role["metadata"] == role["metadata"] | {"name": name, "namespace": release_ns}
+    assert rule_set(role["rules"]) == {
+        ("", "configmaps", (), ("create",)),
+        ("", "configmaps", (name,), ("get", "patch")),
+    }
+    (binding,) = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] == name]
+    assert binding["metadata"]["namespace"] == release_ns
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": name,
+    }
+    assert [s["name"] for s in binding["subjects"]] == ["rel-akua-operator"]
 
 
 def test_deployment_is_locked_down_and_wired_to_values(
@@ -321,6 +382,11 @@ def test_deployment_is_locked_down_and_wired_to_values(
     assert env["AKUA_LOG_FORMAT"] == "text"
     assert env["AKUA_METRICS_PORT"] == "9090"
     assert env["AKUA_HEALTH_PORT"] == "9091"
+    # The guards against mass deletion (defaults: orphan on CRD deletion, no budget).
+    assert env["AKUA_ON_CRD_DELETION"] == "orphan"
+    assert env["AKUA_DELETION_BUDGET_PER_MINUTE"] == "0"
+    assert env["AKUA_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["AKUA_RELEASED_CONFIGMAP"] == "rel-akua-operator-released-clusters"
     token_file = Path(env["AKUA_TOKEN_FILE"])
     secret_volume = volumes[mounts[str(token_file.parent)]]["secret"]
     assert secret_volume["secretName"] == "my-akua"
@@ -334,6 +400,21 @@ def test_deployment_is_locked_down_and_wired_to_values(
     assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
     assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
     assert not by_kind(docs, "ServiceMonitor")
+
+
+def test_values_of_an_older_release_render_the_new_defaults(
+    testbin: Path, offline_env: dict[str, str]
+) -> None:
+    """`helm upgrade --reuse-values` (docs/helm.md "Upgrading") keeps the values of the release,
+    which predate onCRDDeletion and deletionBudget: the chart must not need them."""
+    docs = helm_template(testbin, offline_env, "onCRDDeletion=null", "deletionBudget=null")
+    env = env_of(container(docs))
+    assert env["AKUA_ON_CRD_DELETION"] == "orphan"
+    assert env["AKUA_DELETION_BUDGET_PER_MINUTE"] == "0"
+    docs = helm_template(testbin, offline_env, "onCRDDeletion=delete", "deletionBudget.perMinute=7")
+    env = env_of(container(docs))
+    assert env["AKUA_ON_CRD_DELETION"] == "delete"
+    assert env["AKUA_DELETION_BUDGET_PER_MINUTE"] == "7"
 
 
 def test_token_from_values_becomes_a_kept_secret(
@@ -423,6 +504,8 @@ def test_standalone_without_peering(testbin: Path, offline_env: dict[str, str]) 
         (["credentials.token=sk_akua_with space"], "at '/credentials/token'"),
         (["credentials.existingSecret=Not/A/Name"], "at '/credentials/existingSecret'"),
         (["peering.enabled=maybe"], "at '/peering/enabled': got string, want boolean"),
+        (["onCRDDeletion=destroy"], "at '/onCRDDeletion': value must be one of"),
+        (["deletionBudget.perMinute=-1"], "at '/deletionBudget/perMinute'"),
         # Rules across several values (templates/_validate.tpl), each saying what to change.
         (
             ["rbac.scope=namespaced"],
@@ -715,11 +798,17 @@ def test_rbac_cluster_scope_grants_exactly_the_listed_rights(
             WATCHED_NAMESPACE_RIGHTS
             | CLUSTER_ONLY_RIGHTS
             | {
+                CRD_GUARD_RIGHT,
                 ("clusterkopfpeerings.kopf.dev", (), ("list", "watch")),
                 ("clusterkopfpeerings.kopf.dev", (full,), ("get", "patch")),
             }
         )
         assert granted == expected
+        # Its own namespace adds the ConfigMap of released clusters, and nothing else.
+        own = can_i_list(kubectl, cfg, namespace) - _baseline(
+            kubectl, kubeconfig, namespace, tmp_path, namespace
+        )
+        assert own == expected | released_rights(full)
         assert can_i(kubectl, cfg, "watch", "akuaclusters.akua.dev", "--all-namespaces")
         assert can_i(
             kubectl, cfg, "patch", "akuaclusters.akua.dev", "--subresource=status", "-n", other
@@ -772,18 +861,37 @@ def test_rbac_namespaced_scope_grants_nothing_outside_the_watched_namespaces(
     full = f"{release}-akua-operator"
     for ns in (watch_a, watch_b):
         kubectl("get", "kopfpeering", full, "-n", ns)
-    assert kubectl("get", "clusterrole", full, check=False).returncode != 0
     cfg = _sa_kubeconfig(kubectl, kubeconfig, full, namespace, tmp_path / "op.kubeconfig")
     baseline = _baseline(kubectl, kubeconfig, namespace, tmp_path, unwatched)
     expected = WATCHED_NAMESPACE_RIGHTS | {
+        CRD_GUARD_RIGHT,
         ("kopfpeerings.kopf.dev", (), ("list", "watch")),
         ("kopfpeerings.kopf.dev", (full,), ("get", "patch")),
+        # The access guard: its own RoleBinding's finalizers, and whether the namespace is
+        # being deleted (through the RoleBinding in NS: only NS itself can be read).
+        ("rolebindings.rbac.authorization.k8s.io", (f"{full}-watched",), ("get", "patch")),
+        ("namespaces", (watch_a,), ("get",)),
+        ("namespaces", (watch_b,), ("get",)),
     }
     for ns in (watch_a, watch_b):
         assert can_i_list(kubectl, cfg, ns) - baseline == expected
-    # Outside the watched namespaces: nothing at all, not even in its own namespace.
-    assert can_i_list(kubectl, cfg, unwatched) - baseline == set()
-    assert can_i_list(kubectl, cfg, namespace) - baseline == set()
+        # A real request, as the access guard makes it: a RoleBinding in NS lets it read NS.
+        env = kubectl.control_plane.env() | {"KUBECONFIG": str(cfg)}
+        assert kubectl.json("get", "namespace", ns, env=env)["metadata"]["name"] == ns
+    # Outside the watched namespaces: only the one cluster-scoped right (reading the AkuaCluster
+    # CRD), and in its own namespace the ConfigMap of released clusters.
+    assert can_i_list(kubectl, cfg, unwatched) - baseline == {CRD_GUARD_RIGHT}
+    assert can_i_list(kubectl, cfg, namespace) - baseline == {CRD_GUARD_RIGHT} | released_rights(
+        full
+    )
+    env = kubectl.control_plane.env() | {"KUBECONFIG": str(cfg)}
+    denied = kubectl("get", "namespace", unwatched, env=env, check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+    assert not can_i(kubectl, cfg, "get", "customresourcedefinitions/kopfpeerings.kopf.dev")
+    assert not can_i(kubectl, cfg, "update", f"rolebindings/{full}", "-n", watch_a)
+    assert not can_i(kubectl, cfg, "patch", f"rolebindings/other-{uid()}", "-n", watch_a)
+    assert not can_i(kubectl, cfg, "patch", "roles", "-n", watch_a)
+    assert not can_i(kubectl, cfg, "bind", "clusterroles", "-n", watch_a)
     assert not can_i(kubectl, cfg, "get", "secrets", "-n", unwatched)
     assert not can_i(kubectl, cfg, "list", "akuaclusters.akua.dev", "--all-namespaces")
     assert not can_i(kubectl, cfg, "list", "namespaces")

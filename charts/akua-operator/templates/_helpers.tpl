@@ -53,6 +53,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The ConfigMap (release namespace) recording the clusters the CRD guard released. */}}
+{{- define "akua-operator.releasedConfigMap" -}}
+{{- printf "%s-released-clusters" (include "akua-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "akua-operator.peeringName" -}}
 {{- default (include "akua-operator.fullname" .) .Values.peering.name }}
 {{- end }}
@@ -86,4 +91,17 @@ scope; part of the ClusterRole in cluster scope). Keep in step with docs/helm.md
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- end }}
+
+{{/* Read the AkuaCluster CRD, and only it (the CRD guard). */}}
+{{- define "akua-operator.crdGuardRule" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  resourceNames: ["akuaclusters.akua.dev"]
+  verbs: ["get"]
+{{- end }}
+
+{{/* Namespaced scope: the ClusterRole that the RoleBinding in each watched namespace grants. */}}
+{{- define "akua-operator.watchedRoleName" -}}
+{{- printf "%s-watched" (include "akua-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}

@@ -261,6 +261,16 @@ class KubeIO:
         try:
             await asyncio.to_thread(self.emit_event_sync, ref, event)
         except Exception as exc:  # noqa: BLE001 - an Event is best effort
+            if _namespace_terminating(exc):
+                # The API server refuses new objects in a namespace being deleted; the
+                # deletion goes on without its Events (the log keeps the story).
+                log.debug(
+                    "Event %s on %s/%s not recorded: the namespace is being deleted",
+                    event.reason,
+                    ref.namespace,
+                    ref.name,
+                )
+                return
             log.warning(
                 "could not emit Event %s on %s/%s: %s",
                 event.reason,
@@ -268,6 +278,13 @@ class KubeIO:
                 ref.name,
                 type(exc).__name__,
             )
+
+
+def _namespace_terminating(exc: Exception) -> bool:
+    """A 403 from the NamespaceLifecycle admission: "unable to create new content in namespace
+    NS because it is being terminated" (not an RBAC denial)."""
+    body = str(getattr(exc, "body", "") or "")
+    return getattr(exc, "status", None) == 403 and "because it is being terminated" in body
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,10 @@ def crd() -> dict[str, Any]:
         "metadata": {
             "name": CRD_NAME,
             "labels": {"app.kubernetes.io/name": "akua-operator"},
+            # Argo CD and Helm keep a resource carrying this annotation when its release or
+            # Application is deleted: uninstalling the API must not delete every AkuaCluster
+            # (docs/helm.md "CRDs").
+            "annotations": {"helm.sh/resource-policy": "keep"},
         },
         "spec": {
             "group": GROUP,
