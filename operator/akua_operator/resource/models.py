@@ -129,6 +129,15 @@ class DeletionSpec(_Model):
         le=100,
         description="How many new DELETE attempts after a failed, retryable delete operation.",
     )
+    protection: bool = Field(
+        default=False,
+        description=(
+            "true: a DELETE of this resource is refused by the API server (the chart's "
+            "ValidatingAdmissionPolicy) and, without that policy, the operator holds the "
+            "finalizer without deleting the Akua cluster (Stalled DeletionProtected). Set it to "
+            "false to allow the deletion."
+        ),
+    )
 
 
 class AkuaClusterSpec(_Model):
