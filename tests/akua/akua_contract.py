@@ -1,70 +1,64 @@
 """Helpers to read Akua's OpenAPI contract in tests: load, resolve, validate, make examples.
 
-The contract is ../shared/akua-api/openapi.json next to the repository (override with
-$AKUA_OPENAPI). A missing contract fails the tests loudly.
+Loading, resolving and validating are the simulator's own (``akua_operator.sim.contract``), so
+the tests and ``SimConfig.validate_responses`` judge responses the same way. The contract is
+$AKUA_OPENAPI, else shared/akua-api/openapi.json in a parent directory of the repository. A
+missing contract fails the tests loudly.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+from akua_operator.sim.contract import Contract, ResponseChecker, find_contract
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def openapi_path() -> Path:
-    env = os.environ.get("AKUA_OPENAPI")
-    path = Path(env) if env else REPO.parent / "shared" / "akua-api" / "openapi.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Akua OpenAPI contract not found at {path}; set AKUA_OPENAPI to its path"
-        )
-    return path
+    return find_contract()
 
 
 @functools.cache
+def loaded() -> Contract:
+    return Contract(openapi_path())
+
+
+@functools.cache
+def checker() -> ResponseChecker:
+    return ResponseChecker(loaded())
+
+
 def spec() -> dict[str, Any]:
-    return json.loads(openapi_path().read_text(encoding="utf-8"))
+    return loaded().spec
 
 
 def resolve(schema: dict[str, Any]) -> dict[str, Any]:
     """Follow ``$ref`` (local references only) until a concrete schema."""
-    while "$ref" in schema:
-        ref = schema["$ref"]
-        assert ref.startswith("#/"), ref
-        node: Any = spec()
-        for part in ref[2:].split("/"):
-            node = node[part.replace("~1", "/").replace("~0", "~")]
-        schema = node
-    return schema
+    return loaded().resolve(schema)
 
 
 def component(name: str) -> dict[str, Any]:
-    return resolve(spec()["components"]["schemas"][name])
+    return loaded().component(name)
 
 
 def operation(path: str, method: str) -> dict[str, Any]:
-    return spec()["paths"][path][method.lower()]
+    return loaded().operation(path, method)
 
 
 def request_schema(path: str, method: str) -> dict[str, Any]:
-    return resolve(operation(path, method)["requestBody"]["content"]["application/json"]["schema"])
+    return loaded().request_schema(path, method)
 
 
 def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
     """The contract's body schema for a status; the error envelope for undeclared errors."""
-    responses = operation(path, method)["responses"]
-    entry = responses.get(str(status))
-    if entry is None:
+    schema = loaded().declared_response(path, method, status)
+    if schema is None:
         assert status >= 400, f"{method} {path} has no {status} response in the contract"
         return component("ApiErrorResponse")
-    return resolve(entry["content"]["application/json"]["schema"])
+    return schema
 
 
 def variant(union_name: str, type_value: str) -> dict[str, Any]:
@@ -80,11 +74,7 @@ def variant(union_name: str, type_value: str) -> dict[str, Any]:
 
 def validate(instance: Any, schema: dict[str, Any]) -> None:
     """Validate against a contract schema (with the contract's components for ``$ref``)."""
-    root = copy.copy(schema)
-    root["components"] = spec()["components"]
-    jsonschema.Draft202012Validator(
-        root, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    ).validate(instance)
+    loaded().validate(instance, schema)
 
 
 def types_of(schema: dict[str, Any]) -> set[str]:

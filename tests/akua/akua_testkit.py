@@ -2,13 +2,13 @@
 
 Every API response of the in-process simulator goes through ``ContractCheckingTransport``, which
 validates its body against the response schema openapi.json gives for that path, method and
-status; so every simulator response a test sees is checked against the contract.
+status (and its Retry-After/etag headers against the guide); so every simulator response a test
+sees is checked against the contract.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from typing import Any
 
 import akua_contract as contract
@@ -21,22 +21,14 @@ TOKEN = "sk_akua_test_0123456789secret"
 BASE = "http://sim.test"
 
 
-def _templates() -> list[tuple[re.Pattern[str], str]]:
-    out = []
-    for template in contract.spec()["paths"]:
-        if not (template.startswith("/clusters") or template.startswith("/operations")):
-            continue
-        pattern = re.escape(template).replace(re.escape("{id}"), "[^/:]+")
-        out.append((re.compile(f"^/v1{pattern}$"), template))
-    return out
-
-
 class ContractCheckingTransport(SimTransport):
-    """SimTransport that validates every /v1 response body against the contract."""
+    """SimTransport that checks every /v1 response against the contract and the guide (the
+    simulator's own ``ResponseChecker``: body schema per path, method and status, the error
+    envelope for undeclared errors, ``Retry-After`` and ``etag`` headers); a violation fails
+    the test at once."""
 
     def __init__(self, sim: SimApp) -> None:
         super().__init__(sim)
-        self.templates = _templates()
         self.checked: list[tuple[str, str, int]] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -44,23 +36,17 @@ class ContractCheckingTransport(SimTransport):
         body = await response.aread()
         path = request.url.path
         if path.startswith("/v1/"):
-            method = request.method.lower()
-            matches = [
-                t
-                for rx, t in self.templates
-                if rx.match(path) and method in contract.spec()["paths"][t]
-            ]
-            if matches:
-                template = matches[0]
-                schema = contract.response_schema(template, request.method, response.status_code)
-                data = httpx.Response(200, content=body).json()
-                contract.validate(data, schema)
-                self.checked.append((request.method, template, response.status_code))
-            else:
+            api_path = path[len("/v1") :].replace("%3A", ":").replace("%3a", ":")
+            checker = contract.checker()
+            problems = checker.check(
+                request.method, api_path, response.status_code, dict(response.headers), body
+            )
+            assert not problems, f"{request.method} {path} -> {response.status_code}: {problems}"
+            template = checker.template(request.method, api_path)
+            if template is None:
                 assert response.status_code == 404, f"unknown route answered: {path}"
-                contract.validate(
-                    httpx.Response(200, content=body).json(), contract.component("ApiErrorResponse")
-                )
+            else:
+                self.checked.append((request.method, template, response.status_code))
         return httpx.Response(
             response.status_code, headers=response.headers, content=body, request=request
         )

@@ -230,7 +230,9 @@ async def test_backoff_is_capped_exponential_with_jitter(
     assert len(journal(sim)) == 7
 
 
-async def test_retry_after_is_capped(sleeps: Sleeps, creds: Credentials) -> None:
+async def test_a_retry_after_beyond_the_cap_is_not_waited_for_in_the_call(
+    sleeps: Sleeps, creds: Credentials
+) -> None:
     calls = 0
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -241,8 +243,10 @@ async def test_retry_after_is_capped(sleeps: Sleeps, creds: Credentials) -> None
         return httpx.Response(200, json={"data": [], "has_more": False, "next_cursor": None})
 
     async with make_client(httpx.MockTransport(handler), sleeps, retry_after_cap=30) as c:
-        await c.list_clusters(creds=creds)
-    assert sleeps.calls == [30]
+        with pytest.raises(AkuaRateLimited) as info:
+            await c.list_clusters(creds=creds)
+    assert info.value.retry_after == 86400
+    assert calls == 1 and sleeps.calls == []
 
 
 async def test_idempotent_write_is_retried_and_the_work_is_done_once(

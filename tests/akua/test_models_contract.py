@@ -39,6 +39,8 @@ MODELS: list[tuple[type[BaseModel], Callable[[], dict[str, Any]]]] = [
     (m.CreateClusterRequest, lambda: contract.request_schema("/clusters", "post")),
     (m.ImportClusterRequest, lambda: contract.request_schema("/clusters:import", "post")),
     (m.UpdateClusterRequest, lambda: contract.request_schema("/clusters/{id}", "patch")),
+    (m.Workspace, lambda: contract.component("Workspace")),
+    (m.WorkspaceList, lambda: contract.component("WorkspaceList")),
 ]
 IDS = [model.__name__ for model, _ in MODELS]
 

@@ -29,9 +29,11 @@ def test_backoff_stays_within_full_jitter_bounds_and_respects_retry_after(
     delay = policy.backoff(attempt, retry_after)
     ceiling = min(cap, base * 2**attempt)
     if retry_after:
-        assert min(retry_after, 60) <= delay <= max(ceiling, min(retry_after, 60))
+        assert retry_after <= delay <= max(ceiling, retry_after)
     else:
         assert 0 <= delay <= ceiling
+    # a Retry-After beyond the cap is never waited for inside a call (the caller requeues)
+    assert policy.waits_in_call(retry_after) == (retry_after is None or retry_after <= 60)
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,10 @@ import secrets  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
+import httpx  # noqa: E402
+
 import harness  # noqa: E402  (bench/harness.py)
+from simcheck import assert_no_violations  # noqa: E402  (tests/simcheck.py)
 
 
 @pytest.fixture(scope="session")
@@ -83,11 +86,19 @@ def token() -> str:
 
 @pytest.fixture
 def sim(tmp_path: Path, token: str) -> Iterator[harness.SimProcess]:
-    """The simulator in its own process; steps of 0.5 s (a deletion takes 2 s)."""
+    """The simulator in its own process; steps of 0.5 s (a deletion takes 2 s). It checks every
+    response it sends against the contract; the test fails (at teardown) if any broke it."""
     proc = harness.SimProcess(tmp_path / "sim", token=token, step_seconds=0.5, seed=7)
     proc.start()
-    yield proc
-    proc.stop()
+    try:
+        admin = f"{proc.base}/_sim"
+        httpx.patch(
+            f"{admin}/config", json={"validate_responses": True}, timeout=30
+        ).raise_for_status()
+        yield proc
+        assert_no_violations(admin)
+    finally:
+        proc.stop()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from e2e_helpers import CRD, TOKEN, Operator, Sim
 
 from akua_operator.sim.config import SimConfig
 from akua_operator.sim.server import SimServer
+from simcheck import assert_no_violations
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,10 +30,13 @@ def sim_config() -> SimConfig:
 
 @pytest.fixture
 def sim(sim_config: SimConfig) -> Iterator[Sim]:
-    with SimServer(sim_config) as server:
+    """The simulator; it checks every response it sends against the contract, and the test
+    fails (at teardown) if any broke it (tests/simcheck.py)."""
+    with SimServer(sim_config.model_copy(update={"validate_responses": True})) as server:
         s = Sim(server)
         yield s
         s.http.close()
+        assert_no_violations(server)
 
 
 @pytest.fixture(scope="session")

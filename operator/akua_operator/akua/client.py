@@ -9,6 +9,12 @@ Safety rules:
 * A call is repeated (capped exponential backoff with full jitter, honouring ``Retry-After``) after
   a transport error, a 429 or a 5xx only when repeating it is safe: reads, ``:wait`` and writes
   that carry an ``idempotency-key``. A write without a key is never repeated.
+* No request is sent before a server's ``Retry-After`` has passed, and the wait holds for every
+  call made with the same credentials (token and ``akua-context``), not only the one that got
+  it: a later call waits for it inside the call when at most ``retry_after_cap`` seconds are
+  left, else raises ``AkuaRetryAfterPending`` (a ``AkuaRateLimited``, nothing sent) whose
+  ``retry_after`` is the time left. A ``Retry-After`` longer than ``retry_after_cap`` ends the
+  call at once with the server's error (its ``retry_after`` set): the caller requeues no sooner.
 * Errors are the typed tree of :mod:`akua_operator.akua.errors`; the token never appears in a
   message, and bodies are cut to a safe length.
 * A body that is not JSON or does not match the contract raises ``AkuaResponseError``.
@@ -33,6 +39,7 @@ from akua_operator.akua.errors import (
     AkuaError,
     AkuaHTTPError,
     AkuaResponseError,
+    AkuaRetryAfterPending,
     AkuaTimeout,
     AkuaTransportError,
     error_class_for_status,
@@ -49,9 +56,10 @@ from akua_operator.akua.models import (
     Operation,
     OperationList,
     UpdateClusterRequest,
+    WorkspaceList,
 )
 from akua_operator.akua.ratelimit import TokenBucket
-from akua_operator.akua.retry import RetryPolicy, parse_retry_after
+from akua_operator.akua.retry import RetryAfterPauses, RetryPolicy, parse_retry_after
 
 __all__ = ["DEFAULT_BASE_URL", "AkuaClient", "ClientConfig", "Credentials"]
 
@@ -132,6 +140,7 @@ class AkuaClient:
             retry_after_cap=self.config.retry_after_cap,
             rng=rng or random.Random(),  # noqa: S311 - jitter, not crypto
         )
+        self.retry_after_pauses = RetryAfterPauses()
         self.rate_limiter = TokenBucket(
             self.config.rate, self.config.burst, clock=self._clock, sleep=self._sleep
         )
@@ -327,6 +336,19 @@ class AkuaClient:
             "GET", "/operations", {}, creds=creds, params=params, model=OperationList
         )
 
+    # --- workspaces -------------------------------------------------------------------------
+
+    async def list_workspaces(
+        self, *, creds: Credentials, limit: int = 50, cursor: str | None = None
+    ) -> WorkspaceList:
+        """The workspaces ``creds`` reach (only the ``akua-context`` one when it is set)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return await self._call(
+            "GET", "/workspaces", {}, creds=creds, params=params, model=WorkspaceList
+        )
+
     # --- machinery --------------------------------------------------------------------------
 
     def _timeout(self, read: float) -> httpx.Timeout:
@@ -394,10 +416,14 @@ class AkuaClient:
             safe = method == "GET" or idempotency_key is not None
         timeout = self._timeout(read_timeout if read_timeout is not None else self.config.timeout)
 
+        pause_key = RetryAfterPauses.key(token, creds.context)
         attempt = 0
         while True:
+            await self._respect_retry_after(pause_key, endpoint)
             waited = await self.rate_limiter.acquire()
             self.stats.rate_limited(waited)
+            if self.retry_after_pauses.remaining(pause_key, self._clock()) > 0:
+                continue  # a Retry-After arrived while this call waited for the rate limiter
             try:
                 data = await self._attempt(
                     method=method,
@@ -411,9 +437,16 @@ class AkuaClient:
                 )
                 break
             except AkuaError as exc:
-                if not (safe and exc.retryable and attempt < self.retry_policy.max_retries):
-                    raise
                 retry_after = exc.retry_after if isinstance(exc, AkuaHTTPError) else None
+                if retry_after is not None and retry_after > 0:
+                    self.retry_after_pauses.pause(pause_key, self._clock() + retry_after)
+                if not (
+                    safe
+                    and exc.retryable
+                    and attempt < self.retry_policy.max_retries
+                    and self.retry_policy.waits_in_call(retry_after)
+                ):
+                    raise
                 delay = self.retry_policy.backoff(attempt, retry_after)
                 log.info(
                     "Akua %s failed (%s), retry %d/%d in %.2fs",
@@ -427,6 +460,21 @@ class AkuaClient:
                 attempt += 1
                 await self._sleep(delay)
         return self._parse(model, data, endpoint, all_secrets)
+
+    async def _respect_retry_after(self, key: tuple[str, str | None], endpoint: str) -> None:
+        """Wait until the server's ``Retry-After`` for these credentials has passed, or raise
+        ``AkuaRetryAfterPending`` (nothing sent) when more is left than ``retry_after_cap``."""
+        while (remaining := self.retry_after_pauses.remaining(key, self._clock())) > 0:
+            if not self.retry_policy.waits_in_call(remaining):
+                raise AkuaRetryAfterPending(
+                    f"{endpoint}: not sent: Akua asked these credentials to wait "
+                    f"{remaining:.0f}s more (Retry-After)",
+                    status=429,
+                    endpoint=endpoint,
+                    retry_after=remaining,
+                )
+            log.info("Akua %s waits %.2fs for an earlier Retry-After", endpoint, remaining)
+            await self._sleep(remaining)
 
     async def _attempt(
         self,

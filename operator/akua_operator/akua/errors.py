@@ -18,6 +18,7 @@ __all__ = [
     "AkuaNotFound",
     "AkuaRateLimited",
     "AkuaResponseError",
+    "AkuaRetryAfterPending",
     "AkuaServerError",
     "AkuaTimeout",
     "AkuaTransportError",
@@ -189,6 +190,12 @@ class AkuaRateLimited(AkuaHTTPError):
     """429; ``retry_after`` is the server's ``Retry-After`` in seconds when it sent one."""
 
     default_status = 429
+
+
+class AkuaRetryAfterPending(AkuaRateLimited):
+    """The call was NOT sent: the server asked these credentials (token and ``akua-context``) to
+    wait (``Retry-After`` on an earlier 429 or 503) and ``retry_after`` seconds of that wait are
+    left, more than the client may wait inside one call. Requeue no sooner than that."""
 
 
 class AkuaServerError(AkuaHTTPError):

@@ -52,6 +52,8 @@ __all__ = [
     "Provider",
     "StepStatus",
     "UpdateClusterRequest",
+    "Workspace",
+    "WorkspaceList",
 ]
 
 
@@ -326,6 +328,28 @@ class Operation(_Response):
 
 class OperationList(_Response):
     data: list[Operation]
+    has_more: bool
+    next_cursor: str | None
+
+
+# --- Workspace -----------------------------------------------------------------------------
+
+
+class Workspace(_Response):
+    """A workspace the credentials reach (``GET /workspaces``); only ``id`` is used."""
+
+    id: WorkspaceId
+    name: str
+    slug: str
+    plan: dict[str, Any]
+    workspace_class: str  # standard | platform | sandbox; kept as a string
+    created_at: Timestamp
+    updated_at: Timestamp
+    etag: str
+
+
+class WorkspaceList(_Response):
+    data: list[Workspace]
     has_more: bool
     next_cursor: str | None
 

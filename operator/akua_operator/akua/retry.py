@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
+__all__ = ["RetryAfterPauses", "RetryPolicy", "parse_retry_after"]
 
 
 @dataclass
@@ -14,8 +15,9 @@ class RetryPolicy:
     """How often and how long to wait before repeating a safe call.
 
     The delay before retry ``n`` (0-based) is uniform in ``[0, min(cap, base * 2**n)]`` ("full
-    jitter"); when the server sent ``Retry-After`` the delay is at least that (capped at
-    ``retry_after_cap``).
+    jitter"); when the server sent ``Retry-After`` the delay is at least that. A ``Retry-After``
+    longer than ``retry_after_cap`` is not waited for inside a call at all: the client raises and
+    the caller requeues (see ``AkuaClient``).
     """
 
     max_retries: int = 4
@@ -29,8 +31,43 @@ class RetryPolicy:
         ceiling = min(self.cap, self.base * (2 ** min(attempt, 62)))
         delay = self.rng.uniform(0.0, max(ceiling, 0.0))
         if retry_after is not None and retry_after > 0:
-            delay = max(delay, min(retry_after, self.retry_after_cap))
+            delay = max(delay, retry_after)
         return delay
+
+    def waits_in_call(self, retry_after: float | None) -> bool:
+        """Whether a ``Retry-After`` is short enough to be waited for inside one call."""
+        return retry_after is None or retry_after <= self.retry_after_cap
+
+
+class RetryAfterPauses:
+    """When each workspace may be called again after a ``Retry-After``.
+
+    Keyed by the credentials a call is made with (a digest of the token, and the
+    ``akua-context``): that is the budget the server throttles; the token itself is not kept.
+    Not thread-safe; the client uses it from one event loop.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, str | None], float] = {}
+
+    @staticmethod
+    def key(token: str, context: str | None) -> tuple[str, str | None]:
+        return hashlib.sha256(token.encode()).hexdigest(), context
+
+    def pause(self, key: tuple[str, str | None], until: float) -> None:
+        """No call with ``key`` before ``until`` (a later pause already recorded stays)."""
+        if until > self._until.get(key, float("-inf")):
+            self._until[key] = until
+
+    def remaining(self, key: tuple[str, str | None], now: float) -> float:
+        """Seconds left before a call with ``key`` may be sent (0 when none)."""
+        until = self._until.get(key)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self._until[key]
+            return 0.0
+        return until - now
 
 
 def parse_retry_after(value: str | None) -> float | None:

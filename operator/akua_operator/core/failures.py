@@ -92,8 +92,11 @@ def api_failure(
     if isinstance(error, AkuaResponseError):
         message = clip(f"Akua sent a malformed response while {doing}: {error}")
         return _stall(status, facts, REASON_INVALID_RESPONSE, message, delay)
-    if isinstance(error, AkuaRateLimited):
+    if isinstance(error, AkuaHTTPError):
+        # never sooner than the server's Retry-After (429 or 503): the client does not wait
+        # longer than its in-call cap and hands the rest of the wait to this requeue
         delay = max(delay, error.retry_after or 0.0)
+    if isinstance(error, AkuaRateLimited):
         message = f"Akua rate limit while {doing}; retrying in {delay:g}s"
         return _transient(status, facts, REASON_RATE_LIMITED, message, delay)
     if isinstance(error, AkuaServerError | AkuaTransportError):

@@ -19,6 +19,20 @@ from starlette.types import Receive, Scope, Send
 
 from akua_operator.sim.clock import Clock, RealClock
 from akua_operator.sim.config import FaultConfig, Scenario, SimConfig
+from akua_operator.sim.contract import Contract, ResponseChecker
+from akua_operator.sim.limits import (
+    BODY_FIELDS,
+    CANCEL_IF_MATCH,
+    CLUSTER_ID,
+    CONTEXT,
+    IDEMPOTENCY_KEY,
+    IF_MATCH,
+    LIST_LIMIT,
+    OPERATION_ID,
+    WAIT_TIMEOUT,
+    Bound,
+    FieldSpec,
+)
 from akua_operator.sim.state import (
     CODE_INTERNAL,
     CODE_INVALID_ARGUMENT,
@@ -43,38 +57,23 @@ OWNER_TYPES = frozenset(
         "package",
     }
 )
-PROVIDERS = frozenset({"managed_kaas", "imported_byoc"})
-NETWORK_PROFILES = frozenset({"linux_cilium", "mixed_os_calico"})
 JOURNAL_HEADERS = ("idempotency-key", "if-match", "akua-context")
+
+
+@dataclass(frozen=True)
+class _Caller:
+    owner: bool  # a workspace owner (may DELETE)
+    workspace: str  # the workspace the request acts in
+    workspaces: list[str]  # every workspace of the token
+    context: str | None  # the akua-context header
+
+
+# config fields holding tokens: never shown by /_sim/config
+_SECRET_CONFIG = {"tokens", "member_tokens", "workspace_tokens", "workspace_member_tokens"}
 
 
 class ConnectionDropped(Exception):
     """Raised by the app to make the server cut the connection mid-response."""
-
-
-@dataclass(frozen=True)
-class _FieldSpec:
-    min_len: int | None = None
-    max_len: int | None = None
-    enum: frozenset[str] | None = None
-
-
-CREATE_BODY = {
-    "name": _FieldSpec(1, 100),
-    "region_id": _FieldSpec(1, 54),
-    "network_profile": _FieldSpec(enum=NETWORK_PROFILES),
-}
-IMPORT_BODY = {
-    "name": _FieldSpec(1, 100),
-    "region_id": _FieldSpec(1, 54),
-    "kubeconfig": _FieldSpec(1),
-}
-UPDATE_BODY = {
-    "name": _FieldSpec(1, 100),
-    "region_id": _FieldSpec(1, 54),
-    "provider": _FieldSpec(enum=PROVIDERS),
-    "kubeconfig": _FieldSpec(1),
-}
 
 
 def _invalid(status: int, message: str, path: list[str]) -> SimError:
@@ -105,9 +104,37 @@ class _Journal:
             self.entries.clear()
 
 
+class _Violations:
+    """Responses that broke the contract or the guide (``validate_responses``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.entries: list[dict[str, Any]] = []
+        self.total = 0
+        self.lock = threading.Lock()
+
+    def add(self, entry: dict[str, Any], problems: list[str]) -> None:
+        keep = ("seq", "time", "method", "path", "query", "status", "fault", "workspace_id")
+        with self.lock:
+            self.total += 1
+            self.entries.append({**{k: entry.get(k) for k in keep}, "problems": list(problems)})
+            if len(self.entries) > self.limit:
+                del self.entries[: len(self.entries) - self.limit]
+
+    def read(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(e) for e in self.entries]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.total = 0
+
+
 @dataclass
 class _Fault:
     latency: float = 0.0
+    answer_delay: float = 0.0
     error: SimError | None = None
     drop_before: bool = False
     drop_after: bool = False
@@ -144,6 +171,15 @@ class SimApp:
         self.state = SimState(self.config, self.clock)
         self.journal = _Journal(self.config.journal_max)
         self._bucket = _ServerBucket()
+        # validate_responses: every API response checked against the contract and the guide
+        self.checker = (
+            ResponseChecker(Contract(self.config.contract_path))
+            if self.config.validate_responses
+            else None
+        )
+        self.violations = _Violations(self.config.journal_max)
+        # cluster id -> kind of write -> {"answered", "accepted", "keys"} (GET /_sim/oracle)
+        self._writes: dict[str, dict[str, dict[str, Any]]] = {}
         self.app = Starlette(
             routes=[
                 Route(
@@ -171,6 +207,7 @@ class SimApp:
             fault = _Fault()
             if f.latency_ms or f.latency_jitter_ms:
                 fault.latency = (f.latency_ms + rng.uniform(0, f.latency_jitter_ms)) / 1000.0
+            fault.answer_delay = f.answer_delay_ms / 1000.0
             retry_after = {"retry-after": str(f.retry_after_seconds)}
             if (f.rate_limit_rps > 0 or f.rate_limit_burst > 0) and not self._bucket.take(
                 f.rate_limit_rps, f.rate_limit_burst, self.clock.now()
@@ -211,6 +248,9 @@ class SimApp:
                         stale_read_seconds=f.stale_read_seconds,
                         latency_ms=f.latency_ms,
                         latency_jitter_ms=f.latency_jitter_ms,
+                        answer_delay_ms=f.answer_delay_ms,
+                        methods=f.methods,
+                        path_contains=f.path_contains,
                     )
             return fault
 
@@ -245,46 +285,116 @@ class SimApp:
             response = JSONResponse(body, status_code=status)
         except SimError as err:
             response = JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+        entry["workspace_id"] = getattr(request.state, "workspace", None)
         entry["status"] = response.status_code
+        problems = self._check_response(method, path, response)
+        if problems:
+            entry["violations"] = problems
+        if fault.answer_delay > 0:
+            entry["answer_delay_ms"] = round(fault.answer_delay * 1000, 3)
+        self._count_cluster_request(method, path, entry)
         self.journal.add(entry)
+        if problems:
+            self.violations.add(entry, problems)
+        if fault.answer_delay > 0:  # done and journaled; the client does not know yet
+            await asyncio.sleep(fault.answer_delay)
         if fault.drop_after:
             return _DropResponse()
         return response
 
-    def _auth(self, request: Request) -> bool:
-        """Check the bearer token and akua-context; returns whether the caller is an owner."""
+    def _count_cluster_request(self, method: str, path: str, entry: dict[str, Any]) -> None:
+        """Per cluster and kind of write: requests answered (any status, injected faults too),
+        accepted (2xx), distinct idempotency keys."""
+        m = re.fullmatch(r"/clusters/([^/:]+)(?::(suspend|resume))?", path)
+        if m is None:
+            return
+        if m.group(2):
+            kind = f"cluster.{m.group(2)}" if method == "POST" else None
+        else:
+            kind = {"DELETE": "cluster.delete", "PATCH": "cluster.update"}.get(method)
+        if kind is None:
+            return
+        with self.state.lock:
+            per = self._writes.setdefault(m.group(1), {})
+            rec = per.setdefault(kind, {"answered": 0, "accepted": 0, "keys": set()})
+            rec["answered"] += 1
+            if 200 <= entry["status"] < 300:
+                rec["accepted"] += 1
+            rec["keys"].add(entry.get("idempotency_key"))
+
+    def oracle(self) -> dict[str, Any]:
+        """What an exactly-once check counts, per cluster: operations started by type (from
+        the simulator's state, never forgotten) and, per kind of write, the requests answered,
+        those accepted and the distinct idempotency keys they carried (null: none)."""
+        with self.state.lock:
+            self.state.advance_all()
+            out: dict[str, Any] = {}
+            for op in sorted(self.state.ops.values(), key=lambda o: o.seq):
+                c = out.setdefault(op.cluster_id, {"operations": {}, "writes": {}})
+                c["operations"].setdefault(op.type, []).append(
+                    {"id": op.id, "state": op.state, "started_at": op.started_at}
+                )
+            for cid, per in self._writes.items():
+                c = out.setdefault(cid, {"operations": {}, "writes": {}})
+                for kind, rec in per.items():
+                    keys = sorted(rec["keys"], key=lambda k: (k is None, k or ""))
+                    c["writes"][kind] = {
+                        "answered": rec["answered"],
+                        "accepted": rec["accepted"],
+                        "keys": keys,
+                    }
+            return {"clusters": out}
+
+    def _check_response(self, method: str, path: str, response: Response) -> list[str]:
+        if self.checker is None:
+            return []
+        headers = dict(response.headers.items())
+        try:
+            body = bytes(response.body)
+            return self.checker.check(method, path, response.status_code, headers, body)
+        except Exception as exc:  # noqa: BLE001 - a checker bug is itself a finding
+            return [f"the response checker failed: {type(exc).__name__}: {exc}"]
+
+    def _auth(self, request: Request) -> _Caller:
+        """Check the bearer token and akua-context: who calls, in which workspace.
+
+        The token's workspaces come from the config (``SimConfig.workspaces_of``); an
+        ``akua-context`` naming one of them selects it, naming another is 403; without one the
+        token's own (first) workspace is used.
+        """
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise SimError(401, CODE_UNAUTHENTICATED, "UNAUTHENTICATED: missing bearer token")
-        if token in self.config.tokens:
-            owner = True
-        elif token in self.config.member_tokens:
-            owner = False
-        else:
+        found = self.config.workspaces_of(token)
+        if found is None:
             raise SimError(401, CODE_UNAUTHENTICATED, "UNAUTHENTICATED: invalid token")
+        workspaces, owner = found
         context = request.headers.get("akua-context")
+        workspace = workspaces[0]
         if context is not None:
-            if not 1 <= len(context) <= 53:
+            if not CONTEXT.holds(len(context)):
                 raise _invalid(
-                    400, "akua-context must be 1-53 characters", ["header", "akua-context"]
+                    400,
+                    f"akua-context must be {CONTEXT.describe()} characters",
+                    ["header", "akua-context"],
                 )
-            if self.config.enforce_context and context != self.config.workspace_id:
+            if context in workspaces:
+                workspace = context
+            elif self.config.enforce_context:
                 raise SimError(
                     403, CODE_PERMISSION_DENIED, "PERMISSION_DENIED: no access to this workspace"
                 )
-        return owner
+        return _Caller(owner=owner, workspace=workspace, workspaces=workspaces, context=context)
 
     @staticmethod
-    def _header(request: Request, name: str, max_len: int, *, required: bool = False) -> str | None:
+    def _header(request: Request, name: str, bound: Bound) -> str | None:
         value = request.headers.get(name)
         if value is None:
-            if required:
-                raise _invalid(400, f"{name} header is required", ["header", name])
             return None
-        if not 1 <= len(value) <= max_len:
-            raise _invalid(400, f"{name} must be 1-{max_len} characters", ["header", name])
+        if not bound.holds(len(value)):
+            raise _invalid(400, f"{name} must be {bound.describe()} characters", ["header", name])
         return value
 
     def _if_match(self, request: Request) -> str:
@@ -295,12 +405,14 @@ class SimApp:
                 "if-match header is required",
                 ["header", "if-match"],
             )
-        if not 1 <= len(value) <= 256:
-            raise _invalid(400, "if-match must be 1-256 characters", ["header", "if-match"])
+        if not IF_MATCH.holds(len(value)):
+            raise _invalid(
+                400, f"if-match must be {IF_MATCH.describe()} characters", ["header", "if-match"]
+            )
         return value
 
     async def _body(
-        self, request: Request, spec: dict[str, _FieldSpec], required: set[str]
+        self, request: Request, spec: dict[str, FieldSpec], required: set[str]
     ) -> dict[str, Any]:
         raw = await request.body()
         status = self.config.body_validation_status
@@ -323,9 +435,9 @@ class SimApp:
             field = spec[key]
             if not isinstance(value, str):
                 raise _invalid(status, f"{key} must be a string", ["body", key])
-            if field.min_len is not None and len(value) < field.min_len:
+            if field.length.low is not None and len(value) < field.length.low:
                 raise _invalid(status, f"{key} is too short", ["body", key])
-            if field.max_len is not None and len(value) > field.max_len:
+            if field.length.high is not None and len(value) > field.length.high:
                 raise _invalid(status, f"{key} is too long", ["body", key])
             if field.enum is not None and value not in field.enum:
                 raise _invalid(
@@ -334,69 +446,80 @@ class SimApp:
         return data
 
     @staticmethod
-    def _int_query(request: Request, name: str, low: int, high: int, default: int) -> int:
+    def _int_query(request: Request, name: str, bound: Bound) -> int:
         raw = request.query_params.get(name)
         if raw is None:
-            return default
+            assert bound.default is not None
+            return bound.default
         try:
-            value = int(raw)
+            value: int | None = int(raw)
         except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise _invalid(400, f"{name} must be an integer {low}-{high}", ["query", name])
+            value = None
+        if value is None or not bound.holds(value):
+            raise _invalid(400, f"{name} must be an integer {bound.describe()}", ["query", name])
         return value
 
     @staticmethod
-    def _id(value: str, max_len: int) -> str:
-        if not 1 <= len(value) <= max_len:
-            raise _invalid(400, f"id must be 1-{max_len} characters", ["path", "id"])
+    def _id(value: str, bound: Bound) -> str:
+        if not bound.holds(len(value)):
+            raise _invalid(400, f"id must be {bound.describe()} characters", ["path", "id"])
         return value
 
     async def _handle(self, request: Request, method: str, path: str) -> tuple[int, Any]:
-        owner = self._auth(request)
+        caller = self._auth(request)
+        request.state.workspace = ws = caller.workspace
         state = self.state
+        key_bound = IDEMPOTENCY_KEY
         if path == "/clusters":
             if method == "GET":
-                limit = self._int_query(request, "limit", 1, 100, 50)
-                return 200, state.list_clusters(limit, request.query_params.get("cursor"))
+                limit = self._int_query(request, "limit", LIST_LIMIT)
+                return 200, state.list_clusters(limit, request.query_params.get("cursor"), ws)
             if method == "POST":
-                key = self._header(request, "idempotency-key", 64)
-                body = await self._body(request, CREATE_BODY, {"name", "region_id"})
+                key = self._header(request, "idempotency-key", key_bound)
+                body = await self._body(
+                    request, BODY_FIELDS[("/clusters", "post")], {"name", "region_id"}
+                )
                 fp = state.fingerprint(method, path, body)
-                return state.create_cluster(body, key, fp)
+                return state.create_cluster(body, key, fp, ws)
         elif path == "/clusters:import":
             if method == "POST":
-                key = self._header(request, "idempotency-key", 64)
-                body = await self._body(request, IMPORT_BODY, {"name", "region_id", "kubeconfig"})
+                key = self._header(request, "idempotency-key", key_bound)
+                body = await self._body(
+                    request,
+                    BODY_FIELDS[("/clusters:import", "post")],
+                    {"name", "region_id", "kubeconfig"},
+                )
                 fp = state.fingerprint(method, path, body)
-                return state.import_cluster(body, key, fp)
+                return state.import_cluster(body, key, fp, ws)
         elif m := re.fullmatch(r"/clusters/([^/:]+)", path):
-            cid = self._id(m.group(1), 54)
+            cid = self._id(m.group(1), CLUSTER_ID)
             if method == "GET":
-                return 200, state.get_cluster(cid)
+                return 200, state.get_cluster(cid, ws)
             if method == "PATCH":
-                key = self._header(request, "idempotency-key", 64)
+                key = self._header(request, "idempotency-key", key_bound)
                 if_match = self._if_match(request)
-                body = await self._body(request, UPDATE_BODY, set())
+                body = await self._body(request, BODY_FIELDS[("/clusters/{id}", "patch")], set())
                 fp = state.fingerprint(method, path, body)
-                return state.update_cluster(cid, body, if_match, key, fp)
+                return state.update_cluster(cid, body, if_match, key, fp, ws=ws)
             if method == "DELETE":
-                key = self._header(request, "idempotency-key", 64)
+                key = self._header(request, "idempotency-key", key_bound)
                 if_match = self._if_match(request)
                 fp = state.fingerprint(method, path, None)
                 return state.cluster_operation(
-                    "cluster.delete", cid, if_match, key, fp, owner=owner
+                    "cluster.delete", cid, if_match, key, fp, owner=caller.owner, ws=ws
                 )
         elif m := re.fullmatch(r"/clusters/([^/:]+):(suspend|resume)", path):
-            cid = self._id(m.group(1), 54)
+            cid = self._id(m.group(1), CLUSTER_ID)
             if method == "POST":
-                key = self._header(request, "idempotency-key", 64)
+                key = self._header(request, "idempotency-key", key_bound)
                 if_match = self._if_match(request)
                 fp = state.fingerprint(method, path, None)
-                return state.cluster_operation(f"cluster.{m.group(2)}", cid, if_match, key, fp)
+                return state.cluster_operation(
+                    f"cluster.{m.group(2)}", cid, if_match, key, fp, ws=ws
+                )
         elif path == "/operations":
             if method == "GET":
-                limit = self._int_query(request, "limit", 1, 100, 50)
+                limit = self._int_query(request, "limit", LIST_LIMIT)
                 owner_type = request.query_params.get("owner_type")
                 owner_id = request.query_params.get("owner_id")
                 if owner_type is not None and owner_type not in OWNER_TYPES:
@@ -405,23 +528,30 @@ class SimApp:
                     missing = "owner_id" if owner_id is None else "owner_type"
                     raise _invalid(400, "owner_type and owner_id go together", ["query", missing])
                 return 200, state.list_operations(
-                    limit, request.query_params.get("cursor"), owner_type, owner_id
+                    limit, request.query_params.get("cursor"), owner_type, owner_id, ws
                 )
         elif m := re.fullmatch(r"/operations/([^/:]+)", path):
             if method == "GET":
-                return 200, state.get_operation(self._id(m.group(1), 53))
+                return 200, state.get_operation(self._id(m.group(1), OPERATION_ID), ws=ws)
         elif m := re.fullmatch(r"/operations/([^/:]+):(wait|cancel)", path):
-            op_id = self._id(m.group(1), 53)
+            op_id = self._id(m.group(1), OPERATION_ID)
             if method == "POST" and m.group(2) == "wait":
-                timeout = self._int_query(request, "timeout", 1, 60, 30)
-                return 200, await self._wait(op_id, timeout)
+                timeout = self._int_query(request, "timeout", WAIT_TIMEOUT)
+                return 200, await self._wait(op_id, timeout, ws)
             if method == "POST":
-                key = self._header(request, "idempotency-key", 64)
+                key = self._header(request, "idempotency-key", key_bound)
+                self._header(request, "if-match", CANCEL_IF_MATCH)  # optional, not compared
                 fp = state.fingerprint(method, path, None)
-                return state.cancel_operation(op_id, key, fp)
+                return state.cancel_operation(op_id, key, fp, ws)
+        elif path == "/workspaces" and method == "GET":
+            limit = self._int_query(request, "limit", LIST_LIMIT)
+            # a workspace-scoped request sees only that workspace (the contract)
+            mine = [caller.workspace] if caller.context is not None else caller.workspaces
+            return 200, state.list_workspaces(mine, limit, request.query_params.get("cursor"))
         raise SimError(404, 5, f"NOT_FOUND: no route for {method} {path}")
 
-    async def _wait(self, op_id: str, seconds: int) -> dict[str, Any]:
+    async def _wait(self, op_id: str, seconds: int, ws: str) -> dict[str, Any]:
+        self.state.get_operation(op_id, ws=ws)  # 404 unless it exists in the caller's workspace
         deadline = self.clock.now() + seconds
         while not self.state.operation_done(op_id):
             remaining = deadline - self.clock.now()
@@ -434,7 +564,7 @@ class SimApp:
             if until_change is not None:
                 delay = min(delay, until_change)
             await self.clock.sleep(max(delay, 0.001))
-        return self.state.get_operation(op_id, steps=self.config.wait_includes_steps)
+        return self.state.get_operation(op_id, steps=self.config.wait_includes_steps, ws=ws)
 
     # --- admin ------------------------------------------------------------------------------
 
@@ -482,15 +612,25 @@ class SimApp:
         if path == "/reset" and method == "POST":
             state.reset()
             self.journal.clear()
+            self.violations.clear()
+            with state.lock:
+                self._writes.clear()
             self._bucket = _ServerBucket()
             return 200, {"ok": True}
         if path == "/state" and method == "GET":
             return 200, state.dump()
+        if path == "/workspaces" and method == "GET":
+            return 200, {"data": self.config.all_workspaces(), "default": self.config.workspace_id}
         if path == "/clusters" and method == "POST":
             data = await self._json(request)
             name = data.get("name")
             if not isinstance(name, str) or not name:
                 raise _invalid(422, "name is required", ["body", "name"])
+            ws = data.get("workspace_id")
+            if ws is not None and not (isinstance(ws, str) and CONTEXT.holds(len(ws))):
+                raise _invalid(
+                    422, "workspace_id must be 1-53 characters", ["body", "workspace_id"]
+                )
             return 201, state.seed_cluster(
                 name=name,
                 state=str(data.get("state", "active")),
@@ -498,6 +638,7 @@ class SimApp:
                 cluster_id=data.get("id"),
                 region_id=str(data.get("region_id", "reg_sim")),
                 delete_blocked_reason=data.get("delete_blocked_reason"),
+                workspace_id=ws,
             )
         if (m := re.fullmatch(r"/clusters/([^/]+)", path)) and method == "PATCH":
             data = await self._json(request)
@@ -528,6 +669,18 @@ class SimApp:
                 with state.lock:
                     state.faults = FaultConfig()
                 return 200, state.faults.model_dump()
+        if path == "/oracle" and method == "GET":
+            return 200, self.oracle()
+        if path == "/violations":
+            if method == "GET":
+                return 200, {
+                    "validating": self.checker is not None,
+                    "total": self.violations.total,
+                    "data": self.violations.read(),
+                }
+            if method == "DELETE":
+                self.violations.clear()
+                return 200, {"ok": True}
         if path == "/journal":
             if method == "GET":
                 since = int(request.query_params.get("since", "0") or 0)
@@ -537,18 +690,27 @@ class SimApp:
                 return 200, {"ok": True}
         if path == "/config":
             if method == "GET":
-                return 200, self.config.model_dump(exclude={"tokens", "member_tokens"})
+                return 200, self.config.model_dump(exclude=_SECRET_CONFIG)
             if method == "PATCH":
                 data = await self._json(request)
-                allowed = {"step_seconds", "step_seconds_by_type", "stale_read_seconds"}
+                allowed = {
+                    "step_seconds",
+                    "step_seconds_by_type",
+                    "stale_read_seconds",
+                    "validate_responses",
+                }
                 unknown = set(data) - allowed
                 if unknown:
                     raise _invalid(422, f"cannot change {sorted(unknown)} at run time", ["body"])
                 with state.lock:
                     updated = SimConfig.model_validate({**self.config.model_dump(), **data})
+                    if updated.validate_responses and self.checker is None:
+                        self.checker = ResponseChecker(Contract(updated.contract_path))
+                    if not updated.validate_responses:
+                        self.checker = None
                     for key in data:
                         setattr(self.config, key, getattr(updated, key))
-                return 200, self.config.model_dump(exclude={"tokens", "member_tokens"})
+                return 200, self.config.model_dump(exclude=_SECRET_CONFIG)
         if path == "/clock" and method == "POST":
             data = await self._json(request)
             advance: Callable[[float], float] | None = getattr(self.clock, "advance", None)

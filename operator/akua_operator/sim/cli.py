@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import uvicorn
 
 from akua_operator.sim.app import create_app
-from akua_operator.sim.config import SimConfig
+from akua_operator.sim.config import PROFILES, SimConfig
 from akua_operator.sim.server import DropGuard, install_log_filter
 
 
@@ -30,7 +31,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--step-seconds", type=float, default=None, help="seconds per workflow step (default 2)"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    parser.add_argument("--workspace-id", default=None)
+    parser.add_argument(
+        "--workspace-id", default=None, help="the default workspace (of every --token)"
+    )
+    parser.add_argument(
+        "--workspace-token",
+        action="append",
+        dest="workspace_tokens",
+        metavar="TOKEN=WORKSPACE",
+        help="a token of another workspace (repeatable; WORKSPACE may list several, comma-"
+        "separated, the token's own first)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        choices=sorted(PROFILES),
+        help="start from a named profile of gap decisions (default: default; see "
+        "docs/simulator.md); --config and flags override it",
+    )
+    parser.add_argument(
+        "--validate-responses",
+        action="store_true",
+        default=None,
+        help="check every response against openapi.json and record violations "
+        "(GET /_sim/violations)",
+    )
     parser.add_argument("--stale-read-seconds", type=float, default=None)
     parser.add_argument(
         "--config",
@@ -43,15 +68,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """The ``SimConfig`` of a command line: the ``--config`` file, then explicit flags."""
-    data: dict[str, object] = {}
+    data: dict[str, Any] = {}
+    if args.profile:
+        data.update(PROFILES[args.profile].model_dump(exclude_unset=True))
     if args.config:
         with open(args.config, encoding="utf-8") as fh:
-            data = json.load(fh)
-    for key in ("step_seconds", "seed", "stale_read_seconds", "workspace_id"):
+            data.update(json.load(fh))
+    for key in (
+        "step_seconds",
+        "seed",
+        "stale_read_seconds",
+        "workspace_id",
+        "validate_responses",
+    ):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
     if args.tokens:
         data["tokens"] = args.tokens
+    if args.workspace_tokens:
+        mapped: dict[str, Any] = dict(data.get("workspace_tokens") or {})
+        for item in args.workspace_tokens:
+            token, sep, workspaces = item.partition("=")
+            ids = [w.strip() for w in workspaces.split(",") if w.strip()]
+            if not sep or not token or not ids:
+                raise SystemExit("--workspace-token needs TOKEN=WORKSPACE[,WORKSPACE...]")
+            mapped[token] = ids
+        data["workspace_tokens"] = mapped
     return SimConfig.model_validate(data)
 
 

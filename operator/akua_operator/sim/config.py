@@ -6,11 +6,13 @@ docs/simulator.md for the list and how to change each one).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "CONTRACT_PROFILE",
+    "PROFILES",
     "STEP_NAMES",
     "FaultConfig",
     "Scenario",
@@ -50,6 +52,9 @@ class FaultConfig(_Model):
 
     latency_ms: float = Field(0.0, ge=0)
     latency_jitter_ms: float = Field(0.0, ge=0)
+    # The answer waits this long AFTER the request was processed and journaled: the window
+    # between "the server did it" and "the client knows" (kill the client in it).
+    answer_delay_ms: float = Field(0.0, ge=0)
     error_rate_500: float = Field(0.0, ge=0, le=1)
     error_rate_503: float = Field(0.0, ge=0, le=1)
     error_rate_429: float = Field(0.0, ge=0, le=1)
@@ -100,12 +105,20 @@ class Scenario(_Model):
 
 
 class SimConfig(_Model):
-    """Everything the simulator can be told at start (and partly later, via ``/_sim``)."""
+    """Everything the simulator can be told at start (and partly later, via ``/_sim``).
+
+    Workspaces: ``tokens`` and ``member_tokens`` belong to the default workspace
+    ``workspace_id``; ``workspace_tokens`` / ``workspace_member_tokens`` map further tokens to
+    the workspace(s) they belong to (the first one is used when a request names none).
+    """
 
     tokens: list[str] = Field(default_factory=lambda: ["sk_akua_test"])
     # Tokens that authenticate but are not workspace owners (DELETE is 403 for them).
     member_tokens: list[str] = Field(default_factory=list)
-    workspace_id: str = "ws_sim0000000000000"
+    workspace_id: str = Field("ws_sim0000000000000", min_length=1, max_length=53)
+    # token -> workspace id (or ids) it belongs to, as an owner / as a member
+    workspace_tokens: dict[str, str | list[str]] = Field(default_factory=dict)
+    workspace_member_tokens: dict[str, str | list[str]] = Field(default_factory=dict)
     organization_id: str = "org_sim000000000000"
     html_base: str = "https://akua.dev"
     step_seconds: float = Field(2.0, ge=0)
@@ -130,6 +143,11 @@ class SimConfig(_Model):
     delete_while_deleting_checks_etag: bool = False
     # 4. idempotency-key reuse: same call -> first result; other call/body -> this status.
     idempotency_mismatch_status: int = 422
+    # 4c. a replay is answered before the if-match, existence and state checks (else after
+    # them: a resent DELETE whose etag has changed since gets 409, after success 404).
+    idempotency_replay_before_checks: bool = True
+    # 4d. keys are forgotten this long after their first use (None: never).
+    idempotency_ttl_seconds: float | None = Field(None, gt=0)
     # 5. the etag changes on every change, including server-side state changes.
     etag_on_server_changes: bool = True
     # 6. after a successful delete, GET is 404 (else the cluster stays, state "deleting").
@@ -145,8 +163,90 @@ class SimConfig(_Model):
     remove_cluster_on_failed_create: bool = True
     # cluster.create operations are owned by the workspace (id revealed only on success).
     create_owner_is_cluster: bool = False
-    # akua-context must name the simulator's workspace (else 403).
+    # akua-context must name a workspace the token belongs to (else 403).
     enforce_context: bool = True
+
+    # --- checks of the simulator itself ---
+    # Validate every API response against the contract (openapi.json) and record violations
+    # (GET /_sim/violations, the journal's "violations"); needs the jsonschema package.
+    validate_responses: bool = False
+    # Where openapi.json is (None: $AKUA_OPENAPI, else shared/akua-api/openapi.json in a parent
+    # directory of the package).
+    contract_path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_workspace_list_per_token(self) -> Self:
+        default = set(self.tokens) | set(self.member_tokens)
+        mapped = set(self.workspace_tokens) | set(self.workspace_member_tokens)
+        both = (default & mapped) | (set(self.workspace_tokens) & set(self.workspace_member_tokens))
+        if both:
+            raise ValueError(f"{len(both)} token(s) listed twice (default workspace and mapped)")
+        for mapping in (self.workspace_tokens, self.workspace_member_tokens):
+            for value in mapping.values():
+                ids = [value] if isinstance(value, str) else value
+                if not ids or not all(1 <= len(ws) <= 53 for ws in ids):
+                    raise ValueError("a mapped token needs workspace ids of 1-53 characters")
+        return self
 
     def step_seconds_for(self, operation_type: str) -> float:
         return self.step_seconds_by_type.get(operation_type, self.step_seconds)
+
+    def workspaces_of(self, token: str) -> tuple[list[str], bool] | None:
+        """The workspaces ``token`` belongs to (its own first) and whether it is an owner
+        there; None for an unknown token."""
+        for mapping, owner in (
+            (self.workspace_tokens, True),
+            (self.workspace_member_tokens, False),
+        ):
+            value = mapping.get(token)
+            if value is not None:
+                return ([value] if isinstance(value, str) else list(value)), owner
+        if token in self.tokens:
+            return [self.workspace_id], True
+        if token in self.member_tokens:
+            return [self.workspace_id], False
+        return None
+
+    def all_workspaces(self) -> list[str]:
+        """Every workspace the configuration names, the default one first."""
+        out = [self.workspace_id]
+        for mapping in (self.workspace_tokens, self.workspace_member_tokens):
+            for value in mapping.values():
+                for ws in [value] if isinstance(value, str) else value:
+                    if ws not in out:
+                        out.append(ws)
+        return out
+
+    @classmethod
+    def from_profile(cls, name: str, **overrides: Any) -> SimConfig:
+        """A fresh configuration of a named profile (``PROFILES``) with ``overrides`` applied,
+        e.g. ``SimConfig.from_profile("contract", step_seconds=0.2)``."""
+        if name not in PROFILES:
+            raise ValueError(f"unknown simulator profile {name!r}; known: {', '.join(PROFILES)}")
+        return cls.model_validate({**PROFILES[name].model_dump(exclude_unset=True), **overrides})
+
+
+# What makes the default simulator kinder than the contract, flipped (docs/simulator.md,
+# "Profiles"). one_operation_per_cluster stays on.
+CONTRACT_PROFILE: dict[str, Any] = {
+    "conflict_includes_etag": False,  # no etag in 409 bodies: re-read the cluster
+    "delete_while_deleting_returns_operation": False,  # a second DELETE while one runs: 409
+    "wait_includes_steps": False,  # :wait without steps
+    "idempotency_mismatch_status": 409,
+    "etag_on_server_changes": False,  # etags change only on client writes
+    "create_owner_is_cluster": True,  # create operations owned by the cluster
+    "stale_read_seconds": 2.0,  # reads lag writes
+    "idempotency_replay_before_checks": False,  # replays checked after if-match and state
+    "idempotency_ttl_seconds": 600.0,  # keys expire after 10 minutes
+}
+
+# Named profiles. "contract" flips every switch above at once; "contract-only:<switch>" flips
+# that one alone (for the switches that interact). Treat these as read-only templates: start a
+# simulator with SimConfig.from_profile(name), which copies.
+PROFILES: dict[str, SimConfig] = {
+    "default": SimConfig(),
+    "contract": SimConfig(**CONTRACT_PROFILE),
+    **{
+        f"contract-only:{key}": SimConfig(**{key: value}) for key, value in CONTRACT_PROFILE.items()
+    },
+}

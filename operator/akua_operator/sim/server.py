@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -77,6 +77,11 @@ class SimServer:
     @property
     def admin_url(self) -> str:
         return f"{self.base}/_sim"
+
+    def violations(self) -> list[dict[str, Any]]:
+        """Responses that broke the contract or the guide so far (``validate_responses``):
+        each the journal entry's request, status and ``problems``. Empty when not validating."""
+        return self.sim.violations.read()
 
     def start(self, timeout: float = 15.0) -> Self:
         if self._thread is not None:

@@ -115,6 +115,7 @@ class OpRec:
     steps: list[StepRec]
     step_seconds: float
     prev_state: str
+    workspace_id: str = ""
     scenario: Scenario | None = None
     state: str = "RUNNING"
     completed_at: float | None = None
@@ -138,6 +139,7 @@ class IdemRec:
     op_id: str | None = None
     status: int = 200
     body: dict[str, Any] | None = None
+    created_at: float = 0.0
 
 
 @dataclass
@@ -173,6 +175,7 @@ class SimState:
         self.config = config
         self.clock = clock
         self.lock = threading.RLock()
+        self.started_at = clock.now()
         self.reset()
 
     # --- bookkeeping ------------------------------------------------------------------------
@@ -184,7 +187,8 @@ class SimState:
             self.clusters: dict[str, ClusterRec] = {}
             self.deleted: dict[str, ClusterRec] = {}
             self.ops: dict[str, OpRec] = {}
-            self.idem: dict[str, IdemRec] = {}
+            # idempotency keys are deduplicated per workspace: (workspace id, key)
+            self.idem: dict[tuple[str, str], IdemRec] = {}
             self.stale: dict[str, StaleRec] = {}
             self.scenarios: list[Scenario] = [s.model_copy() for s in self.config.scenarios]
             self.faults = self.config.faults.model_copy()
@@ -253,7 +257,7 @@ class SimState:
         )
         out: dict[str, Any] = {
             "id": op.id,
-            "workspace_id": self.config.workspace_id,
+            "workspace_id": op.workspace_id or self.config.workspace_id,
             "organization_id": self.config.organization_id,
             "owner_type": op.owner_type,
             "owner_id": op.owner_id,
@@ -309,7 +313,7 @@ class SimState:
     ) -> OpRec:
         scenario = self._take_scenario(op_type, cluster.id, cluster.name)
         if op_type == "cluster.create" and not self.config.create_owner_is_cluster:
-            owner_type, owner_id = "workspace", self.config.workspace_id
+            owner_type, owner_id = "workspace", cluster.workspace_id
         else:
             owner_type, owner_id = "cluster", cluster.id
         op = OpRec(
@@ -324,6 +328,7 @@ class SimState:
             steps=[StepRec(name) for name in STEP_NAMES[op_type]],
             step_seconds=self.config.step_seconds_for(op_type),
             prev_state=cluster.state,
+            workspace_id=cluster.workspace_id,
             scenario=scenario,
             cursor=now,
         )
@@ -484,11 +489,23 @@ class SimState:
     def fingerprint(method: str, path: str, body: Any) -> str:
         return json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
 
-    def _replay(self, key: str | None, fingerprint: str) -> tuple[int, dict[str, Any]] | None:
+    def _ws(self, ws: str | None) -> str:
+        return ws if ws is not None else self.config.workspace_id
+
+    def _replay(
+        self, ws: str, key: str | None, fingerprint: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """The first answer to a request repeated with the same key in the same workspace; an
+        error when the key was used for another request; None when the key is new (or expired:
+        ``idempotency_ttl_seconds``)."""
         if key is None:
             return None
-        rec = self.idem.get(key)
+        rec = self.idem.get((ws, key))
         if rec is None:
+            return None
+        ttl = self.config.idempotency_ttl_seconds
+        if ttl is not None and self.clock.now() - rec.created_at >= ttl:
+            del self.idem[(ws, key)]
             return None
         if rec.fingerprint != fingerprint:
             raise SimError(
@@ -504,30 +521,57 @@ class SimState:
         assert rec.body is not None
         return rec.status, copy.deepcopy(rec.body)
 
+    def _replay_first(
+        self, ws: str, key: str | None, fingerprint: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """``_replay`` when replays are answered before any other check (decision 4)."""
+        if not self.config.idempotency_replay_before_checks:
+            return None
+        return self._replay(ws, key, fingerprint)
+
+    def _replay_last(
+        self, ws: str, key: str | None, fingerprint: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """``_replay`` when replays are answered only after if-match and state checks."""
+        if self.config.idempotency_replay_before_checks:
+            return None
+        return self._replay(ws, key, fingerprint)
+
+    def _remember(self, ws: str, key: str | None, rec: IdemRec) -> None:
+        if key is not None:
+            rec.created_at = self.clock.now()
+            self.idem[(ws, key)] = rec
+
     # --- cluster API ------------------------------------------------------------------------
 
-    def _cluster(self, cluster_id: str) -> ClusterRec:
+    def _cluster(self, cluster_id: str, ws: str | None = None) -> ClusterRec:
+        """The cluster, 404 when it does not exist or belongs to another workspace (``ws``;
+        None: the default workspace)."""
         cluster = self.clusters.get(cluster_id)
-        if cluster is None:
+        if cluster is None or cluster.workspace_id != self._ws(ws):
             raise not_found("cluster", cluster_id)
         return cluster
 
-    def get_cluster(self, cluster_id: str) -> dict[str, Any]:
+    def get_cluster(self, cluster_id: str, ws: str | None = None) -> dict[str, Any]:
         with self.lock:
+            ws = self._ws(ws)
             now = self.clock.now()
             self._advance_cluster(cluster_id, now)
             stale = self.stale.get(cluster_id)
             if stale is not None and stale.until > now:
-                if stale.snapshot is None:
+                if stale.snapshot is None or stale.snapshot.get("workspace_id") != ws:
                     raise not_found("cluster", cluster_id)
                 return copy.deepcopy(stale.snapshot)
-            return self.cluster_json(self._cluster(cluster_id))
+            return self.cluster_json(self._cluster(cluster_id, ws))
 
-    def list_clusters(self, limit: int, cursor: str | None) -> dict[str, Any]:
+    def list_clusters(
+        self, limit: int, cursor: str | None, ws: str | None = None
+    ) -> dict[str, Any]:
         with self.lock:
+            ws = self._ws(ws)
             self.advance_all()
             after = decode_cursor(cursor) if cursor else 0
-            items = [c for c in self.clusters.values() if c.seq > after]
+            items = [c for c in self.clusters.values() if c.seq > after and c.workspace_id == ws]
             items.sort(key=lambda c: c.seq)
             page = items[:limit]
             has_more = len(items) > limit
@@ -546,6 +590,7 @@ class SimState:
         cluster_id: str | None = None,
         region_id: str = "reg_sim",
         delete_blocked_reason: str | None = None,
+        workspace_id: str | None = None,
     ) -> dict[str, Any]:
         with self.lock:
             now = self.clock.now()
@@ -556,7 +601,7 @@ class SimState:
                 id=cid,
                 seq=self._next_seq(),
                 name=name,
-                workspace_id=self.config.workspace_id,
+                workspace_id=self._ws(workspace_id),
                 state=state,
                 provider=provider,
                 reconciling=False,
@@ -572,15 +617,18 @@ class SimState:
 
     def set_delete_blocker(self, cluster_id: str, reason: str | None) -> dict[str, Any]:
         with self.lock:
-            cluster = self._cluster(cluster_id)
+            cluster = self.clusters.get(cluster_id)
+            if cluster is None:
+                raise not_found("cluster", cluster_id)
             cluster.delete_blocked_reason = reason
             return self.cluster_json(cluster)
 
     def create_cluster(
-        self, body: dict[str, Any], key: str | None, fingerprint: str
+        self, body: dict[str, Any], key: str | None, fingerprint: str, ws: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         with self.lock:
-            replay = self._replay(key, fingerprint)
+            ws = self._ws(ws)
+            replay = self._replay(ws, key, fingerprint)
             if replay is not None:
                 return replay
             now = self.clock.now()
@@ -588,7 +636,7 @@ class SimState:
                 id=self._new_id("clu_"),
                 seq=self._next_seq(),
                 name=body["name"],
-                workspace_id=self.config.workspace_id,
+                workspace_id=ws,
                 state="provisioning",
                 provider="managed_kaas",
                 reconciling=True,
@@ -606,20 +654,20 @@ class SimState:
                 now,
                 {
                     "type": "cluster.create",
-                    "workspace_id": self.config.workspace_id,
+                    "workspace_id": ws,
                     "region_id": body["region_id"],
                     "name": body["name"],
                 },
             )
-            if key is not None:
-                self.idem[key] = IdemRec(fingerprint, op_id=op.id, status=202)
+            self._remember(ws, key, IdemRec(fingerprint, op_id=op.id, status=202))
             return 202, self.op_json(op)
 
     def import_cluster(
-        self, body: dict[str, Any], key: str | None, fingerprint: str
+        self, body: dict[str, Any], key: str | None, fingerprint: str, ws: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         with self.lock:
-            replay = self._replay(key, fingerprint)
+            ws = self._ws(ws)
+            replay = self._replay(ws, key, fingerprint)
             if replay is not None:
                 return replay
             now = self.clock.now()
@@ -627,7 +675,7 @@ class SimState:
                 id=self._new_id("clu_"),
                 seq=self._next_seq(),
                 name=body["name"],
-                workspace_id=self.config.workspace_id,
+                workspace_id=ws,
                 state="active",
                 provider="imported_byoc",
                 reconciling=False,
@@ -641,8 +689,7 @@ class SimState:
             self.clusters[cluster.id] = cluster
             self._remember_stale(cluster.id, None, now)
             result = self.cluster_json(cluster)
-            if key is not None:
-                self.idem[key] = IdemRec(fingerprint, status=200, body=copy.deepcopy(result))
+            self._remember(ws, key, IdemRec(fingerprint, status=200, body=copy.deepcopy(result)))
             return 200, result
 
     def _check_mutation(
@@ -673,15 +720,21 @@ class SimState:
         if_match: str,
         key: str | None,
         fingerprint: str,
+        *,
+        ws: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         with self.lock:
+            ws = self._ws(ws)
             now = self.clock.now()
             self._advance_cluster(cluster_id, now)
-            replay = self._replay(key, fingerprint)
+            replay = self._replay_first(ws, key, fingerprint)
             if replay is not None:
                 return replay
-            cluster = self._cluster(cluster_id)
+            cluster = self._cluster(cluster_id, ws)
             self._check_mutation(cluster, if_match)
+            replay = self._replay_last(ws, key, fingerprint)
+            if replay is not None:
+                return replay
             before = self.cluster_json(cluster)
             if "name" in body:
                 cluster.name = body["name"]
@@ -694,8 +747,7 @@ class SimState:
             self._bump(cluster, now)
             self._remember_stale(cluster_id, before, now)
             result = self.cluster_json(cluster)
-            if key is not None:
-                self.idem[key] = IdemRec(fingerprint, status=200, body=copy.deepcopy(result))
+            self._remember(ws, key, IdemRec(fingerprint, status=200, body=copy.deepcopy(result)))
             return 200, result
 
     def cluster_operation(
@@ -707,15 +759,17 @@ class SimState:
         fingerprint: str,
         *,
         owner: bool = True,
+        ws: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """DELETE, :suspend and :resume."""
         with self.lock:
+            ws = self._ws(ws)
             now = self.clock.now()
             self._advance_cluster(cluster_id, now)
-            replay = self._replay(key, fingerprint)
+            replay = self._replay_first(ws, key, fingerprint)
             if replay is not None:
                 return replay
-            cluster = self._cluster(cluster_id)
+            cluster = self._cluster(cluster_id, ws)
             if op_type == "cluster.delete" and not owner:
                 raise SimError(
                     403,
@@ -731,8 +785,10 @@ class SimState:
             ):
                 if self.config.delete_while_deleting_checks_etag:
                     self._check_mutation(cluster, if_match, check_running=False)
-                if key is not None:
-                    self.idem[key] = IdemRec(fingerprint, op_id=running.id, status=202)
+                replay = self._replay_last(ws, key, fingerprint)
+                if replay is not None:
+                    return replay
+                self._remember(ws, key, IdemRec(fingerprint, op_id=running.id, status=202))
                 return 202, self.op_json(running)
             self._check_mutation(cluster, if_match)
             if op_type == "cluster.delete" and cluster.delete_blocked_reason:
@@ -753,30 +809,34 @@ class SimState:
                     CODE_FAILED_PRECONDITION,
                     f"FAILED_PRECONDITION: cluster is {cluster.state}, not suspended",
                 )
+            replay = self._replay_last(ws, key, fingerprint)
+            if replay is not None:
+                return replay
             before = self.cluster_json(cluster)
             op = self._start_op(op_type, cluster, now, {"type": op_type, "cluster_id": cluster.id})
             self._remember_stale(cluster_id, before, now)
-            if key is not None:
-                self.idem[key] = IdemRec(fingerprint, op_id=op.id, status=202)
+            self._remember(ws, key, IdemRec(fingerprint, op_id=op.id, status=202))
             return 202, self.op_json(op)
 
     # --- operations API ---------------------------------------------------------------------
 
-    def _op(self, op_id: str) -> OpRec:
+    def _op(self, op_id: str, ws: str | None = None, *, any_workspace: bool = False) -> OpRec:
         op = self.ops.get(op_id)
-        if op is None:
+        if op is None or (not any_workspace and op.workspace_id != self._ws(ws)):
             raise not_found("operation", op_id)
         return op
 
-    def get_operation(self, op_id: str, *, steps: bool = True) -> dict[str, Any]:
+    def get_operation(
+        self, op_id: str, *, steps: bool = True, ws: str | None = None
+    ) -> dict[str, Any]:
         with self.lock:
-            op = self._op(op_id)
+            op = self._op(op_id, ws)
             self._advance(op, self.clock.now())
             return self.op_json(op, steps=steps)
 
     def operation_done(self, op_id: str) -> bool:
         with self.lock:
-            op = self._op(op_id)
+            op = self._op(op_id, any_workspace=True)
             self._advance(op, self.clock.now())
             return op.done
 
@@ -784,7 +844,7 @@ class SimState:
         """How long until the operation may change by itself: 0 when done, None when it waits
         for a person (approval) or forever (stall)."""
         with self.lock:
-            op = self._op(op_id)
+            op = self._op(op_id, any_workspace=True)
             now = self.clock.now()
             self._advance(op, now)
             if op.done:
@@ -800,13 +860,14 @@ class SimState:
             return max(0.0, op.cursor + op.step_seconds - now)
 
     def cancel_operation(
-        self, op_id: str, key: str | None, fingerprint: str
+        self, op_id: str, key: str | None, fingerprint: str, ws: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         with self.lock:
-            replay = self._replay(key, fingerprint)
+            ws = self._ws(ws)
+            replay = self._replay_first(ws, key, fingerprint)
             if replay is not None:
                 return replay
-            op = self._op(op_id)
+            op = self._op(op_id, ws)
             now = self.clock.now()
             self._advance(op, now)
             if op.done:
@@ -815,16 +876,18 @@ class SimState:
                     CODE_FAILED_PRECONDITION,
                     f"FAILED_PRECONDITION: operation is already {op.state}",
                 )
+            replay = self._replay_last(ws, key, fingerprint)
+            if replay is not None:
+                return replay
             if op.cancel_requested_at is None:
                 op.cancel_requested_at = now
             self._advance(op, now)
-            if key is not None:
-                self.idem[key] = IdemRec(fingerprint, op_id=op.id, status=202)
+            self._remember(ws, key, IdemRec(fingerprint, op_id=op.id, status=202))
             return 202, self.op_json(op)
 
     def approve(self, op_id: str, step: str | None) -> dict[str, Any]:
         with self.lock:
-            op = self._op(op_id)
+            op = self._op(op_id, any_workspace=True)
             now = self.clock.now()
             self._advance(op, now)
             if op.done:
@@ -835,15 +898,24 @@ class SimState:
             return self.op_json(op)
 
     def list_operations(
-        self, limit: int, cursor: str | None, owner_type: str | None, owner_id: str | None
+        self,
+        limit: int,
+        cursor: str | None,
+        owner_type: str | None,
+        owner_id: str | None,
+        ws: str | None = None,
     ) -> dict[str, Any]:
         with self.lock:
+            ws = self._ws(ws)
             self.advance_all()
             before = decode_cursor(cursor) if cursor else None
             items = [
                 op
                 for op in self.ops.values()
-                if (owner_type is None or (op.owner_type == owner_type and op.owner_id == owner_id))
+                if op.workspace_id == ws
+                and (
+                    owner_type is None or (op.owner_type == owner_type and op.owner_id == owner_id)
+                )
                 and (before is None or op.seq < before)
             ]
             items.sort(key=lambda op: op.seq, reverse=True)
@@ -854,6 +926,33 @@ class SimState:
                 "has_more": has_more,
                 "next_cursor": encode_cursor(page[-1].seq) if has_more and page else None,
             }
+
+    # --- workspaces -------------------------------------------------------------------------
+
+    def workspace_json(self, ws: str) -> dict[str, Any]:
+        return {
+            "id": ws,
+            "name": f"Simulated {ws}",
+            "slug": ws.replace("_", "-"),
+            "plan": {"tier": "sim", "billed_by": "platform"},
+            "workspace_class": "standard",
+            "created_at": int(self.started_at),
+            "updated_at": int(self.started_at),
+            "etag": "1",
+        }
+
+    def list_workspaces(
+        self, workspaces: list[str], limit: int, cursor: str | None
+    ) -> dict[str, Any]:
+        """A ``WorkspaceList`` of ``workspaces`` (the caller's), in the given order."""
+        start = decode_cursor(cursor) if cursor else 0
+        page = workspaces[start : start + limit]
+        has_more = start + limit < len(workspaces)
+        return {
+            "data": [self.workspace_json(ws) for ws in page],
+            "has_more": has_more,
+            "next_cursor": encode_cursor(start + limit) if has_more else None,
+        }
 
     # --- admin ------------------------------------------------------------------------------
 
