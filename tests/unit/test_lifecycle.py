@@ -347,6 +347,23 @@ def test_name_drift_is_patched_with_if_match_and_a_409_rereads() -> None:
     assert conds(d)["Ready"][:2] == ("True", "Active")
 
 
+def test_a_409_without_etag_and_a_stale_reread_never_resend_the_refused_etag() -> None:
+    # No etag in the 409 (the contract promises none) and a re-read that still shows the etag
+    # just refused (no read-your-writes): read again after a backoff, never PATCH with it.
+    f = living(spec={"clusterId": CID, "name": "prod"})
+    d = decide(f)
+    d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e1")))
+    assert isinstance(d.action, RenameCluster)
+    d = decide(then(f, d), ApiFailed(AkuaConflict("ABORTED", status=409), d.action))
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
+    d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e1")))
+    assert isinstance(d.action, Requeue) and "stale read" in d.action.reason
+    d = decide(then(f, d))
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
+    d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e2")))
+    assert d.action == RenameCluster(CID, "prod", "e2", f"{UID}-rename-2", workspace="ws_1")
+
+
 def test_endless_conflicts_back_off() -> None:
     f = living(spec={"clusterId": CID, "name": "prod"})
     d = decide(f)
@@ -459,13 +476,13 @@ def test_a_read_lagging_our_accepted_suspend_is_read_again_not_acted_on() -> Non
     d = decide(then(f, d), ClusterObserved(cluster(state="suspended", etag="e2")))
     assert isinstance(d.action, Idle)
     assert conds(d)["Ready"] == ("True", "Suspended", 4)
-    assert d.status.lifecycle is not None and d.status.lifecycle.written_etag is None
+    assert d.status.lifecycle is not None and d.status.lifecycle.stale_etag is None
 
 
 def test_a_read_that_keeps_the_written_etag_is_taken_after_max_conflicts() -> None:
     # An Akua that does not change the etag on an accepted write cannot stall the lifecycle.
     spec = {"clusterId": CID, "suspended": True}
-    status = {"clusterId": CID, "etag": "e1", "lifecycle": {"writtenEtag": "e1"}}
+    status = {"clusterId": CID, "etag": "e1", "lifecycle": {"staleEtag": "e1"}}
     f = living(spec=spec, generation=4, status=status)
     d = decide(f)
     seen = []

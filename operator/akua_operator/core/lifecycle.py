@@ -656,19 +656,20 @@ def _on_cluster(
 def _written(lc: LifecycleStatus) -> None:
     """Akua accepted the pending rename/suspend/resume: remember the etag it was sent with."""
     if lc.pending is not None and lc.pending_if_match is not None:
-        lc.written_etag = lc.pending_if_match
+        lc.stale_etag = lc.pending_if_match
         lc.stale_reads = 0
 
 
 def _stale_read(facts: Facts, lc: LifecycleStatus, cluster: Cluster) -> Action | None:
-    """A read that still shows the etag of a write Akua accepted lags that write: the contract
-    promises no read-your-writes, and acting on it would repeat the write (or report drift
-    that is not there). Read again after a backoff; after ``max_conflicts`` such reads in a row
-    the read is taken as it is (so an Akua that keeps the etag cannot stop the lifecycle)."""
-    if lc.written_etag is None:
+    """A read that still shows the etag of a write Akua accepted, or one it just refused as
+    stale, lags: the contract promises no read-your-writes, and acting on it would repeat the
+    write (or report drift that is not there) only to get a 409. Read again after a backoff;
+    after ``max_conflicts`` such reads in a row the read is taken as it is (so an Akua that
+    keeps the etag cannot stop the lifecycle)."""
+    if lc.stale_etag is None:
         return None
-    if cluster.etag != lc.written_etag or lc.stale_reads >= facts.tuning.max_conflicts:
-        lc.written_etag = None
+    if cluster.etag != lc.stale_etag or lc.stale_reads >= facts.tuning.max_conflicts:
+        lc.stale_etag = None
         lc.stale_reads = 0
         return None
     lc.stale_reads += 1
@@ -910,6 +911,10 @@ def _on_conflict(
     kind: str,
 ) -> Action:
     lc = _lc(status)
+    if not error.active_operation_id and lc.pending_if_match is not None:
+        # Refused as stale: a re-read that still shows it lags (see _stale_read).
+        lc.stale_etag = lc.pending_if_match
+        lc.stale_reads = 0
     lc.pending = None  # answered: never resend a stale etag
     lc.pending_key = None
     lc.pending_if_match = None
