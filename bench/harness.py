@@ -617,8 +617,11 @@ class SimProcess:
         seed: int = 0,
         journal_max: int = 2_000_000,
         wait_poll_seconds: float = 0.05,
+        config: dict[str, Any] | None = None,
     ) -> None:
+        """``config``: further SimConfig settings (e.g. a profile's, ``validate_responses``)."""
         self.workdir = workdir
+        self.extra_config = dict(config or {})
         self.token = token
         self.step_seconds = step_seconds
         self.seed = seed
@@ -648,6 +651,7 @@ class SimProcess:
             "seed": self.seed,
             "journal_max": self.journal_max,
             "wait_poll_seconds": self.wait_poll_seconds,
+            **self.extra_config,
         }
         with self.log_file.open("ab") as log:
             self.popen = subprocess.Popen(

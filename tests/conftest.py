@@ -309,3 +309,43 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_line(
         f"control plane ({cp.server}): {', '.join(parts) or 'did not start'}; logs in {cp.logs_dir}"
     )
+
+
+# --- every simulator a test starts validates its responses ------------------------------------
+
+# tests/akua checks responses with its own contract-checking transport, and some of its tests
+# make the simulator break the contract on purpose (to test the validator); bench/ is exempt.
+_OWN_VALIDATION = ("tests/akua/",)
+
+
+@pytest.fixture(autouse=True)
+def _simulators_validate(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Any simulator (``SimApp``: in-process, ``SimServer``, or behind ``SimTransport``) made
+    during a test runs with ``validate_responses`` on, and the test fails at teardown if it
+    sent anything the contract does not allow (tests/simcheck.py). Simulators in another
+    process (the chaos suite's) are checked by the fixture that starts them."""
+    path = str(request.node.path).replace("\\", "/")
+    if any(part in path for part in _OWN_VALIDATION):
+        yield
+        return
+    from akua_operator.sim.app import SimApp
+    from simcheck import assert_no_violations
+
+    made: list[SimApp] = []
+    original = SimApp.__init__
+
+    def validating_init(self: SimApp, config: Any = None, **kwargs: Any) -> None:
+        from akua_operator.sim.config import SimConfig
+
+        config = (config or SimConfig()).model_copy(update={"validate_responses": True})
+        original(self, config, **kwargs)
+        made.append(self)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(SimApp, "__init__", validating_init)
+    try:
+        yield
+    finally:
+        mp.undo()
+    for app in made:
+        assert_no_violations(app)

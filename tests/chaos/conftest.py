@@ -69,6 +69,7 @@ from typing import Any  # noqa: E402
 import httpx  # noqa: E402
 
 import harness  # noqa: E402  (bench/harness.py)
+from akua_operator.sim.config import PROFILES  # noqa: E402
 from simcheck import assert_no_violations  # noqa: E402  (tests/simcheck.py)
 
 
@@ -84,17 +85,34 @@ def token() -> str:
     return f"sk_akua_chaos_{secrets.token_hex(12)}"
 
 
+# The simulator profiles the chaos tests run under (docs/testing.md, "Simulator profiles"):
+# every test that runs a simulator runs against the default one and against "contract" (every
+# gap decision flipped to what the contract alone promises).
+SIM_PROFILES = ("default", "contract")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "sim_profile" in metafunc.fixturenames:
+        metafunc.parametrize("sim_profile", SIM_PROFILES)
+
+
 @pytest.fixture
-def sim(tmp_path: Path, token: str) -> Iterator[harness.SimProcess]:
-    """The simulator in its own process; steps of 0.5 s (a deletion takes 2 s). It checks every
-    response it sends against the contract; the test fails (at teardown) if any broke it."""
-    proc = harness.SimProcess(tmp_path / "sim", token=token, step_seconds=0.5, seed=7)
+def sim(tmp_path: Path, token: str, sim_profile: str) -> Iterator[harness.SimProcess]:
+    """The simulator in its own process under the test's profile (``sim_profile``); steps of
+    0.5 s (a deletion takes 2 s). It checks every response it sends against the contract from
+    its first one; the test fails (at teardown) if any broke it."""
+    settings = {
+        **PROFILES[sim_profile].model_dump(mode="json", exclude_unset=True),
+        "validate_responses": True,
+    }
+    proc = harness.SimProcess(
+        tmp_path / "sim", token=token, step_seconds=0.5, seed=7, config=settings
+    )
     proc.start()
     try:
         admin = f"{proc.base}/_sim"
-        httpx.patch(
-            f"{admin}/config", json={"validate_responses": True}, timeout=30
-        ).raise_for_status()
+        shown = httpx.get(f"{admin}/config", timeout=30).json()
+        assert all(shown[k] == v for k, v in settings.items()), f"not profile {sim_profile}"
         yield proc
         assert_no_violations(admin)
     finally:

@@ -13,7 +13,7 @@ import pytest
 from e2e_helpers import CRD, TOKEN, Operator, Sim
 
 from akua_operator.sim.clock import Clock
-from akua_operator.sim.config import SimConfig
+from akua_operator.sim.config import PROFILES, SimConfig
 from akua_operator.sim.server import SimServer
 from simcheck import assert_no_violations
 
@@ -24,9 +24,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+# The simulator profiles each module's tests run under (docs/testing.md, "Simulator profiles"):
+# the deletion and lifecycle tests run against the default simulator and against "contract",
+# every gap decision flipped to what the contract alone promises. A module not named here runs
+# under "default" only.
+PROFILES_BY_MODULE: dict[str, tuple[str, ...]] = {
+    "test_deletion": ("default", "contract"),
+    "test_lifecycle_e2e": ("default", "contract"),
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "sim_profile" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rsplit(".", 1)[-1]
+        metafunc.parametrize("sim_profile", PROFILES_BY_MODULE.get(module, ("default",)))
+
+
 @pytest.fixture
 def sim_config() -> SimConfig:
     return SimConfig(step_seconds=0.5)
+
+
+def profiled(sim_config: SimConfig, profile: str) -> SimConfig:
+    """``sim_config`` on top of the named profile: what the test set explicitly wins, every
+    other setting comes from the profile; response validation always on. A test may not set
+    back what the profile flips (it would run a kinder simulator under the profile's name)."""
+    explicit = sim_config.model_dump(exclude_unset=True)
+    if profile != "default":
+        flipped = set(explicit) & set(PROFILES[profile].model_fields_set)
+        assert not flipped, f"sim_config sets {sorted(flipped)}, which profile {profile} flips"
+    return SimConfig.from_profile(profile, **explicit, validate_responses=True)
 
 
 @pytest.fixture
@@ -38,15 +65,11 @@ def sim_clock() -> Clock | None:
 
 
 @pytest.fixture
-def sim(sim_config: SimConfig, sim_clock: Clock | None) -> Iterator[Sim]:
-    """The simulator; it checks every response it sends against the contract, and the test
-    fails (at teardown) if any broke it (tests/simcheck.py). AKUA_SIM_PROFILE=NAME starts it
-    from a named profile (the test's own settings applied over it)."""
-    profile = os.environ.get("AKUA_SIM_PROFILE")  # e.g. "contract" (docs/simulator.md)
-    if profile:
-        sim_config = SimConfig.from_profile(profile, **sim_config.model_dump(exclude_unset=True))
-    config = sim_config.model_copy(update={"validate_responses": True})
-    with SimServer(config, clock=sim_clock) as server:
+def sim(sim_config: SimConfig, sim_profile: str, sim_clock: Clock | None) -> Iterator[Sim]:
+    """The simulator under the test's profile (``sim_profile``: "default" or "contract"); it
+    checks every response it sends against the contract, and the test fails (at teardown) if
+    any broke it (tests/simcheck.py)."""
+    with SimServer(profiled(sim_config, sim_profile), clock=sim_clock) as server:
         s = Sim(server)
         yield s
         s.http.close()

@@ -173,6 +173,8 @@ def test_make_demo_shows_the_lifecycle_and_cleans_up(testbin: Path) -> None:
     assert re.search(r"Deleted +Akua cluster " + cluster_id.group(1), deleting), deleting
     # And the Akua side agrees.
     assert f"GET /clusters/{cluster_id.group(1)} answers 404" in deleting, deleting
+    # The simulator validated every answer against the contract (--validate-responses).
+    assert "akua-sim: every answer matched the Akua contract (0 violations)" in deleting, deleting
 
     assert re.search(r"stopped akua-operator \(pid \d+\)", out), out
     assert "removed " + str(demo.workdir()) in out, out

@@ -433,6 +433,48 @@ def test_409_without_etag_rereads_never_resends_stale_etag() -> None:
     assert decide(advance(f, d)).action == ObserveCluster(CID)
 
 
+def test_a_stale_reread_after_409_never_resends_the_refused_etag() -> None:
+    # The contract promises no read-your-writes: the re-read after an etag mismatch may still
+    # show the etag Akua just refused. Sending it again can only get another 409.
+    f = facts(status={"etag": "stale"})
+    d = decide(f)
+    f = advance(f, d)
+    d = decide(f, ApiFailed(conflict(), d.action))
+    assert d.action == ObserveCluster(CID)
+    f = advance(f, d)
+    d = decide(f, ClusterObserved(cluster(etag="stale")))
+    assert isinstance(d.action, Requeue)
+    assert "stale read" in d.action.reason
+    assert d.status.deletion is not None and d.status.deletion.next_attempt_at is not None
+    f = replace(advance(f, d), now=NOW + timedelta(seconds=d.action.delay))
+    d = decide(f)  # after the backoff: read again, and the fresh read is used
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
+    f = advance(f, d)
+    d = decide(f, ClusterObserved(cluster(etag="current")))
+    assert d.action == DeleteCluster(CID, "current", f"{UID}-delete-1-2", workspace="ws_1")
+
+
+def test_after_a_409_naming_a_running_operation_the_same_etag_is_sent_again() -> None:
+    # Etags need not change on Akua's own changes: once the operation that refused the DELETE
+    # ended, the etag the DELETE carried may be the current one (not a stale read).
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    d = decide(f, ApiFailed(conflict(active_operation_id="op_susp"), d.action))
+    f = advance(f, d)
+    done = operation(
+        "op_susp",
+        op_type="cluster.suspend",
+        state="SUCCEEDED",
+        steps=[step("drain_workloads", "completed")],
+    )
+    d = decide(f, OperationObserved(done))
+    assert isinstance(d.action, ObserveCluster)
+    f = advance(f, d)
+    d = decide(f, ClusterObserved(cluster(etag="e1", state="suspended")))
+    assert d.action == DeleteCluster(CID, "e1", f"{UID}-delete-1-2", workspace="ws_1")
+
+
 def test_409_loop_is_bounded() -> None:
     def world(action: Action) -> Observation:
         if isinstance(action, DeleteCluster):

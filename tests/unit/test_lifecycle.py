@@ -347,6 +347,23 @@ def test_name_drift_is_patched_with_if_match_and_a_409_rereads() -> None:
     assert conds(d)["Ready"][:2] == ("True", "Active")
 
 
+def test_a_409_without_etag_and_a_stale_reread_never_resend_the_refused_etag() -> None:
+    # No etag in the 409 (the contract promises none) and a re-read that still shows the etag
+    # just refused (no read-your-writes): read again after a backoff, never PATCH with it.
+    f = living(spec={"clusterId": CID, "name": "prod"})
+    d = decide(f)
+    d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e1")))
+    assert isinstance(d.action, RenameCluster)
+    d = decide(then(f, d), ApiFailed(AkuaConflict("ABORTED", status=409), d.action))
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
+    d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e1")))
+    assert isinstance(d.action, Requeue) and "stale read" in d.action.reason
+    d = decide(then(f, d))
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
+    d = decide(then(f, d), ClusterObserved(cluster(name="renamed-in-ui", etag="e2")))
+    assert d.action == RenameCluster(CID, "prod", "e2", f"{UID}-rename-2", workspace="ws_1")
+
+
 def test_endless_conflicts_back_off() -> None:
     f = living(spec={"clusterId": CID, "name": "prod"})
     d = decide(f)
@@ -435,6 +452,46 @@ def test_suspend_is_mirrored_and_enacted_once() -> None:
     assert d.status.lifecycle is not None
     assert d.status.lifecycle.enacted_generation == 4
     assert d.status.lifecycle.enacted_suspended is True
+
+
+def test_a_read_lagging_our_accepted_suspend_is_read_again_not_acted_on() -> None:
+    # Akua promises no read-your-writes: right after our suspend succeeded, a read may still
+    # show the cluster as it was before (active, the etag the :suspend was sent with). Acting
+    # on it would send :suspend again (a 409); it is read again after a backoff instead.
+    spec = {"clusterId": CID, "suspended": True}
+    f = living(spec=spec, generation=4)
+    d = decide(f)
+    d = decide(then(f, d), ClusterObserved(cluster(etag="e1")))
+    assert isinstance(d.action, SuspendCluster)
+    d = decide(then(f, d), OperationObserved(suspend_op(), accepted=True))
+    d = decide(then(f, d), OperationObserved(suspend_op("SUCCEEDED")))
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
+    for _ in range(2):  # stale, twice
+        d = decide(then(f, d), ClusterObserved(cluster(state="active", etag="e1")))
+        assert isinstance(d.action, Requeue) and "stale read" in d.action.reason
+        assert d.events == ()
+        assert set(d.status_patch or {}) == {"lifecycle"}  # the stale read is not recorded
+        d = decide(then(f, d))
+        assert d.action == ObserveCluster(CID, workspace="ws_1")
+    d = decide(then(f, d), ClusterObserved(cluster(state="suspended", etag="e2")))
+    assert isinstance(d.action, Idle)
+    assert conds(d)["Ready"] == ("True", "Suspended", 4)
+    assert d.status.lifecycle is not None and d.status.lifecycle.stale_etag is None
+
+
+def test_a_read_that_keeps_the_written_etag_is_taken_after_max_conflicts() -> None:
+    # An Akua that does not change the etag on an accepted write cannot stall the lifecycle.
+    spec = {"clusterId": CID, "suspended": True}
+    status = {"clusterId": CID, "etag": "e1", "lifecycle": {"staleEtag": "e1"}}
+    f = living(spec=spec, generation=4, status=status)
+    d = decide(f)
+    seen = []
+    for _ in range(f.tuning.max_conflicts + 1):
+        d = decide(then(f, d), ClusterObserved(cluster(state="suspended", etag="e1")))
+        seen.append(type(d.action).__name__)
+        f = then(f, d)
+        d = decide(f)
+    assert seen == ["Requeue"] * f.tuning.max_conflicts + ["Idle"]
 
 
 def test_resume_when_spec_says_not_suspended() -> None:

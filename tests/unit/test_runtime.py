@@ -27,7 +27,7 @@ from akua_operator.kube import ObjectRef, SecretNotFound, TokenSource
 from akua_operator.resource.models import CredentialsSpec
 from akua_operator.settings import Settings
 from akua_operator.sim.app import SimApp, create_app
-from akua_operator.sim.config import SimConfig
+from akua_operator.sim.config import Scenario, SimConfig
 from akua_operator.sim.server import SimServer
 from akua_operator.sim.transport import SimTransport
 
@@ -489,4 +489,39 @@ async def test_an_unreadable_status_holds_the_deletion_without_any_call() -> Non
     assert (stalled["status"], stalled["reason"]) == ("True", "RecordsLost")
     assert "deletion.attempt" in stalled["message"]
     assert kube.status["deletion"] == {"attempt": "not a number"}  # left as it was
+    await runtime.client.aclose()
+
+
+async def test_a_wait_answer_without_steps_is_completed_from_get_operation() -> None:
+    # The contract does not promise steps in :wait's answer; the runtime reads
+    # GET /operations/{id} for them instead of reporting "no steps" (a FAILED operation whose
+    # failed step is unknown must not look like one without a retryable step).
+    from akua_operator.core.types import FollowOperation, OperationObserved
+
+    failing = Scenario(
+        operation_type="cluster.delete", mode="fail", step="delete_workers", retryable=True
+    )
+    sim = create_app(SimConfig(step_seconds=0.05, wait_includes_steps=False, scenarios=[failing]))
+    cluster_id = await seed(sim)
+    transport = SimTransport(sim)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim/v1") as http:
+        headers = {"authorization": f"Bearer {TOKEN}"}
+        etag = (await http.get(f"/clusters/{cluster_id}", headers=headers)).json()["etag"]
+        headers["if-match"] = etag
+        op_id = (await http.delete(f"/clusters/{cluster_id}", headers=headers)).json()["id"]
+    runtime = make_runtime(RecordingKube(sim), transport)
+    creds = Credentials(token=SecretStr(TOKEN))
+    seen = None
+    for _ in range(50):
+        seen = await runtime.perform(FollowOperation(op_id, wait=True), creds)
+        assert isinstance(seen, OperationObserved)
+        if seen.operation.done:
+            break
+    assert isinstance(seen, OperationObserved)
+    assert seen.operation.state == "FAILED"
+    assert seen.operation.steps_reported
+    failed = seen.operation.failed_step
+    assert failed is not None and failed.name == "delete_workers" and failed.retryable
+    paths = [(e["method"], e["path"]) for e in sim.journal.read(0)]
+    assert ("GET", f"/operations/{op_id}") in paths  # read because :wait left the steps out
     await runtime.client.aclose()

@@ -303,6 +303,13 @@ class Operation(_Response):
         return self.metadata.type
 
     @property
+    def steps_reported(self) -> bool:
+        """Whether the answer carried ``steps`` at all. The contract makes them optional (an
+        answer of ``:wait``, a list or a mutation may leave them out): an empty ``steps`` here
+        means "not said", never "no steps"; read ``GET /operations/{id}`` for them."""
+        return "steps" in self.model_fields_set
+
+    @property
     def created_cluster_id(self) -> str | None:
         """The new cluster's id of a succeeded ``cluster.create`` operation, else None."""
         if isinstance(self.response, ClusterCreateResponse):

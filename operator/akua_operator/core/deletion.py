@@ -203,6 +203,8 @@ def _decide_deletion(
             record_cluster(status, cluster)
             record_observed_with(status, facts)
             status.observed_generation = facts.meta.generation
+            if cluster.etag == _refused_etag(status):
+                return _stale_read(facts, status, cluster.id, cluster.etag)
             return _send_delete(facts, status, cluster.id, cluster.etag)
         case ClusterGone(cluster_id=cluster_id, via=via, workspace=workspace):
             status.api_errors = 0
@@ -475,6 +477,32 @@ def _send_delete(facts: Facts, status: AkuaClusterStatus, cluster_id: str, etag:
     return DeleteCluster(cluster_id, etag, deletion.idempotency_key, budgeted=budgeted)
 
 
+def _refused_etag(status: AkuaClusterStatus) -> str | None:
+    """The etag Akua refused as stale (a 409 naming no running operation) for this attempt's
+    last DELETE, while no newer DELETE was sent; None otherwise."""
+    deletion = status.deletion
+    if deletion is None or deletion.pending or deletion.operation_id is not None:
+        return None
+    return deletion.if_match if deletion.conflicts > 0 else None
+
+
+def _stale_read(facts: Facts, status: AkuaClusterStatus, cluster_id: str, etag: str) -> Action:
+    """A re-read after an etag mismatch shows the very etag Akua just refused: the read lags the
+    write (the contract promises no read-your-writes). Sending it again can only get another
+    409; read again after a backoff instead (counted as a conflict, so it cannot loop fast)."""
+    deletion = _deletion(status)
+    deletion.conflicts += 1
+    delay = backoff(deletion.conflicts, facts.tuning.backoff_base, facts.tuning.backoff_cap)
+    deletion.next_attempt_at = rfc3339(facts.now + timedelta(seconds=delay))
+    _deleting(
+        status,
+        facts,
+        f"Akua still shows etag {etag}, which it refused as stale (a stale read); reading "
+        f"again in {delay:g}s",
+    )
+    return Requeue(delay, "a stale read of the cluster")
+
+
 # --- operations ----------------------------------------------------------------------------
 
 
@@ -713,6 +741,9 @@ def _on_conflict(
                 f"Akua keeps naming operation {active} as running; retrying in {delay:g}s",
             )
             return Requeue(delay, "an operation keeps running on the cluster")
+        # Refused for a running operation, not for a stale etag: once it ended, the same etag
+        # may well be current (etags need not change on Akua's own changes).
+        deletion.if_match = None
         event = waiting_event(status, active, action.cluster_id, "deleting")
         if event is not None:
             events.append(event)

@@ -51,6 +51,7 @@ from akua_operator.core.status import (
     READY,
     RECONCILING,
     STALLED,
+    backoff,
     clip,
     condition,
     failure_text,
@@ -379,6 +380,7 @@ def _decide(
             return _on_cluster(facts, status, events, cluster)
         case ClusterAnswered(cluster=cluster, request=request):
             lc = _lc(status)
+            _written(lc)
             lc.pending = None
             lc.pending_key = None
             lc.pending_if_match = None
@@ -596,6 +598,8 @@ def _on_cluster(
 ) -> Action:
     lc = _lc(status)
     status.api_errors = 0
+    if (stale := _stale_read(facts, lc, cluster)) is not None:
+        return stale
     first = status.cluster_id is None or status.etag is None
     record_cluster(status, cluster)
     record_observed_with(status, facts)
@@ -647,6 +651,30 @@ def _on_cluster(
         lc.drift = None
     _report(facts, status)
     return Idle("observed")
+
+
+def _written(lc: LifecycleStatus) -> None:
+    """Akua accepted the pending rename/suspend/resume: remember the etag it was sent with."""
+    if lc.pending is not None and lc.pending_if_match is not None:
+        lc.stale_etag = lc.pending_if_match
+        lc.stale_reads = 0
+
+
+def _stale_read(facts: Facts, lc: LifecycleStatus, cluster: Cluster) -> Action | None:
+    """A read that still shows the etag of a write Akua accepted, or one it just refused as
+    stale, lags: the contract promises no read-your-writes, and acting on it would repeat the
+    write (or report drift that is not there) only to get a 409. Read again after a backoff;
+    after ``max_conflicts`` such reads in a row the read is taken as it is (so an Akua that
+    keeps the etag cannot stop the lifecycle)."""
+    if lc.stale_etag is None:
+        return None
+    if cluster.etag != lc.stale_etag or lc.stale_reads >= facts.tuning.max_conflicts:
+        lc.stale_etag = None
+        lc.stale_reads = 0
+        return None
+    lc.stale_reads += 1
+    delay = backoff(lc.stale_reads, facts.tuning.backoff_base, facts.tuning.backoff_cap)
+    return Requeue(delay, f"a stale read of the cluster (etag {cluster.etag}, before our write)")
 
 
 def _drift_message(status: AkuaClusterStatus, reason: str) -> str:
@@ -727,6 +755,7 @@ def _on_operation(
     previous = status.operation
     kind = short_type(op.type)
     if accepted:
+        _written(lc)
         lc.pending = None
         lc.pending_key = None
         lc.pending_if_match = None
@@ -882,6 +911,10 @@ def _on_conflict(
     kind: str,
 ) -> Action:
     lc = _lc(status)
+    if not error.active_operation_id and lc.pending_if_match is not None:
+        # Refused as stale: a re-read that still shows it lags (see _stale_read).
+        lc.stale_etag = lc.pending_if_match
+        lc.stale_reads = 0
     lc.pending = None  # answered: never resend a stale etag
     lc.pending_key = None
     lc.pending_if_match = None

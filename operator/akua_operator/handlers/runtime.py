@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaError, AkuaNotFound, AkuaResponseError
+from akua_operator.akua.models import Operation
 from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide
 from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed, released_record
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
@@ -373,6 +374,18 @@ class Runtime:
             text,
         )
 
+    async def _with_steps(self, op: Operation, creds: Credentials) -> Operation:
+        """``op`` with its steps: the contract does not promise them in ``:wait``'s answer (or
+        a mutation's), and an answer without them says nothing about them (a FAILED operation
+        whose failed step is unknown is not "no retryable step"); ``GET /operations/{id}``
+        is read for them then. A 404 there keeps the answer as it was."""
+        if op.steps_reported:
+            return op
+        try:
+            return await self.client.get_operation(op.id, creds=creds)
+        except AkuaNotFound:
+            return op
+
     async def perform(self, action: Action, creds: Credentials) -> Observation:
         """One Akua call; every outcome becomes an observation (nothing raises).
 
@@ -399,7 +412,7 @@ class Runtime:
                     op = await self.client.wait_operation(
                         op_id, creds=creds, timeout=self.tuning.wait_timeout
                     )
-                    return OperationObserved(op)
+                    return OperationObserved(await self._with_steps(op, creds))
                 case FollowOperation(operation_id=op_id):
                     return OperationObserved(await self.client.get_operation(op_id, creds=creds))
                 case DeleteCluster(cluster_id=cluster_id, if_match=etag, idempotency_key=key):
@@ -409,10 +422,16 @@ class Runtime:
                         )
                     except AkuaNotFound:
                         return ClusterGone(cluster_id, via="DELETE", workspace=creds.context)
+                    if op.done:  # a replay of a finished operation: its outcome needs steps
+                        op = await self._with_steps(op, creds)
                     return OperationObserved(op, accepted=True)
                 case _ if isinstance(action, LIFECYCLE_ACTIONS):
                     # create, import, rename, suspend, resume: handlers/lifecycle.py
-                    return await perform_lifecycle(self.client, self.kube, action, creds)
+                    seen = await perform_lifecycle(self.client, self.kube, action, creds)
+                    if isinstance(seen, OperationObserved) and seen.operation.done:
+                        op = await self._with_steps(seen.operation, creds)
+                        seen = OperationObserved(op, accepted=seen.accepted)
+                    return seen
         except AkuaError as exc:
             return ApiFailed(exc, action)
         raise AssertionError(f"not an API action: {action!r}")  # pragma: no cover

@@ -428,6 +428,13 @@ class LifecycleStatus(_Model):
         default=None, description="A pending rename: the name sent (resent exactly)."
     )
     conflicts: int = Field(default=0, description="409s in a row on rename/suspend/resume.")
+    stale_etag: str | None = Field(
+        default=None,
+        description="An etag known to be out of date: the if-match of the last "
+        "rename/suspend/resume Akua accepted, or one it refused with a 409 naming no running "
+        "operation. A read that still shows it lags (a stale read) and is not acted on.",
+    )
+    stale_reads: int = Field(default=0, description="Stale reads in a row since then.")
     enacted_generation: int | None = Field(
         default=None,
         description="The generation whose spec.suspended was last enacted (or found true).",
