@@ -116,6 +116,7 @@ def wait_op_done(sim: Sim, op_id: str) -> None:
 def test_create_mirrors_the_operation_and_sets_the_cluster_id(
     kubectl: Any, sim: Sim, namespace: str, operator: Operator
 ) -> None:
+    operator.env["AKUA_STEP_EVENTS"] = "true"  # per-step Events (off by default)
     operator.start()
     rec = Recorder(kubectl, "web", namespace)
     kubectl.apply(res("web", namespace, {"name": f"web-{namespace}", "regionId": "reg_eu"}))
