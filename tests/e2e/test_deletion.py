@@ -576,3 +576,38 @@ def test_orphan_annotation_releases_a_stuck_deletion_without_deleting(
     assert [d for d in sim.deletes(cluster_id) if d["status"] == 202] == []
     orphaned = [e for e in events(kubectl, "prod", namespace) if e["reason"] == "Orphaned"]
     assert orphaned and "akua.dev/orphan" in orphaned[0]["message"]
+
+
+class TestOrphanWhileFollowing:
+    @pytest.fixture
+    def sim_config(self) -> SimConfig:
+        # A delete operation of 4 x 60 s: followed by handler runs of up to 20 s each.
+        return SimConfig(step_seconds=60)
+
+    def test_orphan_acts_while_a_long_delete_operation_is_followed(
+        self, kubectl: Any, sim: Sim, namespace: str, operator: Operator, k8s_audit: Any
+    ) -> None:
+        # A handler run that follows an operation reads the annotations only when it starts:
+        # the runs are bounded (about 20 s), so akua.dev/orphan acts long before the operation
+        # (240 s) ends.
+        operator.start()
+        cluster_id = adopt(kubectl, sim, namespace)
+        observed(kubectl, "prod", namespace)
+        kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+        wait_for(
+            "the delete operation followed",
+            lambda: (
+                (o := get_akc(kubectl, "prod", namespace))
+                and (o["status"].get("operation") or {}).get("state") == "RUNNING"
+                and o["status"].get("state") == "deleting"
+            ),
+        )
+        kubectl("annotate", "akc", "prod", "-n", namespace, "akua.dev/orphan=true")
+        wait_for(
+            "the release by akua.dev/orphan",
+            lambda: get_akc(kubectl, "prod", namespace) is None,
+        )
+        assert "Orphaned" in event_reasons(kubectl, "prod", namespace)
+        assert [op["state"] for op in sim.delete_operations(cluster_id)] == ["RUNNING"]
+        assert [w for w in k8s_audit.writes(namespace) if w["code"] >= 400] == []
+        operator.assert_alive()
