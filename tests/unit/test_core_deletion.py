@@ -329,12 +329,14 @@ def started(f: Facts, op_id: str = "op_del1") -> Facts:
 
 
 def test_retryable_failure_backs_off_then_new_delete_with_fresh_etag_and_key() -> None:
-    f = started(facts(status={"etag": "e1"}))
+    f = started(facts(status={"etag": "e1", "state": "active"}))
+    assert f.status.state == "deleting"
     d = decide(f, failed())
     assert isinstance(d.action, Requeue)
     assert d.action.delay == 10
     assert "DeleteRetrying" in [e.reason for e in d.events]
     assert d.status.deletion is not None and d.status.deletion.failures == 1
+    assert d.status.state is None  # no longer deleting; Akua's state is read before the retry
     f = advance(f, d)
     # too early: still backing off, nothing written
     early = decide(f)
@@ -350,6 +352,7 @@ def test_retryable_failure_backs_off_then_new_delete_with_fresh_etag_and_key() -
     assert d.action == DeleteCluster(
         CID, "e2", f"{UID}-delete-2-2", workspace="ws_1", budgeted=True
     )
+    assert d.status.state == "active"  # as Akua showed it
 
 
 def test_retries_exhausted_release_records_event() -> None:
