@@ -45,6 +45,12 @@ AUDIT_POLICY = {
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
     "rules": [
+        # The bodies of AkuaCluster patches: what each write changed (``AuditEvent.detail``).
+        {
+            "level": "Request",
+            "verbs": ["patch"],
+            "resources": [{"group": GROUP, "resources": [PLURAL, f"{PLURAL}/status"]}],
+        },
         {"level": "Metadata", "verbs": sorted(WRITE_VERBS)},
         {"level": "None"},
     ],
@@ -117,11 +123,58 @@ class AuditEvent:
     name: str
     code: int
     user_agent: str
+    detail: str = ""  # what an AkuaCluster patch changed (patch_detail), else ""
 
     @property
     def key(self) -> str:
         res = self.resource + (f"/{self.subresource}" if self.subresource else "")
         return f"{self.verb} {res}"
+
+    @property
+    def detailed_key(self) -> str:
+        return f"{self.key} [{self.detail}]" if self.detail else self.key
+
+
+def patch_detail(request: Any) -> str:
+    """What an AkuaCluster patch body touches, e.g. ``json-patch finalizers`` (kopf's release),
+    ``annotations: progress`` (kopf's progress record), ``annotations: touch-dummy``,
+    ``status`` (a status merge patch), joined with ``+``."""
+    if isinstance(request, list):  # a JSON patch
+        paths = sorted(
+            {
+                "/".join(str(op.get("path", "")).split("/")[:3])
+                for op in request
+                if isinstance(op, dict) and op.get("op") != "test"
+            }
+        )
+        return "json-patch " + ",".join(p.strip("/").replace("metadata/", "") for p in paths)
+    if not isinstance(request, dict):
+        return "?"
+    parts: list[str] = []
+    for key in sorted(request):
+        if key == "metadata" and isinstance(request[key], dict):
+            for mkey in sorted(request[key]):
+                if mkey == "annotations" and isinstance(request[key][mkey], dict):
+                    kinds = sorted(
+                        {
+                            "touch-dummy"
+                            if a.endswith("touch-dummy")
+                            else "kopf-managed"
+                            if a.endswith("kopf-managed")
+                            else "last-handled"
+                            if a.endswith("last-handled-configuration")
+                            else "progress"
+                            if a.startswith("operator.akua.dev/")
+                            else a
+                            for a in request[key][mkey]
+                        }
+                    )
+                    parts.append("annotations: " + ",".join(kinds))
+                else:
+                    parts.append(mkey)
+        else:
+            parts.append(key)
+    return " + ".join(parts) or "empty"
 
 
 def _rfc3339(value: str) -> float:
@@ -155,6 +208,7 @@ def read_audit(path: Path) -> list[AuditEvent]:
                     name=ref.get("name", ""),
                     code=int((raw.get("responseStatus") or {}).get("code", 0)),
                     user_agent=raw.get("userAgent", ""),
+                    detail=(patch_detail(raw["requestObject"]) if "requestObject" in raw else ""),
                 )
             )
     return events

@@ -172,8 +172,14 @@ def run_mode(
         },
         "k8s_writes_observe": harness.count_by(e.key for e in audit if e.time < t0),
         "k8s_writes_deletion": harness.count_by(e.key for e in audit if e.time >= t0),
-        "k8s_write_errors": harness.count_by(f"{e.key} {e.code}" for e in audit if e.code >= 400),
+        "k8s_writes_deletion_detail": harness.count_by(
+            e.detailed_key for e in audit if e.time >= t0
+        ),
+        "k8s_write_errors": harness.count_by(
+            f"{e.detailed_key} {e.code}" for e in audit if e.code >= 400
+        ),
         "watch_errors": watcher.errors[:20],
+        "watch_lines": watch_lines(watcher.seen, t0),
     }
     if sim is not None:
         result["journal"] = [e for e in sim.journal() if e["seq"] > 0]
@@ -189,6 +195,38 @@ def run_mode(
         ]
     result["log_tail"] = operator.log_text()[-4000:]
     return result
+
+
+def _columns(seen: harness.Seen) -> tuple[Any, ...]:
+    """What `kubectl get akc` prints for an object (the default printer columns, Age aside)."""
+    status = seen.status
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return (
+        status.get("clusterId"),
+        status.get("state"),
+        status.get("progress"),
+        ready.get("status"),
+        ready.get("reason"),
+    )
+
+
+def watch_lines(seen: list[harness.Seen], t0: float) -> dict[str, Any]:
+    """What `kubectl get akc -w` shows during the deletion wave: MODIFIED events per object,
+    how many print the same columns as the object's previous line, and the STATE column's
+    values on objects that are being deleted."""
+    last: dict[str, tuple[Any, ...]] = {}
+    modified = identical = 0
+    states: dict[str, int] = {}
+    for s in seen:
+        columns = _columns(s)
+        if s.t >= t0 and s.type == "MODIFIED":
+            modified += 1
+            identical += int(last.get(s.name) == columns)
+            if s.deleting:
+                key = str(s.status.get("state"))
+                states[key] = states.get(key, 0) + 1
+        last[s.name] = columns
+    return {"modified": modified, "identical_to_previous": identical, "deleting_states": states}
 
 
 # --------------------------------------------------------------------------- analysis
@@ -211,8 +249,15 @@ def analyse(raw: dict[str, Any], duration: float) -> dict[str, Any]:
     writes = raw["k8s_writes_deletion"]
     out["k8s_writes_per_deletion"] = sum(writes.values()) / n
     out["k8s_writes_per_deletion_by_kind"] = {k: v / n for k, v in writes.items()}
+    detail = raw.get("k8s_writes_deletion_detail") or {}
+    out["k8s_writes_per_deletion_detail"] = {k: v / n for k, v in sorted(detail.items())}
     out["k8s_writes_per_object_observe"] = sum(raw["k8s_writes_observe"].values()) / n
     out["k8s_write_errors"] = raw["k8s_write_errors"]
+    lines = raw.get("watch_lines") or {}
+    if lines:
+        out["watch_lines_per_deletion"] = lines["modified"] / n
+        out["watch_lines_identical_per_deletion"] = lines["identical_to_previous"] / n
+        out["watch_state_while_deleting"] = lines["deleting_states"]
     gone = raw["gone"]
     if raw["mode"] == "baseline":
         out["release_after_delete_seconds"] = harness.summary([t - t0 for t in gone.values()])
@@ -353,6 +398,13 @@ def table(ours: dict[str, Any], base: dict[str, Any] | None, duration: float) ->
     row("K8s writes / deletion", ours["k8s_writes_per_deletion"])
     for kind, value in ours["k8s_writes_per_deletion_by_kind"].items():
         row(f"  {kind}", value)
+    for kind, value in ours.get("k8s_writes_per_deletion_detail", {}).items():
+        row(f"    {kind}", value)
+    row("K8s failed writes", json.dumps(ours["k8s_write_errors"]) or "{}", "none")
+    if "watch_lines_per_deletion" in ours:
+        row("watch lines / deletion", ours["watch_lines_per_deletion"])
+        row("  identical to the previous", ours["watch_lines_identical_per_deletion"], "0")
+        row("  STATE while deleting", json.dumps(ours["watch_state_while_deleting"]))
     row("peak RSS (MiB)", ours["peak_rss_mib"], "< 200 at N=1000")
     row(
         "CPU s (deletion / total)",

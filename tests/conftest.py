@@ -16,6 +16,7 @@ Fixtures:
                  (namespace deletion, garbage collection): for the tests that need a namespace
                  or an owner to really go away. Started only when a test asks for it.
   kcm_kubectl, kcm_helm (session) kubectl / helm against that second control plane
+  k8s_audit      (session) the API server's audit log of writes to AkuaClusters (AuditLog)
 
 Tests using the control plane are marked `integration` automatically, and when one fails its
 report carries the tail of the kube-apiserver and etcd logs.
@@ -47,7 +48,7 @@ from controlplane import (  # noqa: E402
 
 # Fixtures whose presence means "this test needs the real binaries".
 _NEEDS_TESTBIN = {"testbin", "control_plane", "kubeconfig", "kube_env", "kubectl", "helm"}
-_NEEDS_TESTBIN |= {"kube_client", "namespace"}
+_NEEDS_TESTBIN |= {"kube_client", "namespace", "k8s_audit"}
 # ... and these also kube-controller-manager.
 _NEEDS_KCM = {"kcm_control_plane", "kcm_kubectl", "kcm_helm"}
 _NEEDS_TESTBIN |= _NEEDS_KCM
@@ -101,11 +102,41 @@ def testbin() -> Path:
         pytest.fail(str(err), pytrace=False)
 
 
+#: Writes to AkuaClusters (metadata only): what the k8s_audit fixture reads.
+_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "verbs": ["create", "update", "patch", "delete"],
+            "resources": [{"group": "akua.dev", "resources": ["akuaclusters", "akuaclusters/*"]}],
+        },
+        {"level": "None"},
+    ],
+}
+
+
+def _audit_args(workdir: Path) -> list[str]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    policy = workdir / "audit-policy.json"
+    policy.write_text(json.dumps(_AUDIT_POLICY))
+    return [
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={workdir / 'audit.log'}",
+        "--audit-log-format=json",
+        "--audit-log-maxsize=0",
+        "--audit-log-mode=blocking",  # written before the response: complete when a test reads
+    ]
+
+
 @pytest.fixture(scope="session")
 def control_plane(
     request: pytest.FixtureRequest, testbin: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControlPlane]:
-    cp = ControlPlane(tmp_path_factory.mktemp("controlplane"), testbin=testbin)
+    workdir = tmp_path_factory.mktemp("controlplane")
+    cp = ControlPlane(workdir, testbin=testbin, apiserver_args=_audit_args(workdir / "audit"))
     request.config.stash[_CONTROL_PLANE] = cp
     timings: dict[str, float] = {}
     request.config.stash[_TIMINGS] = timings
@@ -159,6 +190,44 @@ def kcm_helm(kcm_control_plane: ControlPlane) -> Tool:
 @pytest.fixture(scope="session")
 def kubeconfig(control_plane: ControlPlane) -> Path:
     return control_plane.kubeconfig
+
+
+class AuditLog:
+    """The API server's audit log of writes to AkuaClusters (and their subresources)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def writes(self, namespace: str) -> list[dict[str, Any]]:
+        """Completed writes in ``namespace``, oldest first: verb, resource (``akuaclusters`` or
+        ``akuaclusters/status``), name, code (the HTTP status answered), user agent."""
+        out: list[dict[str, Any]] = []
+        if not self.path.exists():
+            return out
+        for line in self.path.read_text().splitlines():
+            try:
+                raw = json.loads(line)
+            except ValueError:
+                continue
+            ref = raw.get("objectRef") or {}
+            if raw.get("stage") != "ResponseComplete" or ref.get("namespace") != namespace:
+                continue
+            sub = ref.get("subresource")
+            out.append(
+                {
+                    "verb": raw.get("verb"),
+                    "resource": ref.get("resource", "") + (f"/{sub}" if sub else ""),
+                    "name": ref.get("name"),
+                    "code": int((raw.get("responseStatus") or {}).get("code", 0)),
+                    "user_agent": raw.get("userAgent", ""),
+                }
+            )
+        return out
+
+
+@pytest.fixture(scope="session")
+def k8s_audit(control_plane: ControlPlane) -> AuditLog:
+    return AuditLog(control_plane.workdir / "audit" / "audit.log")
 
 
 @pytest.fixture

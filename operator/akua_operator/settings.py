@@ -220,6 +220,16 @@ OPTIONS: tuple[Option, ...] = (
         "the resource. 0: no budget.",
     ),
     Option(
+        "step_events",
+        "--step-events",
+        "AKUA_STEP_EVENTS",
+        _bool,
+        False,
+        "One OperationStep Event per step transition of an Akua operation. Off: Events mark "
+        "an operation's start, its end and failures; the steps are in status.operation and "
+        "the OPERATION column.",
+    ),
+    Option(
         "released_configmap",
         "--released-configmap",
         "AKUA_RELEASED_CONFIGMAP",
@@ -284,6 +294,7 @@ class Settings:
     peering_priority: int | None = None
     on_crd_deletion: str = "orphan"
     deletion_budget_per_minute: int = 0
+    step_events: bool = False
     released_configmap: str = "akua-operator-released-clusters"
     operator_namespace: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

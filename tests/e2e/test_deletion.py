@@ -131,7 +131,13 @@ class TestDeleteFlow:
         return FakeClock(start=time.time())
 
     def test_kubectl_delete_blocks_until_the_operation_ended_and_status_shows_every_step(
-        self, kubectl: Any, sim: Sim, sim_clock: FakeClock, namespace: str, operator: Operator
+        self,
+        kubectl: Any,
+        sim: Sim,
+        sim_clock: FakeClock,
+        namespace: str,
+        operator: Operator,
+        k8s_audit: Any,
     ) -> None:
         operator.start()
         cluster_id = adopt(kubectl, sim, namespace)
@@ -196,12 +202,53 @@ class TestDeleteFlow:
             for o in seen
         )
 
+        # the STATE column followed the cluster: deleting from the DELETE's answer on
+        assert seen[0]["status"]["state"] == "active"
+        assert {o["status"].get("state") for o in running} == {"deleting"}
+
+        # Events at the start and the end (the steps are in status; --step-events adds them)
         reasons = event_reasons(kubectl, "prod", namespace)
-        assert "DeleteStarted" in reasons
-        assert "Deleted" in reasons
-        assert reasons.count("OperationStep") >= 8
+        assert sorted(reasons) == ["DeleteStarted", "Deleted", "Observed"], reasons
         deleted = next(e for e in events(kubectl, "prod", namespace) if e["reason"] == "Deleted")
         assert ops[0]["html_url"] in deleted["message"]
+
+        # no Kubernetes write was refused: kopf's finalizer patch (a JSON patch testing the
+        # resourceVersion) came right after the final status, which kopf wrote itself
+        writes = k8s_audit.writes(namespace)
+        assert any(w["verb"] == "patch" and w["resource"] == "akuaclusters" for w in writes)
+        assert [w for w in writes if w["code"] >= 400] == []
+        # and that final status said when it released
+        final = seen[-1]["status"]
+        assert final["deletion"]["releasedAt"]
+        assert final["operation"]["state"] == "SUCCEEDED"
+
+
+class TestQuickDelete:
+    @pytest.fixture
+    def sim_config(self) -> SimConfig:
+        # An operation that ends within the first :wait: the whole deletion is one handler run.
+        return SimConfig(step_seconds=0.2)
+
+    def test_a_deletion_done_in_one_run_removes_the_finalizer_without_a_refused_write(
+        self, kubectl: Any, sim: Sim, namespace: str, operator: Operator, k8s_audit: Any
+    ) -> None:
+        # kopf removes the finalizer with a JSON patch that tests metadata.resourceVersion; the
+        # status writes of the same run must not leave it testing a stale one (a 422, retried
+        # on every queued event of those writes).
+        operator.start()
+        cluster_id = adopt(kubectl, sim, namespace)
+        observed(kubectl, "prod", namespace)
+        kubectl("delete", "akc", "prod", "-n", namespace, "--timeout=60s")
+        assert [op["state"] for op in sim.delete_operations(cluster_id)] == ["SUCCEEDED"]
+        writes = k8s_audit.writes(namespace)
+        assert [w for w in writes if w["code"] >= 400] == []
+        kopf_patches = [w for w in writes if w["user_agent"].startswith("kopf/")]
+        assert kopf_patches and kopf_patches[-1]["resource"] == "akuaclusters"  # the finalizer
+        assert sorted(event_reasons(kubectl, "prod", namespace)) == [
+            "DeleteStarted",
+            "Deleted",
+            "Observed",
+        ]
 
 
 # --- 4. release: Orphan policy, already gone ----------------------------------------------------
@@ -647,3 +694,38 @@ def test_orphan_annotation_releases_a_stuck_deletion_without_deleting(
     assert [d for d in sim.deletes(cluster_id) if d["status"] == 202] == []
     orphaned = [e for e in events(kubectl, "prod", namespace) if e["reason"] == "Orphaned"]
     assert orphaned and "akua.dev/orphan" in orphaned[0]["message"]
+
+
+class TestOrphanWhileFollowing:
+    @pytest.fixture
+    def sim_config(self) -> SimConfig:
+        # A delete operation of 4 x 60 s: followed by handler runs of up to 20 s each.
+        return SimConfig(step_seconds=60)
+
+    def test_orphan_acts_while_a_long_delete_operation_is_followed(
+        self, kubectl: Any, sim: Sim, namespace: str, operator: Operator, k8s_audit: Any
+    ) -> None:
+        # A handler run that follows an operation reads the annotations only when it starts:
+        # the runs are bounded (about 20 s), so akua.dev/orphan acts long before the operation
+        # (240 s) ends.
+        operator.start()
+        cluster_id = adopt(kubectl, sim, namespace)
+        observed(kubectl, "prod", namespace)
+        kubectl("delete", "akc", "prod", "-n", namespace, "--wait=false")
+        wait_for(
+            "the delete operation followed",
+            lambda: (
+                (o := get_akc(kubectl, "prod", namespace))
+                and (o["status"].get("operation") or {}).get("state") == "RUNNING"
+                and o["status"].get("state") == "deleting"
+            ),
+        )
+        kubectl("annotate", "akc", "prod", "-n", namespace, "akua.dev/orphan=true")
+        wait_for(
+            "the release by akua.dev/orphan",
+            lambda: get_akc(kubectl, "prod", namespace) is None,
+        )
+        assert "Orphaned" in event_reasons(kubectl, "prod", namespace)
+        assert [op["state"] for op in sim.delete_operations(cluster_id)] == ["RUNNING"]
+        assert [w for w in k8s_audit.writes(namespace) if w["code"] >= 400] == []
+        operator.assert_alive()

@@ -118,6 +118,7 @@ def wait_op_done(sim: Sim, op_id: str) -> None:
 def test_create_mirrors_the_operation_and_sets_the_cluster_id(
     kubectl: Any, sim: Sim, namespace: str, operator: Operator
 ) -> None:
+    operator.env["AKUA_STEP_EVENTS"] = "true"  # per-step Events (off by default)
     operator.start()
     # The create waits at its last step until the test has seen it running in status (no
     # race between a 2 s operation and the polling of a loaded machine).

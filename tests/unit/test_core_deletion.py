@@ -148,12 +148,15 @@ def test_accepted_operation_id_is_recorded_before_following() -> None:
     assert d.status.progress == "delete 1/4 drain_workloads"
 
 
-def test_full_delete_mirrors_every_step_in_order_and_releases() -> None:
+@pytest.mark.parametrize("step_events", [False, True], ids=["default", "step-events"])
+def test_full_delete_mirrors_every_step_in_order_and_releases(step_events: bool) -> None:
     script = [operation(steps=delete_steps(i)) for i in range(4)]
     script.append(operation(state="SUCCEEDED", steps=delete_steps(4, running=False)))
     progress: list[str | None] = []
+    states: list[str | None] = []
     events: list[str] = []
-    f = facts(status={"etag": "e1"})
+    reasons: list[str] = []
+    f = facts(status={"etag": "e1", "state": "active"}, tuning=Tuning(step_events=step_events))
     obs: Observation = None
     d = decide(f)
     obs = OperationObserved(operation(steps=delete_steps(0)), accepted=True)
@@ -161,14 +164,26 @@ def test_full_delete_mirrors_every_step_in_order_and_releases() -> None:
     for nxt in script:
         d = decide(f, obs)
         progress.append(d.status.progress)
+        states.append(d.status.state)
         events.extend(e.message for e in d.events if e.reason == "OperationStep")
+        reasons.extend(e.reason for e in d.events)
         f = advance(f, d)
         obs = OperationObserved(nxt)
     d = decide(f, obs)
     events.extend(e.message for e in d.events if e.reason == "OperationStep")
+    reasons.extend(e.reason for e in d.events)
     assert isinstance(d.action, Release)
     assert [e.reason for e in d.events][-1] == "Deleted"
     assert "https://akua.dev/operations/op_del1" in d.events[-1].message
+    # the STATE column says deleting from the DELETE's answer to the end
+    assert states == ["deleting"] * 5
+    # the release's status is never empty: it carries the moment of the release
+    assert d.status_patch is not None
+    assert d.status_patch["deletion"]["releasedAt"] == "2026-11-28T12:00:00.000000Z"
+    if not step_events:  # the default: Events at the start and the end only
+        assert events == []
+        assert reasons == ["DeleteStarted", "Deleted"]
+        return
     assert progress == [
         "delete 1/4 drain_workloads",
         "delete 1/4 drain_workloads",
@@ -314,12 +329,14 @@ def started(f: Facts, op_id: str = "op_del1") -> Facts:
 
 
 def test_retryable_failure_backs_off_then_new_delete_with_fresh_etag_and_key() -> None:
-    f = started(facts(status={"etag": "e1"}))
+    f = started(facts(status={"etag": "e1", "state": "active"}))
+    assert f.status.state == "deleting"
     d = decide(f, failed())
     assert isinstance(d.action, Requeue)
     assert d.action.delay == 10
     assert "DeleteRetrying" in [e.reason for e in d.events]
     assert d.status.deletion is not None and d.status.deletion.failures == 1
+    assert d.status.state is None  # no longer deleting; Akua's state is read before the retry
     f = advance(f, d)
     # too early: still backing off, nothing written
     early = decide(f)
@@ -335,6 +352,7 @@ def test_retryable_failure_backs_off_then_new_delete_with_fresh_etag_and_key() -
     assert d.action == DeleteCluster(
         CID, "e2", f"{UID}-delete-2-2", workspace="ws_1", budgeted=True
     )
+    assert d.status.state == "active"  # as Akua showed it
 
 
 def test_retries_exhausted_release_records_event() -> None:

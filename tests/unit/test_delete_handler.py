@@ -74,7 +74,9 @@ def body(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> dic
 
 async def call(runtime: Runtime, b: dict[str, Any]) -> Any:
     handler = delete_handler(runtime)
-    return await handler.fn(body=b, memo=kopf.Memo(runtime=runtime), logger=logging.getLogger("t"))
+    return await handler.fn(
+        body=b, memo=kopf.Memo(runtime=runtime), logger=logging.getLogger("t"), patch=kopf.Patch()
+    )
 
 
 def test_the_delete_handler_has_no_limit_that_would_fail_it_permanently() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.core.status import merge_patch
 from akua_operator.core.types import Action, Event, Idle, Release, Requeue
+from akua_operator.handlers import akuacluster as akuacluster_mod
+from akua_operator.handlers import runtime as runtime_mod
 from akua_operator.handlers.akuacluster import register
 from akua_operator.handlers.runtime import ResourceState, Runtime
 from akua_operator.kube import ObjectRef, SecretNotFound, TokenSource
@@ -525,3 +528,99 @@ async def test_a_wait_answer_without_steps_is_completed_from_get_operation() -> 
     paths = [(e["method"], e["path"]) for e in sim.journal.read(0)]
     assert ("GET", f"/operations/{op_id}") in paths  # read because :wait left the steps out
     await runtime.client.aclose()
+
+
+# --- the write diet (issue 12): the release through kopf, re-runs ----------------------------
+
+
+async def test_the_release_status_is_handed_to_kopf_after_every_step_was_written() -> None:
+    # kopf removes the finalizer with a JSON patch that tests metadata.resourceVersion. The
+    # release's status goes into kopf's patch (kopf PATCHes /status first, and tests the version
+    # that PATCH returned), never written by the runtime itself; every earlier status is.
+    sim = create_app(SimConfig(step_seconds=0.05, seed=47))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    action: Action | None = None
+    kopf_patch = kopf.Patch()
+    for _ in range(20):
+        kopf_patch = kopf.Patch()
+        action = await runtime.cycle(
+            body(cluster_id, kube.status, deleting=True),
+            state,
+            deleting=True,
+            kopf_patch=kopf_patch,
+        )
+        if isinstance(action, Release):
+            break
+        assert isinstance(action, Requeue)
+        assert dict(kopf_patch) == {}  # a run that goes on writes its status itself
+    assert isinstance(action, Release)
+    final = kopf_patch["status"]
+    assert final["deletion"]["releasedAt"].endswith("Z")
+    assert final["operation"]["state"] == "SUCCEEDED"
+    assert final["progress"] == "delete 4/4 SUCCEEDED"
+    assert not any("releasedAt" in (patch.get("deletion") or {}) for patch, _ in kube.writes)
+    # until then the runtime's own writes mirrored the running operation, STATE deleting
+    running = [patch for patch, _ in kube.writes if patch.get("state") == "deleting"]
+    assert running and (running[0].get("operation") or {}).get("state") == "RUNNING"
+    assert [e.reason for e in kube.events] == ["Observed", "DeleteStarted", "Deleted"]
+    await runtime.client.aclose()
+
+
+async def test_a_run_follows_an_operation_for_a_bounded_time_then_asks_to_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Long poll after long poll until one more could end past FOLLOW_SECONDS: then Requeue(0),
+    # so the next run (and the annotations it reads) comes within about that long.
+    monkeypatch.setattr(runtime_mod, "FOLLOW_SECONDS", 4.0)
+    sim = create_app(SimConfig(step_seconds=30.0, seed=53))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))  # wait_timeout 1 s
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    action = await runtime.cycle(
+        body(cluster_id, kube.status, deleting=True), state, deleting=True, kopf_patch={}
+    )
+    assert action == Requeue(0.0, "continue following")
+    waits = [e for e in sim.journal.read(0) if e["path"].endswith(":wait")]
+    assert 2 <= len(waits) <= 4  # more than the two of old; each lasts its 1 s timeout
+    await runtime.client.aclose()
+
+
+def delete_handler(runtime: Runtime) -> Any:
+    registry = kopf.OperatorRegistry()
+    register(registry, runtime)
+    (handler,) = [h for h in registry._changing.get_all_handlers() if h.id == "delete"]
+    return handler
+
+
+async def test_the_delete_handler_comes_back_at_once_only_after_a_run_that_took_time() -> None:
+    # ComeBack(0) costs kopf one write (its progress record); a delay > 0 usually two (the
+    # record, then its touch-dummy once the delay is over). A run that is quick comes back
+    # after the rest of MIN_RUN_SECONDS: never a spin.
+    runtime = ScriptedRuntime(Requeue(0.0, "continue following"), Requeue(7.0, "backoff"))
+    handler = delete_handler(runtime)
+    kwargs = {
+        "body": body("clu_x", {}, deleting=True),
+        "memo": kopf.Memo(runtime=runtime),
+        "patch": kopf.Patch(),
+        "logger": logging.getLogger("test"),
+    }
+    with pytest.raises(kopf.TemporaryError) as raised:
+        await handler.fn(**kwargs)
+    assert 0.0 < (raised.value.delay or 0.0) <= akuacluster_mod.MIN_RUN_SECONDS
+    assert runtime.calls[0]["kopf_patch"] is kwargs["patch"]
+    with pytest.raises(kopf.TemporaryError) as raised:
+        await handler.fn(**kwargs)
+    assert raised.value.delay == 7.0
+
+
+def test_a_run_that_took_time_comes_back_with_no_delay() -> None:
+    long_ago = time.monotonic() - akuacluster_mod.MIN_RUN_SECONDS
+    assert akuacluster_mod._rerun_delay(0.0, long_ago) == 0.0
+    assert akuacluster_mod._rerun_delay(0.05, long_ago) == 0.1  # a real delay stays one
+    assert 0.1 <= akuacluster_mod._rerun_delay(0.0, time.monotonic()) <= 1.0

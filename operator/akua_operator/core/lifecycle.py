@@ -770,7 +770,8 @@ def _on_operation(
                 f"Akua {kind} operation {op.id} {verb} ({op.html_url or 'no url'})",
             )
         )
-    events.extend(step_events(previous, op))
+    if facts.tuning.step_events:
+        events.extend(step_events(previous, op))
     status.operation = op
     status.progress = progress(op)
     record_workspace(status, raw.workspace_id)

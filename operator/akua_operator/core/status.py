@@ -33,6 +33,11 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_micro(moment: datetime) -> str:
+    """RFC 3339 with microseconds: two stamps taken a moment apart differ."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def from_unix(seconds: int | None) -> str | None:
     if seconds is None:
         return None

@@ -52,6 +52,9 @@ class Tuning:
     max_requeue: float = 10.0
     # --on-crd-deletion delete: the CRD guard is off (core/guards.py); default orphan (False).
     delete_on_crd_deletion: bool = False
+    # --step-events: one OperationStep Event per step transition (default off: the steps are
+    # in status.operation and the OPERATION column; Events mark the start, the end, failures).
+    step_events: bool = False
 
 
 @dataclass(frozen=True)

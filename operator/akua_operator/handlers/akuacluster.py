@@ -7,13 +7,24 @@
   the core asks to come back (``Requeue``) kopf reruns it after that delay, until the core is done.
 - ``on.delete``: the deletion flow. It never fails permanently (no ``timeout=``/``retries=``,
   every exception becomes a TemporaryError); returning from it releases the finalizer, and it
-  returns only when the core decided ``Release``.
+  returns only when the core decided ``Release``. The release's final status goes into kopf's
+  ``patch`` (handlers/runtime.py), so kopf's finalizer patch never tests a stale version.
+
+Re-runs: a handler that must come back raises ``ComeBack(delay)``. kopf then writes its progress
+record (an annotation) and re-runs the handler when that write's event arrives, but only if the
+delay has passed: with a delay > 0 the event usually comes first, kopf sleeps out the rest and
+writes a second time (its touch-dummy annotation) to wake itself. So a run that only needs to go
+on (``Requeue(0)``: an operation is still being followed) comes back with delay 0, one write,
+unless it lasted less than ``MIN_RUN_SECONDS`` (then it waits out the rest: never a spin).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
+from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -36,11 +47,57 @@ log = logging.getLogger("akua_operator")
 
 STORAGE_PREFIX = KOPF_STORAGE_PREFIX  # the core reads ANNOTATION_LAST_HANDLED under it
 INTERNAL_ERROR_DELAY = 10.0
+#: A handler run that ends with Requeue(0) in less than this comes back only after the rest.
+MIN_RUN_SECONDS = 1.0
 
 
 class ComeBack(HandlerChildrenRetry):
     """Re-run the handler after ``delay`` seconds (a kopf TemporaryError, logged at DEBUG only,
     not as an error on every poll of a running operation)."""
+
+
+class ProgressStorage(kopf.AnnotationsProgressStorage):
+    """kopf's annotation progress storage, without the clean-up writes that only precede the
+    removal of the finalizer.
+
+    When the delete handler has released (returned), kopf stores its final record and purges it
+    in the same patch; for a record the object already carries (any run that came back before)
+    the purge is a merge PATCH of the annotations, and so is removing kopf's touch-dummy: a
+    Kubernetes write, and a ``kubectl get -w`` line identical to the previous one, for an object
+    whose finalizer is removed the next moment. Here, on an object being deleted, the purge of a
+    record stored in the same patch drops it from the patch, and the touch-dummy is left alone.
+    The annotations go with the object. If the finalizer patch fails, kopf retries it without
+    running handlers; after a restart the delete handler runs again and releases again (the
+    final status is written).
+    """
+
+    def purge(self, *, key: Any, body: Any, patch: Any) -> None:
+        if not _deleting(body):
+            super().purge(key=key, body=body, patch=patch)
+            return
+        annotations = (patch.get("metadata") or {}).get("annotations") or {}
+        keys = list(self.make_keys(key, body=body))
+        if not any(k in annotations for k in keys):
+            super().purge(key=key, body=body, patch=patch)  # not stored now: purge as kopf does
+            return
+        for k in keys:
+            annotations.pop(k, None)
+        marker = f"{self.prefix}/kopf-managed"
+        if marker not in (body.get("metadata", {}).get("annotations") or {}):
+            annotations.pop(marker, None)
+        if not annotations:
+            patch.get("metadata", {}).pop("annotations", None)
+            if not patch.get("metadata"):
+                patch.pop("metadata", None)
+
+    def touch(self, *, body: Any, patch: Any, value: str | None) -> None:
+        if value is None and _deleting(body):
+            return  # the clean-up of a past touch: the annotation goes with the object
+        super().touch(body=body, patch=patch, value=value)
+
+
+def _deleting(body: Any) -> bool:
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _state(memo: Any) -> ResourceState:
@@ -62,10 +119,32 @@ def _min_delay(delay: float) -> float:
     return max(0.1, delay)
 
 
-async def _run(body: Any, memo: Any, logger: Any, *, deleting: bool) -> Action:
+def _rerun_delay(delay: float, started: float) -> float:
+    """The ComeBack delay of a run that started at ``started`` (time.monotonic) and asks to come
+    back after ``delay``: 0 (one kopf write) when nothing is to wait for and the run lasted at
+    least MIN_RUN_SECONDS, else at least 0.1 s."""
+    if delay > 0:
+        return _min_delay(delay)
+    elapsed = time.monotonic() - started
+    return 0.0 if elapsed >= MIN_RUN_SECONDS else _min_delay(MIN_RUN_SECONDS - elapsed)
+
+
+async def _run(
+    body: Any,
+    memo: Any,
+    logger: Any,
+    *,
+    deleting: bool,
+    kopf_patch: MutableMapping[str, Any] | None = None,
+) -> Action:
     runtime = _runtime(memo)
     return await runtime.cycle(
-        body, _state(memo), deleting=deleting, observe_only=not deleting, logger=logger
+        body,
+        _state(memo),
+        deleting=deleting,
+        observe_only=not deleting,
+        logger=logger,
+        kopf_patch=kopf_patch,
     )
 
 
@@ -80,9 +159,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
     them). Cluster-wide, kopf still follows CRDs (it never lists Namespaces then).
     """
     kopf_settings.persistence.finalizer = FINALIZER
-    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=STORAGE_PREFIX
-    )
+    kopf_settings.persistence.progress_storage = ProgressStorage(prefix=STORAGE_PREFIX)
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=STORAGE_PREFIX, key="last-handled-configuration"
     )
@@ -106,6 +183,7 @@ def register(registry: Any, runtime: Runtime) -> None:
         await runtime.stop()
 
     async def observe(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+        started = time.monotonic()
         try:
             action = await _run(body, memo, logger, deleting=False)
         except InvalidSpecError as exc:
@@ -116,7 +194,7 @@ def register(registry: Any, runtime: Runtime) -> None:
                 f"internal error: {type(exc).__name__}", delay=INTERNAL_ERROR_DELAY
             ) from None
         if isinstance(action, Requeue):
-            raise ComeBack(action.reason or "retry", delay=_min_delay(action.delay))
+            raise ComeBack(action.reason or "retry", delay=_rerun_delay(action.delay, started))
         if isinstance(action, Release):  # pragma: no cover - only while deleting
             return
 
@@ -162,13 +240,17 @@ def register(registry: Any, runtime: Runtime) -> None:
             raise ComeBack(action.reason or "retry", delay=_min_delay(action.delay))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete", registry=registry)
-    async def delete(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    async def delete(body: Any, memo: Any, logger: Any, patch: Any, **_: Any) -> None:
+        started = time.monotonic()
         try:
-            action = await _run(body, memo, logger, deleting=True)
+            action = await _run(body, memo, logger, deleting=True, kopf_patch=patch)
         except InvalidSpecError as exc:
             # The core cannot decide without a spec; the escape hatch still works.
             if orphan_requested(dict(body.get("metadata", {}).get("annotations") or {})):
                 logger.warning("invalid spec, released by akua.dev/orphan: %s", exc)
+                # A status write of kopf's own refreshes the version its finalizer patch tests.
+                stamp = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                patch.setdefault("status", {}).setdefault("deletion", {})["releasedAt"] = stamp
                 return
             logger.warning("invalid spec; set akua.dev/orphan=true to release: %s", exc)
             raise kopf.TemporaryError("invalid spec", delay=INTERNAL_ERROR_DELAY) from None
@@ -185,4 +267,4 @@ def register(registry: Any, runtime: Runtime) -> None:
             raise ComeBack("idle", delay=INTERNAL_ERROR_DELAY)
         delay = action.delay if isinstance(action, Requeue) else 0.0
         reason = action.reason if isinstance(action, Requeue) else "continue"
-        raise ComeBack(reason or "continue", delay=_min_delay(delay))
+        raise ComeBack(reason or "continue", delay=_rerun_delay(delay, started))

@@ -12,6 +12,18 @@ into kopf's language (return, TemporaryError). The status patch is written *befo
 is performed, so an operation id (or a DELETE's idempotency key) is recorded before anything
 waits on it, and a restarted operator resumes instead of repeating.
 
+The status of a Release is not written here but handed to kopf (``kopf_patch``, the delete
+handler's ``patch``): kopf PATCHes ``/status`` with it and then removes the finalizer with a
+JSON patch that tests ``metadata.resourceVersion`` against the version that status PATCH
+returned. Written here, it (and every status write of the same run) would leave kopf testing the
+version of the body it handed to the handler, and the finalizer patch would fail (422) until an
+event of our own writes caught up. The core never releases with an empty status
+(``status.deletion.releasedAt``), so that PATCH always happens.
+
+A run follows an operation (``:wait`` long polls) for at most ``FOLLOW_SECONDS``, then returns
+``Requeue(0)``: the handler asks kopf to re-run it at once (one progress write), so annotations
+(akua.dev/orphan, akua.dev/retry) are read again within about that long.
+
 Guards against mass deletion (core/guards.py): while deleting, the runtime reads the AkuaCluster
 CRD (``Facts.crd_deleting``) and records releases by the CRD guard (log, metric, ConfigMap); a
 budgeted DELETE that the process's deletion budget (handlers/budget.py) refuses is never
@@ -21,10 +33,11 @@ performed: the core decides again from the same facts with ``DeleteDeferred``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -76,9 +89,13 @@ from akua_operator.settings import Settings
 
 log = logging.getLogger("akua_operator")
 
-# Bounds of one cycle: at most this many Akua calls, at most this many :wait long polls.
+# Bounds of one cycle: at most MAX_ACTIONS Akua calls besides the :wait long polls; no new long
+# poll once one more could end later than FOLLOW_SECONDS after the cycle started (a first one
+# always goes out), and at most one per wait timeout in that time. Each run that ends this way
+# costs kopf one write (its progress record), and the next run reads the annotations
+# (akua.dev/orphan, akua.dev/retry) again: they act within about FOLLOW_SECONDS.
 MAX_ACTIONS = 8
-MAX_WAITS = 2
+FOLLOW_SECONDS = 20.0
 
 REASON_CACHED_CREDENTIALS = "CachedCredentials"
 
@@ -100,6 +117,7 @@ def tuning_from(settings: Settings) -> Tuning:
         retain_recheck=settings.retain_recheck,
         max_conflicts=settings.max_conflicts,
         delete_on_crd_deletion=settings.on_crd_deletion == "delete",
+        step_events=settings.step_events,
     )
 
 
@@ -197,8 +215,13 @@ class Runtime:
         deleting: bool,
         observe_only: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
+        kopf_patch: MutableMapping[str, Any] | None = None,
     ) -> Action:
         """Run decide/apply/perform until the core says Release, Requeue or Idle.
+
+        ``kopf_patch`` (the delete handler's kopf ``patch``): the status patch of a ``Release``
+        goes into it instead of being written here, so kopf writes it just before it removes
+        the finalizer (module docstring).
 
         ``observe_only`` (every handler but the delete handler): when the resource is being
         deleted (``metadata.deletionTimestamp`` in the live body, which may have appeared while
@@ -216,15 +239,20 @@ class Runtime:
                 facts = replace(facts, crd_deleting=await self._crd_deleting(seen_at, logger))
             obs: Observation = None
             creds: Credentials | None = None
-            waits = 0
-            # MAX_ACTIONS calls at most, and the core decides on the answer to each of them
-            # (the last included): an answer never decided on would leave its request
-            # recorded as pending, and the next run would send it again.
-            for calls in range(MAX_ACTIONS + 1):
+            started = time.monotonic()
+            max_waits = int(FOLLOW_SECONDS // max(1, self.tuning.wait_timeout)) + 1
+            waits = calls = 0
+            # MAX_ACTIONS calls and max_waits long polls at most, and the core decides on the
+            # answer to each of them (the last included, hence + 1): an answer never decided on
+            # would leave its request recorded as pending, and the next run would send it again.
+            for _ in range(MAX_ACTIONS + max_waits + 1):
                 decision = decide(facts, obs)
                 decision = self._apply_budget(facts, decision, logger)
                 if decision.status_patch is not None:
-                    await self._write_status(ref, decision.status_patch, state)
+                    if kopf_patch is not None and isinstance(decision.action, Release):
+                        _merge_into(kopf_patch.setdefault("status", {}), decision.status_patch)
+                    else:
+                        await self._write_status(ref, decision.status_patch, state)
                 for event in decision.events:
                     logger.info("%s: %s", event.reason, event.message)
                     await self.kube.emit_event(ref, event)
@@ -235,12 +263,17 @@ class Runtime:
                     await self._released_by_crd_guard(ref, facts, logger)
                 if isinstance(action, Release | Requeue | Idle):
                     return action
-                if calls == MAX_ACTIONS:
-                    break  # the next run starts from this decision (its intent is recorded)
                 if isinstance(action, FollowOperation) and action.wait:
-                    if waits >= MAX_WAITS:
+                    elapsed = time.monotonic() - started
+                    if waits >= max_waits or (
+                        waits and elapsed + self.tuning.wait_timeout > FOLLOW_SECONDS
+                    ):
                         return Requeue(0.0, "continue following")
                     waits += 1
+                elif calls >= MAX_ACTIONS:
+                    return Requeue(0.0, "continue")
+                else:
+                    calls += 1
                 if creds is None:
                     found = await self._credentials(facts, state, ref, logger)
                     if isinstance(found, CredentialsUnavailable):
@@ -548,6 +581,17 @@ def released_key(ref: ObjectRef) -> str:
     older record). ConfigMap keys allow ``[-._a-zA-Z0-9]``, at most 253 characters."""
     suffix = f".{ref.uid}"
     return f"{ref.namespace}.{ref.name}"[: 253 - len(suffix)] + suffix
+
+
+def _merge_into(target: MutableMapping[str, Any], patch: Mapping[str, Any]) -> None:
+    """Merge the JSON merge patch ``patch`` into the merge patch ``target`` (both stay patches:
+    a ``None`` value still deletes the key)."""
+    for key, value in patch.items():
+        current = target.get(key)
+        if isinstance(value, Mapping) and isinstance(current, MutableMapping):
+            _merge_into(current, value)
+        else:
+            target[key] = copy.deepcopy(value)
 
 
 def _deletion_seen_at(body: Mapping[str, Any], state: ResourceState) -> float:

@@ -368,6 +368,12 @@ class DeletionStatus(_Model):
         description="A create operation Akua answered 404 for; the create was resent once "
         "under its key to learn it again.",
     )
+    released_at: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When the operator released the finalizer (written with the final status, "
+        "just before the finalizer is removed).",
+    )
 
 
 class CreateRequestStatus(_Model):
