@@ -552,6 +552,24 @@ def test_standalone_without_peering(testbin: Path, offline_env: dict[str, str]) 
         ),
         (["metrics.port=9000", "health.port=9000"], "metrics.port and health.port are both 9000"),
         (
+            [
+                "defaultCredentials.namespaceSelector=tier=shared",
+                "rbac.scope=namespaced",
+                "watchNamespaces={a}",
+            ],
+            "defaultCredentials.namespaceSelector needs rbac.scope=cluster",
+        ),
+        (["defaultCredentials.namespaces={Bad_NS}"], "at '/defaultCredentials/namespaces/0'"),
+        (
+            ["admissionPolicies.guardedChanges.enabled=true"],
+            "guardedChanges.enabled=true needs admissionPolicies.guardedChanges.group",
+        ),
+        (
+            ["networkPolicy.enabled=true", "networkPolicy.akuaApiCIDRs={1.2.3.0/24}"],
+            "networkPolicy.enabled=true needs networkPolicy.apiServerCIDRs and networkPolicy.akua",
+        ),
+        (["networkPolicy.apiServerCIDRs={example.com}"], "at '/networkPolicy/apiServerCIDRs/0'"),
+        (
             ["serviceAccount.create=false"],
             "serviceAccount.name is required when serviceAccount.create is false",
         ),
