@@ -35,6 +35,7 @@ from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaError, AkuaNotFound, AkuaResponseError
 from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide, tenancy
+from akua_operator.core.deletion import orphan_requested
 from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed, released_record
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.types import (
@@ -71,6 +72,7 @@ from akua_operator.resource.models import (
     AkuaClusterSpec,
     AkuaClusterStatus,
     CredentialsSpec,
+    DeletionPolicy,
 )
 from akua_operator.settings import Settings
 
@@ -302,6 +304,12 @@ class Runtime:
             facts = replace(facts, default_credentials_permitted=permitted)
         if tenancy.credentials_refused(facts, facts.status):
             return facts  # it may not act: it claims nothing either
+        if facts.meta.deleting and (
+            orphan_requested(facts.meta.annotations)
+            or facts.spec.deletion.policy == DeletionPolicy.ORPHAN
+            or facts.crd_deleting
+        ):
+            return facts  # released without any Akua call whoever owns the cluster
         cluster_id = tenancy.cluster_id_of(facts, facts.status)
         if cluster_id:
             facts = replace(facts, claimed_by=await self._claim(facts, cluster_id, logger))
@@ -344,7 +352,19 @@ class Runtime:
                 )
             return None
         me = Claimant(facts.meta.namespace, facts.meta.name, facts.meta.uid)
-        return await self._claims.claim(cluster_id, me)
+        try:
+            return await self._claims.claim(cluster_id, me)
+        except Exception as exc:
+            # No Akua call without the claim: the handler fails and kopf retries it.
+            logger.warning(
+                "cannot claim Akua cluster %s in namespace %s (%s %s): no Akua call until it "
+                "can; the operator needs get/create/update/delete on leases there",
+                cluster_id,
+                self._claims.namespace,
+                type(exc).__name__,
+                getattr(exc, "status", "") or "",
+            )
+            raise
 
     async def _release_claim(
         self,
