@@ -153,3 +153,63 @@ def test_default_credentials_only_where_permitted_and_one_owner_per_cluster(
         op.assert_alive()
     finally:
         op.stop()
+
+
+def test_upgrade_a_resource_that_acted_under_the_default_credentials_keeps_them_to_delete(
+    kubectl: Any,
+    sim: Sim,
+    operator_env: dict[str, str],
+    namespace: str,
+    more_namespaces: tuple[str, str],
+    crd: str,
+    tmp_path: Path,
+) -> None:
+    """Before the rule, an AkuaCluster in team B adopted a cluster with the operator's token (its
+    status says so). After the upgrade team B may not use the token: alive, the resource stalls
+    without any Akua call; deleted, it still deletes its cluster (never a stranded cluster)."""
+    team_b, ops = more_namespaces
+    seeded = sim.seed("before-upgrade", state="active")
+    cid = seeded["id"]
+    kubectl.apply(akc("old", team_b, clusterId=cid))
+    recorded = {
+        "status": {
+            "clusterId": cid,
+            "workspaceId": seeded["workspace_id"],
+            "credentialsIdentity": "operator default",
+        }
+    }
+    kubectl(
+        "patch",
+        "akc",
+        "old",
+        "-n",
+        team_b,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(recorded),
+    )
+    op = Operator(
+        operator_env,
+        namespace,
+        tmp_path / "operator.log",
+        "--namespace",
+        team_b,
+        "--default-credentials-namespaces",
+        namespace,
+        "--operator-namespace",
+        ops,
+    ).start()
+    try:
+        wait_for(
+            "old stalled",
+            lambda: stalled(get_akc(kubectl, "old", team_b), "DefaultCredentialsNotPermitted"),
+        )
+        assert sim.calls_for(cid) == []
+        kubectl("delete", "akc", "old", "-n", team_b, "--wait=false")
+        wait_gone(kubectl, "old", team_b)
+        assert len(sim.deletes(cid)) == 1
+        assert not sim.cluster_exists(cid)
+        op.assert_alive()
+    finally:
+        op.stop()
