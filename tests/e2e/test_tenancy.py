@@ -31,7 +31,19 @@ def more_namespaces(kubectl: Any, namespace: str) -> Iterator[tuple[str, str]]:
         kubectl("create", "namespace", ns)
     yield team_b, ops
     for ns in (team_b, ops):
+        # As the namespace fixture does (tests/conftest.py): nothing left Terminating.
         kubectl("delete", "akc", "--all", "-n", ns, "--wait=false", check=False)
+        for obj in kubectl("get", "akc", "-n", ns, "-o", "name", check=False).stdout.split():
+            kubectl(
+                "patch",
+                obj,
+                "-n",
+                ns,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
