@@ -35,6 +35,14 @@ def _crd_deletion_mode(text: str) -> str:
 _crd_deletion_mode.__name__ = "orphan|delete"  # argparse: "invalid orphan|delete value"
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of namespaces (``*``: every watched one); "" is the empty list."""
+    return tuple(sorted({n.strip() for n in text.split(",") if n.strip()}))
+
+
+_names.__name__ = "namespace list"
+
+
 @dataclass(frozen=True)
 class Option:
     attr: str
@@ -245,7 +253,33 @@ OPTIONS: tuple[Option, ...] = (
         str,
         None,
         "The operator's own namespace (the chart sets it): where the released-clusters "
-        "ConfigMap is written. Unset: those releases are recorded in logs and Events only.",
+        "ConfigMap and the cluster claims (Leases akua-claim-<cluster id>) are written. "
+        "Unset: those releases are recorded in logs and Events only, and cluster claims are "
+        "not recorded (one cluster may then be claimed by two resources).",
+    ),
+    Option(
+        "default_credentials_namespaces",
+        "--default-credentials-namespaces",
+        "AKUA_DEFAULT_CREDENTIALS_NAMESPACES",
+        _names,
+        None,
+        "Comma-separated namespaces whose AkuaClusters may use the operator's own token "
+        "(AKUA_TOKEN); * for every watched namespace, an empty value for none. "
+        "Elsewhere a resource must name a Secret (spec.credentials.secretRef) or it stalls "
+        "with reason DefaultCredentialsNotPermitted before any Akua call. Unset: the namespaces "
+        "given with --namespace (none with --all-namespaces). See docs/security.md.",
+        metavar="NS,...",
+    ),
+    Option(
+        "default_credentials_namespace_selector",
+        "--default-credentials-namespace-selector",
+        "AKUA_DEFAULT_CREDENTIALS_NAMESPACE_SELECTOR",
+        str,
+        None,
+        "With --all-namespaces only: namespaces whose labels match this equality-based label "
+        "selector (e.g. team-tier=shared) may also use the operator's own token (needs "
+        "get on namespaces).",
+        metavar="SELECTOR",
     ),
 )
 
@@ -297,6 +331,9 @@ class Settings:
     step_events: bool = False
     released_configmap: str = "akua-operator-released-clusters"
     operator_namespace: str | None = None
+    #: None: the namespaces given with --namespace (none with --all-namespaces).
+    default_credentials_namespaces: tuple[str, ...] | None = None
+    default_credentials_namespace_selector: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -351,6 +388,19 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         values["peering_priority"] = default_priority()
     values["wait_timeout"] = max(1, min(60, int(values["wait_timeout"])))
     values["deletion_budget_per_minute"] = max(0, int(values["deletion_budget_per_minute"]))
+    selector = values["default_credentials_namespace_selector"]
+    if selector is not None and not selector.strip():
+        values["default_credentials_namespace_selector"] = None
+    elif selector is not None:
+        if not all_ns:
+            raise ValueError(
+                "--default-credentials-namespace-selector needs --all-namespaces (reading "
+                "namespace labels needs cluster rights); list the namespaces with "
+                "--default-credentials-namespaces instead"
+            )
+        from akua_operator.core.tenancy import parse_selector
+
+        parse_selector(selector)  # raises ValueError with the bad term
     known = {f.name for f in fields(Settings)}
     return Settings(
         namespaces=tuple(namespaces),

@@ -112,9 +112,12 @@ class Arrivals:
 class Operator:
     """`akua-operator run --namespace NS` as a subprocess; logs go to a file."""
 
-    def __init__(self, env: dict[str, str], namespace: str, log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], namespace: str, log_path: Path, *extra_args: str
+    ) -> None:
         self.env = env
         self.namespace = namespace
+        self.extra_args = extra_args  # after `run --namespace NS`
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -125,7 +128,7 @@ class Operator:
         log.write(f"\n===== start #{self.starts} =====\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            [str(operator_binary()), "run", "--namespace", self.namespace],
+            [str(operator_binary()), "run", "--namespace", self.namespace, *self.extra_args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

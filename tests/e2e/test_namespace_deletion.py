@@ -57,6 +57,7 @@ def chart_operator(
     health_port = free_port()
     sets = [
         f"credentials.token={TOKEN}",
+        f"defaultCredentials.namespaces={{{x}}}",
         f"akua.apiUrl={sim.url}",
         f"metrics.port={free_port()}",
         f"health.port={health_port}",

@@ -55,10 +55,12 @@ CRD_GUARD_RULE = (
 
 
 def released_rights(full: str) -> set[tuple[str, tuple, tuple]]:
-    """In the release namespace: the ConfigMap recording the clusters the CRD guard released."""
+    """In the release namespace: the ConfigMap recording the clusters the CRD guard released,
+    and the claim Leases (one owner per Akua cluster; their names are not known in advance)."""
     return {
         ("configmaps", (), ("create",)),
         ("configmaps", (f"{full}-released-clusters",), ("get", "patch")),
+        ("leases.coordination.k8s.io", (), ("create", "delete", "get", "update")),
     }
 
 
@@ -239,7 +241,7 @@ def test_cluster_scope_renders_cluster_rbac_and_all_namespaces(
 ) -> None:
     docs = helm_template(testbin, offline_env)
     assert_released_configmap_rbac(docs, "akua-system")
-    role = one(docs, "ClusterRole")
+    (role,) = operator_cluster_roles(docs)
     binding = one(docs, "ClusterRoleBinding")
     sa = one(docs, "ServiceAccount")
     assert binding["roleRef"] == {
@@ -263,7 +265,8 @@ def test_cluster_scope_renders_cluster_rbac_and_all_namespaces(
     }
     assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == peering
     c = container(docs)
-    assert c["args"] == ["run", "--all-namespaces"]
+    # No namespace may use the default credentials unless the install lists it.
+    assert c["args"] == ["run", "--all-namespaces", "--default-credentials-namespaces="]
     env = env_of(c)
     assert env["AKUA_PEERING_NAME"] == peering
     assert "AKUA_ACCESS_GUARD" not in env  # cluster-wide RBAC lives outside every namespace
@@ -287,7 +290,7 @@ def test_namespaced_scope_renders_a_role_per_watched_namespace_and_nothing_clust
     assert not by_kind(docs, "ClusterKopfPeering")
     sa = {"kind": "ServiceAccount", "name": "rel-akua-operator", "namespace": "ops"}
     # The one cluster-scoped right: read the AkuaCluster CRD.
-    cluster_roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
+    cluster_roles = {r["metadata"]["name"]: r for r in operator_cluster_roles(docs)}
     assert set(cluster_roles) == {"rel-akua-operator", "rel-akua-operator-watched"}
     assert rule_set(cluster_roles["rel-akua-operator"]["rules"]) == {CRD_GUARD_RULE}
     crb = one(docs, "ClusterRoleBinding")
@@ -326,14 +329,40 @@ def test_namespaced_scope_renders_a_role_per_watched_namespace_and_nothing_clust
     peerings = by_kind(docs, "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
     c = container(docs)
-    assert c["args"] == ["run", "--namespace", "team-a", "--namespace", "team-b"]
+    assert c["args"] == [
+        "run",
+        "--namespace",
+        "team-a",
+        "--namespace",
+        "team-b",
+        "--default-credentials-namespaces=",
+    ]
     assert env_of(c)["AKUA_ACCESS_GUARD"] == "rel-akua-operator-watched"
 
 
+def operator_cluster_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ClusterRoles of the operator itself (not the roles for users, which aggregate into
+    view/edit/admin)."""
+    return [
+        r
+        for r in by_kind(docs, "ClusterRole")
+        if not any(
+            k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in r["metadata"]["labels"]
+        )
+    ]
+
+
 def assert_released_configmap_rbac(docs: list[dict[str, Any]], release_ns: str) -> None:
-    """The only Role: the released-clusters ConfigMap in the release namespace."""
-    (role,) = by_kind(docs, "Role")
+    """The only Roles: the released-clusters ConfigMap and the claim Leases in the release
+    namespace."""
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
     name = "rel-akua-operator-released-clusters"
+    claims = roles.pop("rel-akua-operator-claims")
+    assert claims["metadata"]["namespace"] == release_ns
+    assert rule_set(claims["rules"]) == {
+        ("coordination.k8s.io", "leases", (), ("create", "delete", "get", "update")),
+    }
+    (role,) = roles.values()
     assert role["metadata"] == role["metadata"] | {"name": name, "namespace": release_ns}
     assert rule_set(role["rules"]) == {
         ("", "configmaps", (), ("create",)),
@@ -453,7 +482,7 @@ def test_service_monitor_only_when_enabled(testbin: Path, offline_env: dict[str,
 def test_standalone_without_peering(testbin: Path, offline_env: dict[str, str]) -> None:
     docs = helm_template(testbin, offline_env, "peering.enabled=false")
     assert not by_kind(docs, "ClusterKopfPeering")
-    assert not any(r["apiGroups"] == ["kopf.dev"] for r in one(docs, "ClusterRole")["rules"])
+    assert not any(r["apiGroups"] == ["kopf.dev"] for r in operator_cluster_roles(docs)[0]["rules"])
     env = env_of(container(docs))
     assert env["AKUA_STANDALONE"] == "true"
     assert "AKUA_PEERING_NAME" not in env
@@ -522,6 +551,24 @@ def test_standalone_without_peering(testbin: Path, offline_env: dict[str, str]) 
             "metrics.serviceMonitor.enabled=true needs metrics.service.enabled=true",
         ),
         (["metrics.port=9000", "health.port=9000"], "metrics.port and health.port are both 9000"),
+        (
+            [
+                "defaultCredentials.namespaceSelector=tier=shared",
+                "rbac.scope=namespaced",
+                "watchNamespaces={a}",
+            ],
+            "defaultCredentials.namespaceSelector needs rbac.scope=cluster",
+        ),
+        (["defaultCredentials.namespaces={Bad_NS}"], "at '/defaultCredentials/namespaces/0'"),
+        (
+            ["admissionPolicies.guardedChanges.enabled=true"],
+            "guardedChanges.enabled=true needs admissionPolicies.guardedChanges.group",
+        ),
+        (
+            ["networkPolicy.enabled=true", "networkPolicy.akuaApiCIDRs={1.2.3.0/24}"],
+            "networkPolicy.enabled=true needs networkPolicy.apiServerCIDRs and networkPolicy.akua",
+        ),
+        (["networkPolicy.apiServerCIDRs={example.com}"], "at '/networkPolicy/apiServerCIDRs/0'"),
         (
             ["serviceAccount.create=false"],
             "serviceAccount.name is required when serviceAccount.create is false",
@@ -648,7 +695,7 @@ def test_kubectl_apply_k_deploy_creates_the_operator(kubectl: Any) -> None:
     }
     dep = kubectl.json("get", "deployment", "akua-operator", "-n", ns)
     (c,) = dep["spec"]["template"]["spec"]["containers"]
-    assert c["args"] == ["run", "--all-namespaces"]
+    assert c["args"] == ["run", "--all-namespaces", "--default-credentials-namespaces="]
     env = env_of(c)
     assert env["AKUA_STANDALONE"] == "true"
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}

@@ -53,6 +53,7 @@ def test_operator_with_only_the_chart_rbac_creates_and_deletes(
     metrics_port, health_port = free_port(), free_port()
     sets = [
         f"credentials.token={TOKEN}",
+        f"defaultCredentials.namespaces={{{namespace}}}",
         f"akua.apiUrl={sim.url}",
         f"metrics.port={metrics_port}",
         f"health.port={health_port}",
@@ -150,6 +151,7 @@ def test_a_second_replica_waits_through_peering(
     health = [free_port(), free_port()]
     sets = [
         f"credentials.token={TOKEN}",
+        f"defaultCredentials.namespaces={{{namespace}}}",
         f"akua.apiUrl={sim.url}",
         f"metrics.port={free_port()}",
         f"health.port={health[0]}",

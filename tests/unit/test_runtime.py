@@ -624,3 +624,62 @@ def test_a_run_that_took_time_comes_back_with_no_delay() -> None:
     assert akuacluster_mod._rerun_delay(0.0, long_ago) == 0.0
     assert akuacluster_mod._rerun_delay(0.05, long_ago) == 0.1  # a real delay stays one
     assert 0.1 <= akuacluster_mod._rerun_delay(0.0, time.monotonic()) <= 1.0
+
+
+class RecordingClaims:
+    """Stands in for ClaimsIO: records each claim with the Akua calls made before it."""
+
+    def __init__(self, sim: SimApp, owner: str | None = None) -> None:
+        self.sim = sim
+        self.owner = owner  # another resource holding every claim (None: ours)
+        self.claims: list[tuple[str, list[str]]] = []
+        self.released: list[str] = []
+
+    async def claim(self, cluster_id: str, me: Any) -> str | None:
+        self.claims.append(
+            (cluster_id, [f"{e['method']} {e['path']}" for e in self.sim.journal.read(0)])
+        )
+        return self.owner
+
+    async def release(self, cluster_id: str, me: Any) -> None:
+        self.released.append(cluster_id)
+
+
+@pytest.mark.parametrize("owner", [None, "team-b/first"])
+async def test_a_created_cluster_is_claimed_before_the_first_call_about_it(
+    owner: str | None,
+) -> None:
+    """The id of a created cluster is learned from its create operation: the claim comes
+    before any call about the cluster; refused (another owner), no such call is made."""
+    sim = create_app(SimConfig(step_seconds=0.01))
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    claims = RecordingClaims(sim, owner)
+    runtime._claims = claims  # type: ignore[assignment]
+    state = ResourceState()
+    spec = {"name": "made", "regionId": "reg_eu"}
+    meta = {"name": "prod", "namespace": "ns", "uid": UID, "generation": 1}
+    for _ in range(20):
+        action = await runtime.cycle(
+            {"metadata": meta, "spec": spec, "status": kube.status}, state, deleting=False
+        )
+        if kube.status.get("clusterId") and claims.claims:
+            break
+        await asyncio.sleep(0.05)
+    cluster_id = kube.status["clusterId"]
+    claimed_id, before = claims.claims[0]
+    assert claimed_id == cluster_id
+    assert not any(cluster_id in path for path in before)
+    paths = [e["path"] for e in sim.journal.read(0)]
+    if owner is None:
+        await runtime.cycle(
+            {"metadata": meta, "spec": spec, "status": kube.status}, state, deleting=False
+        )
+        assert f"/clusters/{cluster_id}" in [e["path"] for e in sim.journal.read(0)]
+    else:
+        assert isinstance(action, Idle)
+        assert not any(cluster_id in p for p in paths)
+        stalled = next(c for c in kube.status["conditions"] if c["type"] == "Stalled")
+        assert (stalled["status"], stalled["reason"]) == ("True", "ClusterClaimed")
+        assert owner in stalled["message"]
+    await runtime.client.aclose()

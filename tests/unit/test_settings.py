@@ -131,3 +131,29 @@ async def test_the_token_file_is_read_off_the_event_loop(tmp_path: Path) -> None
     creds = await KubeIO(None).credentials("ns", None, source)
     assert creds.token.get_secret_value() == "sk_from_file"
     assert source.on_loop == [False]
+
+
+def test_default_credentials_scope_follows_the_watched_namespaces_unless_given() -> None:
+    from akua_operator.handlers.runtime import credentials_scope
+
+    named = credentials_scope(parse(["--namespace", "team-a"], {}))
+    assert named.permits("team-a", None) and not named.permits("team-b", None)
+    everywhere = credentials_scope(parse(["--all-namespaces"], {}))
+    assert not everywhere.permits("team-a", None)
+    given = credentials_scope(
+        parse(["-A"], {"AKUA_DEFAULT_CREDENTIALS_NAMESPACES": "team-b, team-c"})
+    )
+    assert given.permits("team-c", None) and not given.permits("team-a", None)
+    none = credentials_scope(parse(["-n", "team-a", "--default-credentials-namespaces", ""], {}))
+    assert not none.permits("team-a", None)
+    star = credentials_scope(parse(["-n", "x", "--default-credentials-namespaces", "*"], {}))
+    assert star.permits("x", None)
+
+
+def test_default_credentials_selector_only_in_the_cluster_scope() -> None:
+    with pytest.raises(ValueError, match="needs --all-namespaces"):
+        parse(["-n", "a", "--default-credentials-namespace-selector", "tier=shared"], {})
+    with pytest.raises(ValueError, match="equality-based"):
+        parse(["-A", "--default-credentials-namespace-selector", "tier in (a)"], {})
+    s = parse(["-A", "--default-credentials-namespace-selector", "tier=shared"], {})
+    assert s.default_credentials_namespace_selector == "tier=shared"

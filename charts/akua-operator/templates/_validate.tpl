@@ -11,6 +11,17 @@ Included at the top of deployment.yaml, which is always rendered.
 {{- if and (eq $v.rbac.scope "cluster") (not (empty $v.watchNamespaces)) }}
 {{- fail (printf "\n\nwatchNamespaces=%v is only for rbac.scope=namespaced: with rbac.scope=cluster the operator watches all namespaces. Set rbac.scope=namespaced, or empty watchNamespaces." $v.watchNamespaces) }}
 {{- end }}
+{{- if and (dig "namespaceSelector" "" ($v.defaultCredentials | default dict)) (ne $v.rbac.scope "cluster") }}
+{{- fail "\n\ndefaultCredentials.namespaceSelector needs rbac.scope=cluster (reading namespace labels needs a cluster-scoped right): list the namespaces in defaultCredentials.namespaces instead." }}
+{{- end }}
+{{- $gc := dig "guardedChanges" dict ($v.admissionPolicies | default dict) }}
+{{- if and (dig "enabled" false $gc) (not (dig "group" "" $gc)) }}
+{{- fail "\n\nadmissionPolicies.guardedChanges.enabled=true needs admissionPolicies.guardedChanges.group: the group whose members may set akua.dev/orphan, akua.dev/retry and the deletion fields." }}
+{{- end }}
+{{- $np := $v.networkPolicy | default dict }}
+{{- if and (dig "enabled" false $np) (or (empty (dig "apiServerCIDRs" list $np)) (empty (dig "akuaApiCIDRs" list $np))) }}
+{{- fail "\n\nnetworkPolicy.enabled=true needs networkPolicy.apiServerCIDRs and networkPolicy.akuaApiCIDRs (a NetworkPolicy cannot name hosts): the address ranges of the Kubernetes API server and of the Akua API." }}
+{{- end }}
 {{- if and $v.credentials.existingSecret $v.credentials.token }}
 {{- fail "\n\ncredentials.existingSecret and credentials.token are both set: choose one (the token goes into the existing Secret, or the chart creates a Secret from credentials.token)." }}
 {{- end }}

@@ -35,7 +35,7 @@ from enum import StrEnum
 
 from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
 from akua_operator.akua.models import Operation, Provider
-from akua_operator.core import failures, guards
+from akua_operator.core import failures, guards, tenancy
 from akua_operator.core.lifecycle import (
     REASON_OUTCOME_UNKNOWN,
     cluster_id_mismatch,
@@ -197,6 +197,9 @@ def _decide_deletion(
         )
     # --- guards (core/guards.py): the CRD guard comes right after the orphan checks ---
     if (released := guards.crd_guard(facts, status, events)) is not None:
+        return released
+    # --- many teams (core/tenancy.py): credentials not permitted, cluster claimed elsewhere ---
+    if (released := tenancy.deletion_gate(facts, status, events)) is not None:
         return released
     if facts.status_unreadable is not None:
         # Never build on an empty stand-in for records that could not be read.

@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from akua_operator.akua.errors import AkuaConflict, AkuaError, AkuaHTTPError, AkuaNotFound
 from akua_operator.akua.models import Cluster, Operation, Provider
-from akua_operator.core import failures
+from akua_operator.core import failures, tenancy
 from akua_operator.core.lifecycle_actions import (
     LIFECYCLE_ACTIONS,
     ClusterAnswered,
@@ -375,6 +375,9 @@ def _decide(
 ) -> Action:
     match obs:
         case None:
+            # many teams (core/tenancy.py): refused before any Akua call
+            if (refused := tenancy.lifecycle_gate(facts, status, events)) is not None:
+                return refused
             return _start(facts, status, events)
         case ClusterObserved(cluster=cluster):
             return _on_cluster(facts, status, events, cluster)

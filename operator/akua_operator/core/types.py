@@ -75,6 +75,13 @@ class Facts:
     # The AkuaCluster CRD has a deletionTimestamp (read by the runtime after this resource's
     # own deletionTimestamp): the CRD guard releases without deleting (core/guards.py).
     crd_deleting: bool = False
+    # May this resource's namespace use the operator's default credentials (no Secret named)?
+    # Set by the runtime from --default-credentials-namespaces / -namespace-selector
+    # (core/tenancy.py); True when the resource names a Secret (the question does not arise).
+    default_credentials_permitted: bool = True
+    # Another resource holds the claim (a Lease) on this resource's cluster id: who, as
+    # "namespace/name". None: this resource holds it, or no claim applies (core/tenancy.py).
+    claimed_by: str | None = None
 
 
 # Observations: what the last action found out ------------------------------------------------

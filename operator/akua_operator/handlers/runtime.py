@@ -48,7 +48,8 @@ from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaError, AkuaNotFound, AkuaResponseError
 from akua_operator.akua.models import Operation
-from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide
+from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide, tenancy
+from akua_operator.core.deletion import orphan_requested
 from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed, released_record
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.types import (
@@ -79,11 +80,13 @@ from akua_operator.kube import (
     SecretNotFound,
     TokenSource,
 )
+from akua_operator.kube.claims import Claimant, ClaimsIO
 from akua_operator.resource.models import (
     CRD_NAME,
     AkuaClusterSpec,
     AkuaClusterStatus,
     CredentialsSpec,
+    DeletionPolicy,
 )
 from akua_operator.settings import Settings
 
@@ -104,6 +107,22 @@ REASON_CACHED_CREDENTIALS = "CachedCredentials"
 CRD_READ_TTL = 5.0
 #: Attempts to write one record into the released-clusters ConfigMap (one retry).
 RECORD_ATTEMPTS = 2
+
+
+#: Namespace labels (the default credentials' selector) are reused for this long.
+LABELS_TTL = 10.0
+
+
+def credentials_scope(settings: Settings) -> tenancy.CredentialsScope:
+    """Which namespaces the operator's default credentials serve (docs/security.md): the
+    listed ones; unset: the namespaces given with --namespace, none with --all-namespaces."""
+    names = settings.default_credentials_namespaces
+    if names is None:
+        names = () if settings.all_namespaces else settings.namespaces
+    selector = settings.default_credentials_namespace_selector
+    return tenancy.CredentialsScope(
+        frozenset(names), tenancy.parse_selector(selector) if selector else None
+    )
 
 
 def tuning_from(settings: Settings) -> Tuning:
@@ -151,8 +170,13 @@ class Runtime:
         token_source: TokenSource | None = None,
         kube: KubeIO | None = None,
         client: AkuaClient | None = None,
+        claims: ClaimsIO | None = None,
     ) -> None:
         self.settings = settings
+        self.scope = credentials_scope(settings)
+        self._claims = claims
+        self._labels: dict[str, tuple[float, dict[str, str] | None]] = {}
+        self._no_claims_logged = False
         self.tuning = tuning_from(settings)
         self.token_source = token_source or TokenSource.from_env()
         self._kube = kube
@@ -181,6 +205,10 @@ class Runtime:
         if self._kube is None:
             api_client = await asyncio.to_thread(_kubernetes_api_client)
             self._kube = KubeIO(api_client)
+        ns = self.settings.operator_namespace
+        if self._claims is None and ns and isinstance(self._kube, KubeIO):
+            watched = None if self.settings.all_namespaces else self.settings.namespaces
+            self._claims = ClaimsIO(self._kube.api_client, ns, watched=watched)
         if self._client is None:
             s = self.settings
             self._client = AkuaClient(
@@ -237,6 +265,8 @@ class Runtime:
             if crd_read_needed(facts):
                 seen_at = _deletion_seen_at(body, state)
                 facts = replace(facts, crd_deleting=await self._crd_deleting(seen_at, logger))
+            facts = await self._tenancy(facts, logger)
+            claimed = tenancy.cluster_id_of(facts, facts.status)
             obs: Observation = None
             creds: Credentials | None = None
             started = time.monotonic()
@@ -261,6 +291,8 @@ class Runtime:
                 self._report(ref, facts, action)
                 if isinstance(action, Release) and action.cause == CAUSE_CRD_GUARD:
                     await self._released_by_crd_guard(ref, facts, logger)
+                if isinstance(action, Release):
+                    await self._release_claim(facts, action, logger)
                 if isinstance(action, Release | Requeue | Idle):
                     return action
                 if isinstance(action, FollowOperation) and action.wait:
@@ -274,6 +306,15 @@ class Runtime:
                     return Requeue(0.0, "continue")
                 else:
                     calls += 1
+                cluster_id = tenancy.cluster_id_of(facts, facts.status)
+                if cluster_id and cluster_id != claimed and facts.claimed_by is None:
+                    # A cluster id learned in this cycle (a create or import answered): claim
+                    # it before the first call about it.
+                    claimed = cluster_id
+                    owner = await self._claim(facts, cluster_id, logger)
+                    if owner is not None:
+                        facts, obs = replace(facts, claimed_by=owner), None
+                        continue
                 if creds is None:
                     found = await self._credentials(facts, state, ref, logger)
                     if isinstance(found, CredentialsUnavailable):
@@ -284,6 +325,106 @@ class Runtime:
                 if isinstance(obs, OperationObserved):
                     _count_operation(obs)
             return Requeue(0.0, "continue")
+
+    # --- many teams (core/tenancy.py) -------------------------------------------------------
+
+    async def _tenancy(
+        self, facts: Facts, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    ) -> Facts:
+        """Set ``default_credentials_permitted`` and ``claimed_by`` (claiming the cluster id
+        when nobody holds it) before the core decides anything."""
+        if not tenancy.names_secret(facts):
+            permitted = await self._permitted(facts.meta.namespace, logger)
+            facts = replace(facts, default_credentials_permitted=permitted)
+        if tenancy.credentials_refused(facts, facts.status):
+            return facts  # it may not act: it claims nothing either
+        if facts.meta.deleting and (
+            orphan_requested(facts.meta.annotations)
+            or facts.spec.deletion.policy == DeletionPolicy.ORPHAN
+            or facts.crd_deleting
+        ):
+            return facts  # released without any Akua call whoever owns the cluster
+        cluster_id = tenancy.cluster_id_of(facts, facts.status)
+        if cluster_id:
+            facts = replace(facts, claimed_by=await self._claim(facts, cluster_id, logger))
+        return facts
+
+    async def _permitted(
+        self, namespace: str, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    ) -> bool:
+        labels: dict[str, str] | None = None
+        if self.scope.selector is not None and not self.scope.permits(namespace, None):
+            cached = self._labels.get(namespace)
+            if cached is not None and time.monotonic() - cached[0] < LABELS_TTL:
+                labels = cached[1]
+            else:
+                try:
+                    labels = await self.kube.namespace_labels(namespace)
+                except Exception as exc:  # noqa: BLE001 - unreadable: not permitted
+                    logger.warning(
+                        "cannot read the labels of namespace %s (%s): its AkuaClusters may "
+                        "not use the default credentials",
+                        namespace,
+                        type(exc).__name__,
+                    )
+                self._labels[namespace] = (time.monotonic(), labels)
+        return self.scope.permits(namespace, labels)
+
+    async def _claim(
+        self,
+        facts: Facts,
+        cluster_id: str,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> str | None:
+        """The owner of ``cluster_id`` when another resource holds its claim, else None."""
+        if self._claims is None:
+            if not self._no_claims_logged:
+                self._no_claims_logged = True
+                logger.warning(
+                    "no operator namespace (--operator-namespace / AKUA_OPERATOR_NAMESPACE): "
+                    "cluster claims are not recorded, so two AkuaClusters may claim one cluster"
+                )
+            return None
+        me = Claimant(facts.meta.namespace, facts.meta.name, facts.meta.uid)
+        try:
+            return await self._claims.claim(cluster_id, me)
+        except Exception as exc:
+            # No Akua call without the claim: the handler fails and kopf retries it.
+            logger.warning(
+                "cannot claim Akua cluster %s in namespace %s (%s %s): no Akua call until it "
+                "can; the operator needs get/create/update/delete on leases there",
+                cluster_id,
+                self._claims.namespace,
+                type(exc).__name__,
+                getattr(exc, "status", "") or "",
+            )
+            raise
+
+    async def _release_claim(
+        self,
+        facts: Facts,
+        action: Release,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        """A deletion released by its owner frees the claim (best effort: a claim left behind
+        passes on anyway once its holder is gone)."""
+        if not facts.meta.deleting or self._claims is None or facts.claimed_by is not None:
+            return
+        if action.cause in (tenancy.CAUSE_CLAIMED, tenancy.CAUSE_NOT_PERMITTED):
+            return
+        cluster_id = tenancy.cluster_id_of(facts, facts.status)
+        if not cluster_id:
+            return
+        me = Claimant(facts.meta.namespace, facts.meta.name, facts.meta.uid)
+        try:
+            await self._claims.release(cluster_id, me)
+        except Exception as exc:  # noqa: BLE001 - the release goes on
+            logger.warning(
+                "could not free the claim on Akua cluster %s (%s); it passes on once this "
+                "resource is gone",
+                cluster_id,
+                type(exc).__name__,
+            )
 
     # --- guards against mass deletion ---------------------------------------------------------
 

@@ -223,6 +223,15 @@ class KubeIO:
     async def record_released(self, namespace: str, name: str, key: str, value: str) -> None:
         await asyncio.to_thread(self.record_released_sync, namespace, name, key, value)
 
+    # --- namespaces (the default credentials' label selector) ---------------------------------
+
+    def namespace_labels_sync(self, namespace: str) -> dict[str, str]:
+        ns = self.core.read_namespace(namespace)
+        return dict((ns.metadata.labels if ns.metadata else None) or {})
+
+    async def namespace_labels(self, namespace: str) -> dict[str, str]:
+        return await asyncio.to_thread(self.namespace_labels_sync, namespace)
+
     # --- events -----------------------------------------------------------------------------
 
     def emit_event_sync(self, ref: ObjectRef, event: Event) -> None:
