@@ -72,6 +72,12 @@ class Facts:
     # The AkuaCluster CRD has a deletionTimestamp (read by the runtime after this resource's
     # own deletionTimestamp): the CRD guard releases without deleting (core/guards.py).
     crd_deleting: bool = False
+    # The one workspace the cycle's credentials act in without akua-context (GET /workspaces),
+    # read by the runtime only when a new create or import attempt may be recorded
+    # (core.lifecycle.token_workspace_needed); None: not read, or not one workspace. A new
+    # attempt records it as the workspace its request goes to, so a resend after a lost answer
+    # goes there too, whatever the credentials have become since.
+    token_workspace: str | None = None
 
 
 # Observations: what the last action found out ------------------------------------------------

@@ -36,6 +36,7 @@ from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaError, AkuaNotFound, AkuaResponseError
 from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide
 from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed, released_record
+from akua_operator.core.lifecycle import token_workspace_needed
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.types import (
     Action,
@@ -215,6 +216,12 @@ class Runtime:
                 facts = replace(facts, crd_deleting=await self._crd_deleting(seen_at, logger))
             obs: Observation = None
             creds: Credentials | None = None
+            if token_workspace_needed(facts):
+                # a new create/import attempt records the workspace it goes to (core/lifecycle)
+                found = await self._credentials(facts, state, ref, logger)
+                if not isinstance(found, CredentialsUnavailable):
+                    creds = found
+                    facts = replace(facts, token_workspace=await self._token_workspace(creds))
             waits = 0
             # MAX_ACTIONS calls at most, and the core decides on the answer to each of them
             # (the last included): an answer never decided on would leave its request
@@ -372,6 +379,18 @@ class Runtime:
             failure,
             text,
         )
+
+    async def _token_workspace(self, creds: Credentials) -> str | None:
+        """The one workspace ``creds`` act in without akua-context (GET /workspaces), or None
+        when they reach several or the call failed (the attempt then names none, as before)."""
+        if creds.context is not None:
+            return creds.context
+        try:
+            page = await self.client.list_workspaces(creds=creds, limit=2)
+        except AkuaError as exc:
+            log.debug("GET /workspaces failed: %s", type(exc).__name__)
+            return None
+        return page.data[0].id if len(page.data) == 1 and not page.has_more else None
 
     async def perform(self, action: Action, creds: Credentials) -> Observation:
         """One Akua call; every outcome becomes an observation (nothing raises).
