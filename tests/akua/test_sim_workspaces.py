@@ -221,3 +221,38 @@ async def test_admin_rejects_a_bad_workspace_id(clock: FakeClock) -> None:
     async with httpx.AsyncClient(transport=SimTransport(sim), base_url=f"{BASE}/_sim") as admin:
         r = await admin.post("/clusters", json={"name": "x", "workspace_id": "w" * 54})
     assert r.status_code == 422
+
+
+async def test_a_forgotten_operation_is_404_everywhere_yet_runs_on_and_its_key_replays_it(
+    a: httpx.AsyncClient, admin: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    op = await _create(a, key="create-1")
+    r = await admin.post(f"/operations/{op['id']}:forget", json={})
+    assert r.status_code == 200 and r.json()["keys_forgotten"] == 0
+    assert (await a.get(f"/operations/{op['id']}")).status_code == 404
+    assert (await a.post(f"/operations/{op['id']}:wait?timeout=1")).status_code == 404
+    assert (await a.post(f"/operations/{op['id']}:cancel")).status_code == 404
+    assert (await a.get("/operations")).json()["data"] == []
+    # it runs on: the cluster is made
+    clock.advance(60)
+    (cluster,) = (await a.get("/clusters")).json()["data"]
+    assert cluster["state"] == "active"
+    # the key store is separate: the same create replays the (forgotten) operation
+    replay = await _create(a, key="create-1")
+    assert replay["id"] == op["id"]
+    assert replay["response"]["cluster_id"] == cluster["id"]
+    assert len((await a.get("/clusters")).json()["data"]) == 1
+
+
+async def test_forgetting_an_operation_with_its_key_makes_the_same_create_start_anew(
+    a: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    op = await _create(a, key="create-1")
+    r = await admin.post(f"/operations/{op['id']}:forget", json={"forget_key": True})
+    assert r.status_code == 200 and r.json()["keys_forgotten"] == 1
+    again = await _create(a, key="create-1")
+    assert again["id"] != op["id"]
+    assert len((await a.get("/clusters")).json()["data"]) == 2
+    bad = await admin.post(f"/operations/{op['id']}:forget", json={"forget_key": "yes"})
+    assert bad.status_code == 422
+    assert (await admin.post("/operations/op_nope:forget", json={})).status_code == 404

@@ -8,12 +8,14 @@ Each test drives the pure core through ``decide()``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from akc_factories import CID, UID, cluster, facts, operation
 
 from akua_operator.akua.errors import AkuaConflict, AkuaNotFound
 from akua_operator.core import Decision, Facts, advance, decide
+from akua_operator.core.lifecycle import token_workspace_needed
 from akua_operator.core.lifecycle_actions import CreateCluster, ImportCluster
 from akua_operator.core.types import (
     Action,
@@ -234,6 +236,39 @@ def test_a_vanished_create_operation_without_a_recorded_workspace_holds() -> Non
     later = decide(facts(spec=CREATE, status=d.status.dump()))
     no_release(later)
     assert not isinstance(later.action, CreateCluster)
+
+
+def test_a_new_create_records_the_tokens_workspace_and_a_resend_goes_there() -> None:
+    # The spec names no workspace. The runtime tells the core the token's one workspace
+    # (GET /workspaces) before a new attempt: the request records it and goes there; after a
+    # lost answer, the deletion's resend goes there too, even when the credentials now belong
+    # to another workspace (a rotated Secret): never a second cluster in that one.
+    key = f"{UID}-create-1"
+    f = replace(facts(spec=CREATE, deleting=False), token_workspace="ws_1")
+    assert token_workspace_needed(f)
+    d = decide(f)
+    assert d.action == CreateCluster("prod", "reg_eu", None, key, resend=False, workspace="ws_1")
+    lifecycle = d.status.lifecycle
+    assert lifecycle is not None and lifecycle.create_request is not None
+    assert lifecycle.create_request.workspace_id == "ws_1"
+    # the answer is lost, the resource deleted, the token now one of ws_2
+    g = replace(facts(spec=CREATE, status=d.status.dump()), token_workspace="ws_2")
+    assert not token_workspace_needed(g)  # nothing new to record while deleting
+    d = decide(g)
+    no_release(d)
+    assert d.action == CreateCluster("prod", "reg_eu", None, key, resend=True, workspace="ws_1")
+
+
+def test_the_tokens_workspace_is_needed_only_before_a_new_attempt() -> None:
+    assert token_workspace_needed(facts(spec=CREATE, deleting=False))
+    attempted = {
+        "lifecycle": {"createAttempt": 1, "createRequest": {"provider": "managed_kaas", **CREATE}}
+    }
+    assert not token_workspace_needed(facts(spec=CREATE, status=attempted, deleting=False))
+    named = {**CREATE, "credentials": {"workspaceId": "ws_9"}}
+    assert not token_workspace_needed(facts(spec=named, deleting=False))
+    assert not token_workspace_needed(facts(deleting=False))  # adopting spec.clusterId
+    assert not token_workspace_needed(facts(spec=CREATE))  # deleting
 
 
 # --- item 2: an import whose answer was lost ---------------------------------------------------

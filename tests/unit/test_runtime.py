@@ -477,6 +477,27 @@ async def test_every_call_about_the_cluster_names_its_recorded_workspace() -> No
     await runtime.client.aclose()
 
 
+async def test_a_new_create_asks_for_the_tokens_workspace_and_is_sent_there() -> None:
+    # Issue 10 item 1: before recording a new create attempt, the runtime reads the token's one
+    # workspace (GET /workspaces); the request records it and names it (akua-context), so a
+    # resend after a lost answer cannot land in another workspace after a rotation.
+    sim = create_app(SimConfig(step_seconds=0.05, seed=48))
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    manifest = body("unused", {}, deleting=False)
+    manifest["spec"] = {"name": "prod", "regionId": "reg_eu"}
+    await runtime.cycle(manifest, ResourceState(), deleting=False)
+    calls = sim.journal.read(0)
+    assert [(e["method"], e["path"]) for e in calls[:2]] == [
+        ("GET", "/workspaces"),
+        ("POST", "/clusters"),
+    ]
+    workspace = sim.config.workspace_id
+    assert calls[1]["akua_context"] == workspace
+    assert kube.status["lifecycle"]["createRequest"]["workspaceId"] == workspace
+    await runtime.client.aclose()
+
+
 async def test_an_unreadable_status_holds_the_deletion_without_any_call() -> None:
     # Issue 10 item 8: a status that does not parse is not read as a fresh one.
     sim = create_app(SimConfig())

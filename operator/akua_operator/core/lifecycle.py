@@ -217,6 +217,25 @@ def unanswered_create(facts: Facts, status: AkuaClusterStatus) -> CreateCluster 
     )
 
 
+def token_workspace_needed(facts: Facts) -> bool:
+    """Whether this cycle may record a new create or import attempt whose workspace nothing
+    names (no spec.credentials.workspaceId): the runtime then reads the token's workspace
+    (``Facts.token_workspace``) so the attempt records where it goes."""
+    spec = facts.spec
+    status = facts.status
+    if facts.meta.deleting or spec.cluster_id is not None or status.cluster_id is not None:
+        return False
+    if spec_workspace(facts) is not None:
+        return False
+    lc = status.lifecycle
+    return (
+        lc is None
+        or lc.create_attempt == 0
+        or lc.failed is not None
+        or lc.outcome_unknown is not None
+    )
+
+
 def _resend_workspace(status: AkuaClusterStatus, request: CreateRequestStatus) -> str | None:
     """Where a resent create/import goes: where the first one went (the akua-context it was
     sent with), else the workspace Akua showed for it; the contract dedupes keys within one
@@ -568,8 +587,11 @@ def _create_or_import(facts: Facts, status: AkuaClusterStatus, events: list[Even
         mark_stalled(status, facts, "InvalidSpec", message)
         return Idle(message)
     if new_attempt:
-        # A new attempt goes where the spec says now; nothing made so far pins a workspace.
-        request = request.model_copy(update={"workspace_id": spec_workspace(facts)})
+        # A new attempt goes where the spec says now (else the token's own workspace, named,
+        # so that a resend never lands in another one after a rotation); nothing made so far
+        # pins a workspace.
+        workspace = spec_workspace(facts) or facts.token_workspace
+        request = request.model_copy(update={"workspace_id": workspace})
         if status.cluster_id is None:
             status.workspace_id = None
     lc.create_request = request

@@ -82,6 +82,12 @@ class Facts:
     # Another resource holds the claim (a Lease) on this resource's cluster id: who, as
     # "namespace/name". None: this resource holds it, or no claim applies (core/tenancy.py).
     claimed_by: str | None = None
+    # The one workspace the cycle's credentials act in without akua-context (GET /workspaces),
+    # read by the runtime only when a new create or import attempt may be recorded
+    # (core.lifecycle.token_workspace_needed); None: not read, or not one workspace. A new
+    # attempt records it as the workspace its request goes to, so a resend after a lost answer
+    # goes there too, whatever the credentials have become since.
+    token_workspace: str | None = None
 
 
 # Observations: what the last action found out ------------------------------------------------

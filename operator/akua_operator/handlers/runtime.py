@@ -51,6 +51,7 @@ from akua_operator.akua.models import Operation
 from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide, tenancy
 from akua_operator.core.deletion import orphan_requested
 from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed, released_record
+from akua_operator.core.lifecycle import token_workspace_needed
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.types import (
     Action,
@@ -269,6 +270,17 @@ class Runtime:
             claimed = tenancy.cluster_id_of(facts, facts.status)
             obs: Observation = None
             creds: Credentials | None = None
+            if (
+                facts.default_credentials_permitted
+                and facts.claimed_by is None
+                and token_workspace_needed(facts)
+            ):
+                # (never before the tenancy rules: a refused resource makes no Akua call)
+                # a new create/import attempt records the workspace it goes to (core/lifecycle)
+                found = await self._credentials(facts, state, ref, logger)
+                if not isinstance(found, CredentialsUnavailable):
+                    creds = found
+                    facts = replace(facts, token_workspace=await self._token_workspace(creds))
             started = time.monotonic()
             max_waits = int(FOLLOW_SECONDS // max(1, self.tuning.wait_timeout)) + 1
             waits = calls = 0
@@ -559,6 +571,18 @@ class Runtime:
             return await self.client.get_operation(op.id, creds=creds)
         except AkuaNotFound:
             return op
+
+    async def _token_workspace(self, creds: Credentials) -> str | None:
+        """The one workspace ``creds`` act in without akua-context (GET /workspaces), or None
+        when they reach several or the call failed (the attempt then names none, as before)."""
+        if creds.context is not None:
+            return creds.context
+        try:
+            page = await self.client.list_workspaces(creds=creds, limit=2)
+        except AkuaError as exc:
+            log.debug("GET /workspaces failed: %s", type(exc).__name__)
+            return None
+        return page.data[0].id if len(page.data) == 1 and not page.has_more else None
 
     async def perform(self, action: Action, creds: Credentials) -> Observation:
         """One Akua call; every outcome becomes an observation (nothing raises).

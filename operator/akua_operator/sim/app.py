@@ -723,6 +723,12 @@ class SimApp:
         if (m := re.fullmatch(r"/operations/([^/:]+):approve", path)) and method == "POST":
             data = await self._json(request)
             return 200, state.approve(m.group(1), data.get("step"))
+        if (m := re.fullmatch(r"/operations/([^/:]+):forget", path)) and method == "POST":
+            data = await self._json(request)
+            forget_key = data.get("forget_key", False)
+            if not isinstance(forget_key, bool):
+                raise _invalid(422, "forget_key must be a boolean", ["body", "forget_key"])
+            return 200, state.forget_operation(m.group(1), forget_key=forget_key)
         raise SimError(404, 5, f"NOT_FOUND: no admin route {method} {path}")
 
 

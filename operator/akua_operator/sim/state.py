@@ -127,6 +127,9 @@ class OpRec:
     cancel_requested_at: float | None = None
     approved_at: dict[str, float] = field(default_factory=dict)
     failures_done: int = 0
+    # forgotten by the API (``POST /_sim/operations/{id}:forget``): 404 to every call, yet it
+    # runs on (its cluster is still made or deleted)
+    forgotten: bool = False
 
     @property
     def done(self) -> bool:
@@ -822,9 +825,22 @@ class SimState:
 
     def _op(self, op_id: str, ws: str | None = None, *, any_workspace: bool = False) -> OpRec:
         op = self.ops.get(op_id)
-        if op is None or (not any_workspace and op.workspace_id != self._ws(ws)):
+        if op is None or (not any_workspace and (op.forgotten or op.workspace_id != self._ws(ws))):
             raise not_found("operation", op_id)
         return op
+
+    def forget_operation(self, op_id: str, *, forget_key: bool = False) -> dict[str, Any]:
+        """The API forgets the operation (as if it expired, or a read lagged): ``GET``,
+        ``:wait`` and ``:cancel`` answer 404 and lists omit it, while it runs on (a create still
+        makes its cluster). The idempotency key that started it still replays it (the key store
+        is separate) unless ``forget_key``: then the same request starts anew."""
+        with self.lock:
+            op = self._op(op_id, any_workspace=True)
+            op.forgotten = True
+            keys = [k for k, rec in self.idem.items() if rec.op_id == op.id] if forget_key else []
+            for k in keys:
+                del self.idem[k]
+            return {"id": op.id, "forgotten": True, "keys_forgotten": len(keys)}
 
     def get_operation(
         self, op_id: str, *, steps: bool = True, ws: str | None = None
@@ -913,6 +929,7 @@ class SimState:
                 op
                 for op in self.ops.values()
                 if op.workspace_id == ws
+                and not op.forgotten
                 and (
                     owner_type is None or (op.owner_type == owner_type and op.owner_id == owner_id)
                 )
