@@ -31,7 +31,10 @@ def waiting_for(status: AkuaClusterStatus, action: Action, *, deleting: bool) ->
         what = f"Akua operation {op.id} ({status.progress or op.type})"
         if running is not None and running.execution_type in APPROVAL_TYPES:
             where = f" at {op.html_url}" if op.html_url else ""
-            return f"person: step {running.name} of {what} waits for approval in Akua{where}"
+            return (
+                f"person: step {running.name} of Akua operation {op.id} waits for approval in "
+                f"Akua{where}"
+            )
         return f"akua: {what}"
     reconciling = condition(status, RECONCILING)
     deletion = status.deletion
