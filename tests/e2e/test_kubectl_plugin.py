@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +266,7 @@ def test_kubectl_akua_tells_each_phase_and_orphan_and_retry_change_a_held_deleti
 
 
 def test_orphan_shows_an_admission_denial_plainly(
-    kubectl: Any, sim: Sim, namespace: str, operator: Operator, plugin_env: dict[str, str]
+    kubectl: Any, sim: Sim, namespace: str, crd: str, plugin_env: dict[str, str]
 ) -> None:
     policy = f"no-orphan-{namespace}"
     kubectl.apply(
@@ -312,11 +313,28 @@ def test_orphan_shows_an_admission_denial_plainly(
     try:
         cluster_id = sim.seed(f"prod-{namespace}")["id"]
         kubectl.apply(akc("prod", namespace, clusterId=cluster_id))
-        akua = Akua(kubectl, plugin_env, namespace)
-        result = wait_for(
-            "the policy to refuse",
-            lambda: (r := akua("orphan", "prod", "--yes", check=False)).returncode == 1 and r,
+        kubectl.apply(akc("probe", namespace, clusterId="clu_probe"))
+        # The policy takes effect a moment after it is created: wait until it refuses a plain
+        # kubectl annotate of another resource, then run the plugin once.
+        wait_for(
+            "the policy to take effect",
+            lambda: (
+                "not allowed in this namespace"
+                in kubectl(
+                    "annotate",
+                    "akc",
+                    "probe",
+                    "-n",
+                    namespace,
+                    "--overwrite",
+                    f"akua.dev/orphan={time.monotonic()}",
+                    check=False,
+                ).stderr
+            ),
         )
+        akua = Akua(kubectl, plugin_env, namespace)
+        result = akua("orphan", "prod", "--yes", check=False)
+        assert result.returncode == 1, result.stdout
         assert "Refused by the API server" in result.stderr
         assert "orphaning AkuaClusters is not allowed in this namespace" in result.stderr
         assert "Nothing changed." in result.stderr
