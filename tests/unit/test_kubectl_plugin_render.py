@@ -97,3 +97,12 @@ def test_list_shows_how_long_a_deletion_is_held() -> None:
     row = " ".join(text.splitlines()[1].split())
     assert row.startswith("team-a prod clu_1 Stalled/DeletionProtected")
     assert "4m00s" in row
+
+
+def test_options_work_before_and_after_the_command() -> None:
+    from akua_operator.kubectl_plugin.cli import _parser
+
+    parser = _parser()
+    assert parser.parse_args(["-n", "a", "status", "x"]).namespace == "a"
+    assert parser.parse_args(["status", "x", "-n", "b"]).namespace == "b"
+    assert parser.parse_args(["list", "-A"]).namespace is None

@@ -33,14 +33,26 @@ def _now() -> datetime:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-n", "--namespace", help="namespace (default: the context's)")
-    common.add_argument("--context", help="kubeconfig context (default: the current one)")
-    common.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
+    def options(default: Any) -> argparse.ArgumentParser:
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument(
+            "-n", "--namespace", default=default, help="namespace (default: the context's)"
+        )
+        common.add_argument(
+            "--context", default=default, help="kubeconfig context (default: the current one)"
+        )
+        common.add_argument(
+            "--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG)"
+        )
+        return common
+
+    # The options are accepted before and after the command (`kubectl akua -n NS status X`
+    # and `kubectl akua status X -n NS`); after it they must not reset what came before.
+    common = options(argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
         prog="kubectl akua",
         description="See what an AkuaCluster waits for, and act on it.",
-        parents=[common],
+        parents=[options(None)],
     )
     sub = parser.add_subparsers(dest="command", required=True)
     status = sub.add_parser(
