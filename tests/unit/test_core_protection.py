@@ -103,3 +103,31 @@ def test_protection_holds_before_the_etag_is_read() -> None:
     assert not isinstance(d.action, Requeue)
     d2 = decide(unprotect(advance(f, d)), ClusterObserved(cluster()))
     assert isinstance(d2.action, DeleteCluster)
+
+
+def test_protection_set_on_a_retained_deletion_holds_it_instead_of_retrying() -> None:
+    from akc_factories import UID
+
+    from akua_operator.core.types import ClusterObserved, ObserveCluster, OperationObserved
+
+    retain = {"clusterId": CID, "deletion": {"onFailure": "Retain", "maxRetries": 0}}
+    f = facts(spec=retain, status=RECORDED)
+    f = advance(f, decide(f))  # DELETE sent
+    failed = operation(state="FAILED", steps=delete_steps(1, False), error="workers stuck")
+    d = decide(f, OperationObserved(failed, accepted=True))
+    assert cond(d, "Stalled")[:2] == ("True", "DeleteRetained")
+    retained = d.status.dump()
+    # setting protection changes the spec (a new generation): held, not retried
+    protected = {**retain, "deletion": {**retain["deletion"], "protection": True}}
+    d = decide(facts(spec=protected, status=retained, generation=2))
+    assert isinstance(d.action, Requeue)
+    assert cond(d, "Stalled")[:2] == ("True", "DeletionProtected")
+    # turning it off (generation 3) retries the delete
+    d = decide(facts(spec=retain, status=d.status.dump(), generation=3))
+    assert d.action == ObserveCluster(CID, workspace="ws_1")
+    d2 = decide(
+        advance(facts(spec=retain, status=d.status.dump(), generation=3), d),
+        ClusterObserved(cluster(etag="e3")),
+    )
+    assert isinstance(d2.action, DeleteCluster)
+    assert d2.action.idempotency_key == f"{UID}-delete-2-2"

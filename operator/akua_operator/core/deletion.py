@@ -383,9 +383,18 @@ def protection_holds(facts: Facts, status: AkuaClusterStatus) -> bool:
     """``spec.deletion.protection: true`` holds a deletion that has not sent its DELETE yet.
 
     A DELETE already sent (``deletion.attempt`` > 0 or one pending) goes on: protection set
-    after Akua was asked to delete cannot undo that request, and the operator follows it.
+    after Akua was asked to delete cannot undo that request, and the operator follows it
+    (retries included). A deletion retained after a failed delete (onFailure Retain) has no
+    request left in flight and waits for a person: setting protection then holds it instead of
+    the spec change starting a new DELETE.
     """
-    return facts.spec.deletion.protection and not guards.delete_started(status)
+    if not facts.spec.deletion.protection:
+        return False
+    deletion = status.deletion
+    retained = (
+        deletion is not None and deletion.retained_generation is not None and not deletion.pending
+    )
+    return retained or not guards.delete_started(status)
 
 
 def _hold_protected(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
