@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from akua_operator.core.deletion import decide_deletion
 from akua_operator.core.lifecycle import decide_lifecycle
@@ -12,7 +13,14 @@ from akua_operator.core.lifecycle_actions import (
     SuspendCluster,
 )
 from akua_operator.core.remote import target_workspace
-from akua_operator.core.status import EVENT_LIMIT, clip_text, redact, status_patch
+from akua_operator.core.status import (
+    EVENT_LIMIT,
+    clip_text,
+    parse_time,
+    redact,
+    rfc3339,
+    status_patch,
+)
 from akua_operator.core.types import (
     Action,
     Decision,
@@ -22,8 +30,14 @@ from akua_operator.core.types import (
     FollowOperation,
     Observation,
     ObserveCluster,
+    OperationObserved,
 )
+from akua_operator.core.waiting import waiting_for
 from akua_operator.resource.models import AkuaClusterStatus
+
+#: While an operation does not change, its ``lastReadAt`` is refreshed at most this often (so
+#: following it does not write the status on every long poll).
+READ_STAMP_INTERVAL = timedelta(seconds=30)
 
 #: The calls about an existing cluster (or its operations): sent to its recorded workspace.
 CLUSTER_CALLS = (
@@ -51,6 +65,9 @@ def decide(facts: Facts, obs: Observation = None) -> Decision:
     else:
         action = decide_lifecycle(facts, status, obs, events)
     action = _addressed(facts, status, action)
+    if isinstance(obs, OperationObserved):
+        _stamp_read(facts, status)
+    status.waiting_for = waiting_for(status, action, deleting=facts.meta.deleting)
     for i, cond in enumerate(status.conditions):
         if (clean := redact(cond.message)) != cond.message:
             status.conditions[i] = cond.model_copy(update={"message": clean})
@@ -70,6 +87,22 @@ def _addressed(facts: Facts, status: AkuaClusterStatus, action: Action) -> Actio
         if action.workspace != workspace:
             return replace(action, workspace=workspace)
     return action
+
+
+def _stamp_read(facts: Facts, status: AkuaClusterStatus) -> None:
+    """``operation.lastReadAt``: when Akua last answered about the mirrored operation."""
+    op, before = status.operation, facts.status.operation
+    if op is None:
+        return
+    if before is not None and before.id == op.id and before.last_read_at is not None:
+        unchanged = op.model_copy(update={"last_read_at": None}) == before.model_copy(
+            update={"last_read_at": None}
+        )
+        stamped = parse_time(before.last_read_at)
+        if unchanged and stamped is not None and facts.now - stamped < READ_STAMP_INTERVAL:
+            op.last_read_at = before.last_read_at
+            return
+    op.last_read_at = rfc3339(facts.now)
 
 
 def advance(facts: Facts, decision: Decision) -> Facts:

@@ -6,6 +6,8 @@ precedence of every rule that releases or holds without an Akua call. Each cycle
 
 ``Orphaned``  akua.dev/orphan or ``deletion.policy: Orphan``: release, no Akua call.
 ``CrdGuard``  the AkuaCluster CRD is being deleted: release, no Akua call (core/guards.py).
+``Protected`` ``spec.deletion.protection: true`` and no DELETE sent yet: hold (Stalled
+              ``DeletionProtected``), no Akua call, until the field is false (or orphan).
 ``Held``      something only a person can settle: unreadable or lost records, a spec.clusterId
               naming another cluster, a create/import whose outcome is unknown, a 404 that
               proves nothing. Stalled with a message saying how to get out; no Akua call.
@@ -113,6 +115,7 @@ DELETE_TYPE = "cluster.delete"
 CREATE_TYPE = "cluster.create"
 
 REASON_DELETING = "Deleting"
+REASON_PROTECTED = "DeletionProtected"
 REASON_DELETE_FAILED = "DeleteFailed"
 REASON_DELETE_RETAINED = "DeleteRetained"
 REASON_IMPORT_UNKNOWN = "ImportOutcomeUnknown"
@@ -140,6 +143,7 @@ class Phase(StrEnum):
 
     ORPHANED = "Orphaned"
     CRD_GUARD = "CrdGuard"
+    PROTECTED = "Protected"
     HELD = "Held"
     BACKOFF = "Backoff"
     FOLLOWING = "Following"
@@ -201,6 +205,9 @@ def _decide_deletion(
     # --- many teams (core/tenancy.py): credentials not permitted, cluster claimed elsewhere ---
     if (released := tenancy.deletion_gate(facts, status, events)) is not None:
         return released
+    if protection_holds(facts, status):
+        return _hold_protected(facts, status, events)
+    _unstall_protected(status, facts)
     if facts.status_unreadable is not None:
         # Never build on an empty stand-in for records that could not be read.
         return _hold_records_lost(facts, status, events)
@@ -295,6 +302,8 @@ def phase_of(facts: Facts, status: AkuaClusterStatus) -> Phase:
         return Phase.ORPHANED
     if guards.crd_guard_applies(facts, status):
         return Phase.CRD_GUARD
+    if protection_holds(facts, status):
+        return Phase.PROTECTED
     if facts.status_unreadable is not None or cluster_id_mismatch(facts, status) is not None:
         return Phase.HELD
     if _held(facts, status):
@@ -381,6 +390,51 @@ def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Acti
             return Requeue(delay, "the cluster keeps changing")
     _deleting(status, facts, "reading the cluster's current etag")
     return ObserveCluster(cluster_id)
+
+
+def protection_holds(facts: Facts, status: AkuaClusterStatus) -> bool:
+    """``spec.deletion.protection: true`` holds a deletion that has not sent its DELETE yet.
+
+    A DELETE already sent (``deletion.attempt`` > 0 or one pending) goes on: protection set
+    after Akua was asked to delete cannot undo that request, and the operator follows it
+    (retries included). A deletion retained after a failed delete (onFailure Retain) has no
+    request left in flight and waits for a person: setting protection then holds it instead of
+    the spec change starting a new DELETE.
+    """
+    if not facts.spec.deletion.protection:
+        return False
+    deletion = status.deletion
+    retained = (
+        deletion is not None and deletion.retained_generation is not None and not deletion.pending
+    )
+    return retained or not guards.delete_started(status)
+
+
+def _hold_protected(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:
+    name, namespace = facts.meta.name or "NAME", facts.meta.namespace
+    ns = f" -n {namespace}" if namespace else ""
+    cluster_id = _cluster_id(facts, status)
+    what = f"Akua cluster {cluster_id}" if cluster_id else "its Akua cluster"
+    message = clip(
+        f"spec.deletion.protection is true: the finalizer stays and {what} is not deleted "
+        f"(no Akua call). To delete it, set the field to false: kubectl patch akuacluster "
+        f'{name}{ns} --type merge -p \'{{"spec":{{"deletion":{{"protection":false}}}}}}\''
+        f"; to keep the Akua cluster and release this resource, set the annotation "
+        f"akua.dev/orphan=true"
+    )
+    _stall_once(facts, status, events, REASON_PROTECTED, message)
+    return _recheck(facts, "deletion protection is on")
+
+
+def _unstall_protected(status: AkuaClusterStatus, facts: Facts) -> None:
+    """Protection was turned off: its Stalled condition no longer holds anything."""
+    stalled = condition(status, STALLED)
+    if (
+        stalled is not None
+        and stalled.status == ConditionStatus.TRUE
+        and stalled.reason == REASON_PROTECTED
+    ):
+        set_condition(status, facts, STALLED, False, REASON_DELETING, "")
 
 
 def _hold_at_start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Action:

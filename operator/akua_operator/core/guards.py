@@ -12,7 +12,7 @@
   (``akua.dev/approve-delete=true``).
 
 Precedence in the deletion flow (core/deletion.py): the orphan annotation, then
-``deletion.policy: Orphan``, then the CRD guard, then everything else.
+``deletion.policy: Orphan``, then the CRD guard, then deletion protection, then everything else.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def delete_approved(annotations: dict[str, str]) -> bool:
     return annotations.get(ANNOTATION_APPROVE_DELETE, "").strip().lower() == "true"
 
 
-def _delete_started(status: AkuaClusterStatus) -> bool:
+def delete_started(status: AkuaClusterStatus) -> bool:
     deletion = status.deletion
     return deletion is not None and (deletion.attempt > 0 or deletion.pending)
 
@@ -59,7 +59,7 @@ def crd_read_needed(facts: Facts) -> bool:
     return (
         facts.meta.deleting
         and not facts.tuning.delete_on_crd_deletion
-        and not _delete_started(facts.status)
+        and not delete_started(facts.status)
     )
 
 
@@ -68,7 +68,7 @@ def crd_guard_applies(facts: Facts, status: AkuaClusterStatus) -> bool:
     return (
         facts.crd_deleting
         and not facts.tuning.delete_on_crd_deletion
-        and not _delete_started(status)
+        and not delete_started(status)
     )
 
 

@@ -308,6 +308,12 @@ class OperationStatus(_Model):
     steps_omitted: int | None = Field(
         default=None, description="How many of the operation's steps are not mirrored."
     )
+    last_read_at: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When Akua last answered about this operation (refreshed when it changes, "
+        "and at most every 30 s while it does not).",
+    )
 
 
 class DeletionStatus(_Model):
@@ -513,6 +519,12 @@ class AkuaClusterStatus(_Model):
     )
     api_errors: int = Field(
         default=0, description="Consecutive failed Akua API calls (drives the backoff)."
+    )
+    waiting_for: str | None = Field(
+        default=None,
+        description="What the resource waits for, in one line: 'akua: ...' (an Akua operation "
+        "or answer), 'person: REASON' (only a person can move it on: the Stalled condition's "
+        "message says how), 'backoff: ...', 'budget: ...', 'operator: ...'. Absent: nothing.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,
