@@ -13,6 +13,7 @@ import filecmp
 import json
 import os
 import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -1163,3 +1164,66 @@ def test_documented_upgrade_path_applies_the_crds_then_upgrades(
     dep = kubectl.json("get", "deployment", f"{release}-akua-operator", "-n", namespace)
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert env_of(c)["AKUA_LOG_LEVEL"] == "debug"
+
+
+def _older_chart(dst: Path) -> Path:
+    """The chart as a release before issue 15 had it: the same templates, but values.yaml and the
+    schema without the values issue 15 added, and that release's updateStrategy and nodeSelector."""
+    shutil.copytree(CHART, dst)
+    values = yaml.safe_load((dst / "values.yaml").read_text())
+    schema = json.loads((dst / "values.schema.json").read_text())
+    for key in (
+        "commonLabels",
+        "deploymentAnnotations",
+        "volumes",
+        "volumeMounts",
+        "strategy",
+        "revisionHistoryLimit",
+        "startupProbe",
+        "podDisruptionBudget",
+    ):
+        del values[key]
+        del schema["properties"][key]
+    for key in ("labels", "automountServiceAccountToken"):
+        del values["serviceAccount"][key]
+        del schema["properties"]["serviceAccount"]["properties"][key]
+    values["updateStrategy"] = "Recreate"
+    values["nodeSelector"] = {}
+    (dst / "values.yaml").write_text(yaml.safe_dump(values))
+    (dst / "values.schema.json").write_text(json.dumps(schema))
+    return dst
+
+
+def test_upgrade_with_reuse_values_from_a_release_before_the_new_values(
+    helm: Any, kubectl: Any, namespace: str, release: str, tmp_path: Path
+) -> None:
+    """docs/helm.md "--reuse-values and new values", against the real API server."""
+    helm("install", release, _older_chart(tmp_path / "older"), "-n", namespace)
+    full = f"{release}-akua-operator"
+    result = helm("upgrade", release, CHART, "-n", namespace, "--reuse-values")
+    assert "REVISION: 2" in result.stdout
+    dep = kubectl.json("get", "deployment", full, "-n", namespace)
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["revisionHistoryLimit"] == 3
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["startupProbe"]["failureThreshold"] == 30
+    assert "nodeSelector" not in pod  # the older release's own nodeSelector: {} (documented)
+    sa = kubectl.json("get", "serviceaccount", full, "-n", namespace)
+    assert sa["automountServiceAccountToken"] is True
+    assert kubectl("get", "pdb", full, "-n", namespace, check=False).returncode != 0
+    # A new value given with --reuse-values applies; --reset-then-reuse-values takes every new
+    # default (the node selector) and keeps what the release set.
+    helm(
+        "upgrade", release, CHART, "-n", namespace, "--reuse-values",
+        "--set", "podDisruptionBudget.enabled=true", "--set", "commonLabels.team=platform",
+    )  # fmt: skip
+    pdb = kubectl.json("get", "pdb", full, "-n", namespace)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["metadata"]["labels"]["team"] == "platform"
+    helm("upgrade", release, CHART, "-n", namespace, "--reset-then-reuse-values")
+    dep = kubectl.json("get", "deployment", full, "-n", namespace)
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert dep["metadata"]["labels"]["team"] == "platform"
+    assert kubectl.json("get", "pdb", full, "-n", namespace)["spec"]["maxUnavailable"] == 1
