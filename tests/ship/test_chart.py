@@ -764,6 +764,15 @@ def test_standalone_without_peering(testbin: Path, offline_env: dict[str, str]) 
         ),
         (["volumes[0].name=tmp"], "at '/volumes/0/name'"),
         (
+            ["commonLabels.team=a", "podLabels.team=b"],
+            'the label "team" is in both commonLabels and podLabels',
+        ),
+        (
+            ["commonLabels.team=a", "serviceAccount.labels.team=b"],
+            'the label "team" is in both commonLabels and serviceAccount.labels',
+        ),
+        (["commonLabels.helm\\.sh/chart=x"], "invalid propertyName 'helm.sh/chart'"),
+        (
             ["serviceAccount.create=false"],
             "serviceAccount.name is required when serviceAccount.create is false",
         ),
