@@ -13,6 +13,7 @@ import filecmp
 import json
 import os
 import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -210,6 +211,30 @@ def extra_namespaces(kubectl: Any) -> Iterator[list[str]]:
         kubectl("delete", "namespace", n, "--wait=false", check=False)
 
 
+# The chart values of issue 15, all set (server-side dry-run and lint use the same).
+ISSUE15_SETS = (
+    "commonLabels.team=platform",
+    "commonLabels.cost-center=cc-42",
+    "deploymentAnnotations.example\\.com/owner=team-a",
+    "serviceAccount.labels.sa-label=yes",
+    "serviceAccount.automountServiceAccountToken=false",
+    "volumes[0].name=ca",
+    "volumes[0].configMap.name=corp-ca",
+    "volumeMounts[0].name=ca",
+    "volumeMounts[0].mountPath=/etc/akua/ca",
+    "volumeMounts[0].readOnly=true",
+    "strategy.type=RollingUpdate",
+    "strategy.rollingUpdate.maxSurge=1",
+    "strategy.rollingUpdate.maxUnavailable=0",
+    "revisionHistoryLimit=5",
+    "nodeSelector.pool=ops",
+    "startupProbe.failureThreshold=12",
+    "podDisruptionBudget.enabled=true",
+    "podDisruptionBudget.minAvailable=1",
+    "replicaCount=2",
+)
+
+
 # --------------------------------------------------------------------------- offline: lint
 
 
@@ -220,8 +245,9 @@ def extra_namespaces(kubectl: Any) -> Iterator[list[str]]:
         ["credentials.token=" + TOKEN, "metrics.serviceMonitor.enabled=true", "replicaCount=2"],
         ["rbac.scope=namespaced", "watchNamespaces={a,b}", "credentials.existingSecret=s"],
         ["peering.enabled=false", "operator.logFormat=text", "image.digest=sha256:" + "a" * 64],
+        list(ISSUE15_SETS),
     ],
-    ids=["defaults", "token+servicemonitor", "namespaced", "standalone"],
+    ids=["defaults", "token+servicemonitor", "namespaced", "standalone", "issue15-values"],
 )
 def test_helm_lint_is_clean(testbin: Path, offline_env: dict[str, str], sets: list[str]) -> None:
     args: list[str | Path] = [testbin / "helm", "lint", "--strict", CHART]
@@ -436,14 +462,169 @@ def test_values_of_an_older_release_render_the_new_defaults(
 ) -> None:
     """`helm upgrade --reuse-values` (docs/helm.md "Upgrading") keeps the values of the release,
     which predate onCRDDeletion and deletionBudget: the chart must not need them."""
-    docs = helm_template(testbin, offline_env, "onCRDDeletion=null", "deletionBudget=null")
+    older = [
+        "onCRDDeletion=null",
+        "deletionBudget=null",
+        # issue 15's values
+        "commonLabels=null",
+        "deploymentAnnotations=null",
+        "serviceAccount.labels=null",
+        "serviceAccount.automountServiceAccountToken=null",
+        "volumes=null",
+        "volumeMounts=null",
+        "strategy=null",
+        "revisionHistoryLimit=null",
+        "nodeSelector=null",
+        "startupProbe=null",
+        "podDisruptionBudget=null",
+    ]
+    docs = helm_template(testbin, offline_env, *older)
     env = env_of(container(docs))
     assert env["AKUA_ON_CRD_DELETION"] == "orphan"
     assert env["AKUA_DELETION_BUDGET_PER_MINUTE"] == "0"
+    assert docs == helm_template(testbin, offline_env), "absent values must render the defaults"
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["revisionHistoryLimit"] == 3
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert container(docs)["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is True
+    assert not by_kind(docs, "PodDisruptionBudget")
+    # An older release's own updateStrategy (the values it carries) still applies.
+    docs = helm_template(testbin, offline_env, *older, "updateStrategy=RollingUpdate")
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "RollingUpdate"}
     docs = helm_template(testbin, offline_env, "onCRDDeletion=delete", "deletionBudget.perMinute=7")
     env = env_of(container(docs))
     assert env["AKUA_ON_CRD_DELETION"] == "delete"
     assert env["AKUA_DELETION_BUDGET_PER_MINUTE"] == "7"
+
+
+def test_issue15_values_off_by_default(testbin: Path, offline_env: dict[str, str]) -> None:
+    docs = helm_template(testbin, offline_env)
+    dep = one(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = container(docs)
+    assert not by_kind(docs, "PodDisruptionBudget")
+    assert "annotations" not in dep["metadata"]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["revisionHistoryLimit"] == 3
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["automountServiceAccountToken"] is True
+    assert {v["name"] for v in pod["volumes"]} == {"tmp"}
+    assert [m["name"] for m in c["volumeMounts"]] == ["tmp"]
+    assert c["startupProbe"] == {
+        "httpGet": {"path": "/healthz", "port": "health"},
+        "periodSeconds": 5,
+        "timeoutSeconds": 5,
+        "failureThreshold": 30,
+    }
+    sa = one(docs, "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is True
+    assert "team" not in sa["metadata"]["labels"]
+    # Opting out: no startup probe; no node selector (a map in values merges with the default,
+    # so the default key is removed by setting it to null).
+    docs = helm_template(
+        testbin, offline_env, "startupProbe.enabled=false", "nodeSelector.kubernetes\\.io/os=null"
+    )
+    assert "startupProbe" not in container(docs)
+    assert "nodeSelector" not in one(docs, "Deployment")["spec"]["template"]["spec"]
+
+
+def test_issue15_values_on(testbin: Path, offline_env: dict[str, str]) -> None:
+    docs = helm_template(testbin, offline_env, *ISSUE15_SETS)
+    # commonLabels: on every object the chart renders, the pods included; selectors untouched.
+    assert len(docs) > 5
+    for d in docs:
+        labels = d["metadata"]["labels"]
+        assert labels["team"] == "platform", f"{d['kind']} {d['metadata']['name']}"
+        assert labels["cost-center"] == "cc-42"
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["template"]["metadata"]["labels"]["team"] == "platform"
+    assert "team" not in dep["spec"]["selector"]["matchLabels"]
+    assert dep["metadata"]["annotations"] == {"example.com/owner": "team-a"}
+    assert "annotations" not in dep["spec"]["template"]["metadata"]
+    assert dep["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert dep["spec"]["revisionHistoryLimit"] == 5
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "ops"}  # merged
+    # The operator's pod keeps its token whatever the ServiceAccount says.
+    assert pod["automountServiceAccountToken"] is True
+    sa = one(docs, "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    assert sa["metadata"]["labels"]["sa-label"] == "yes"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["ca"] == {"name": "ca", "configMap": {"name": "corp-ca"}}
+    assert "tmp" in volumes
+    c = container(docs)
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["ca"] == {"name": "ca", "mountPath": "/etc/akua/ca", "readOnly": True}
+    assert mounts["tmp"]["mountPath"] == "/tmp"
+    assert c["startupProbe"]["failureThreshold"] == 12
+    assert c["startupProbe"]["periodSeconds"] == 5
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["minAvailable"] == 1
+    assert "maxUnavailable" not in pdb["spec"]
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        ([], {"maxUnavailable": 1}),
+        (["podDisruptionBudget.maxUnavailable=50%"], {"maxUnavailable": "50%"}),
+        (["podDisruptionBudget.minAvailable=2"], {"minAvailable": 2}),
+    ],
+)
+def test_pod_disruption_budget_takes_one_of_min_and_max(
+    testbin: Path, offline_env: dict[str, str], sets: list[str], expected: dict[str, Any]
+) -> None:
+    docs = helm_template(testbin, offline_env, "podDisruptionBudget.enabled=true", *sets)
+    spec = one(docs, "PodDisruptionBudget")["spec"]
+    assert {k: v for k, v in spec.items() if k != "selector"} == expected
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["updateStrategy=RollingUpdate"], {"type": "RollingUpdate"}),
+        (["updateStrategy=RollingUpdate", "strategy.type=Recreate"], {"type": "Recreate"}),
+        (
+            ["updateStrategy=Recreate", "strategy.type=RollingUpdate"],
+            {"type": "RollingUpdate"},
+        ),
+    ],
+    ids=["deprecated-alone", "strategy-wins", "strategy-wins-2"],
+)
+def test_strategy_wins_over_the_deprecated_update_strategy(
+    testbin: Path, offline_env: dict[str, str], sets: list[str], expected: dict[str, Any]
+) -> None:
+    docs = helm_template(testbin, offline_env, *sets)
+    assert one(docs, "Deployment")["spec"]["strategy"] == expected
+
+
+def test_issue15_values_pass_server_side_validation(
+    testbin: Path, offline_env: dict[str, str], kubectl: Any, namespace: str
+) -> None:
+    """The real API server accepts the objects these values shape (server-side dry-run)."""
+    docs = helm_template(testbin, offline_env, *ISSUE15_SETS, namespace=namespace)
+    kinds = {"Deployment", "PodDisruptionBudget", "ServiceAccount", "Service"}
+    chosen = [d for d in docs if d["kind"] in kinds]
+    assert sorted(d["kind"] for d in chosen) == sorted(kinds)
+    items = {"apiVersion": "v1", "kind": "List", "items": chosen}
+    out = kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(items))
+    accepted = {d["kind"]: d for d in json.loads(out.stdout)["items"]}
+    assert set(accepted) == kinds
+    dep = accepted["Deployment"]
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert dep["spec"]["revisionHistoryLimit"] == 5
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert accepted["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+    assert accepted["ServiceAccount"]["automountServiceAccountToken"] is False
 
 
 def test_token_from_values_becomes_a_kept_secret(
@@ -519,7 +700,7 @@ def test_standalone_without_peering(testbin: Path, offline_env: dict[str, str]) 
         (["replicaCount=-1"], "at '/replicaCount': minimum: got -1, want 0"),
         (
             ["updateStrategy=BlueGreen"],
-            "at '/updateStrategy': value must be one of 'Recreate', 'RollingUpdate'",
+            "at '/updateStrategy': value must be one of '', 'Recreate', 'RollingUpdate'",
         ),
         (
             ["metrics.serviceMonitor.interval=30"],
@@ -570,6 +751,28 @@ def test_standalone_without_peering(testbin: Path, offline_env: dict[str, str]) 
         ),
         (["networkPolicy.apiServerCIDRs={example.com}"], "at '/networkPolicy/apiServerCIDRs/0'"),
         (
+            ["podDisruptionBudget.minAvailable=1", "podDisruptionBudget.maxUnavailable=1"],
+            "at '/podDisruptionBudget': 'not' failed",
+        ),
+        (
+            ["strategy.type=Recreate", "strategy.rollingUpdate.maxSurge=1"],
+            "at '/strategy'",
+        ),
+        (
+            ["commonLabels.app\\.kubernetes\\.io/instance=x"],
+            "invalid propertyName 'app.kubernetes.io/instance'",
+        ),
+        (["volumes[0].name=tmp"], "at '/volumes/0/name'"),
+        (
+            ["commonLabels.team=a", "podLabels.team=b"],
+            'the label "team" is in both commonLabels and podLabels',
+        ),
+        (
+            ["commonLabels.team=a", "serviceAccount.labels.team=b"],
+            'the label "team" is in both commonLabels and serviceAccount.labels',
+        ),
+        (["commonLabels.helm\\.sh/chart=x"], "invalid propertyName 'helm.sh/chart'"),
+        (
             ["serviceAccount.create=false"],
             "serviceAccount.name is required when serviceAccount.create is false",
         ),
@@ -604,7 +807,8 @@ def _value_lines(text: str) -> dict[tuple[str, ...], int]:
 
 
 def _schema_leaves(node: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    if "properties" not in node or path == ("resources",):
+    # resources and strategy are Kubernetes objects passed through whole (empty by default).
+    if "properties" not in node or path in {("resources",), ("strategy",)}:
         return [path]
     return [
         leaf for k, sub in node["properties"].items() for leaf in _schema_leaves(sub, (*path, k))
@@ -969,3 +1173,66 @@ def test_documented_upgrade_path_applies_the_crds_then_upgrades(
     dep = kubectl.json("get", "deployment", f"{release}-akua-operator", "-n", namespace)
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert env_of(c)["AKUA_LOG_LEVEL"] == "debug"
+
+
+def _older_chart(dst: Path) -> Path:
+    """The chart as a release before issue 15 had it: the same templates, but values.yaml and the
+    schema without the values issue 15 added, and that release's updateStrategy and nodeSelector."""
+    shutil.copytree(CHART, dst)
+    values = yaml.safe_load((dst / "values.yaml").read_text())
+    schema = json.loads((dst / "values.schema.json").read_text())
+    for key in (
+        "commonLabels",
+        "deploymentAnnotations",
+        "volumes",
+        "volumeMounts",
+        "strategy",
+        "revisionHistoryLimit",
+        "startupProbe",
+        "podDisruptionBudget",
+    ):
+        del values[key]
+        del schema["properties"][key]
+    for key in ("labels", "automountServiceAccountToken"):
+        del values["serviceAccount"][key]
+        del schema["properties"]["serviceAccount"]["properties"][key]
+    values["updateStrategy"] = "Recreate"
+    values["nodeSelector"] = {}
+    (dst / "values.yaml").write_text(yaml.safe_dump(values))
+    (dst / "values.schema.json").write_text(json.dumps(schema))
+    return dst
+
+
+def test_upgrade_with_reuse_values_from_a_release_before_the_new_values(
+    helm: Any, kubectl: Any, namespace: str, release: str, tmp_path: Path
+) -> None:
+    """docs/helm.md "--reuse-values and new values", against the real API server."""
+    helm("install", release, _older_chart(tmp_path / "older"), "-n", namespace)
+    full = f"{release}-akua-operator"
+    result = helm("upgrade", release, CHART, "-n", namespace, "--reuse-values")
+    assert "REVISION: 2" in result.stdout
+    dep = kubectl.json("get", "deployment", full, "-n", namespace)
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["revisionHistoryLimit"] == 3
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["startupProbe"]["failureThreshold"] == 30
+    assert "nodeSelector" not in pod  # the older release's own nodeSelector: {} (documented)
+    sa = kubectl.json("get", "serviceaccount", full, "-n", namespace)
+    assert sa["automountServiceAccountToken"] is True
+    assert kubectl("get", "pdb", full, "-n", namespace, check=False).returncode != 0
+    # A new value given with --reuse-values applies; --reset-then-reuse-values takes every new
+    # default (the node selector) and keeps what the release set.
+    helm(
+        "upgrade", release, CHART, "-n", namespace, "--reuse-values",
+        "--set", "podDisruptionBudget.enabled=true", "--set", "commonLabels.team=platform",
+    )  # fmt: skip
+    pdb = kubectl.json("get", "pdb", full, "-n", namespace)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["metadata"]["labels"]["team"] == "platform"
+    helm("upgrade", release, CHART, "-n", namespace, "--reset-then-reuse-values")
+    dep = kubectl.json("get", "deployment", full, "-n", namespace)
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert dep["metadata"]["labels"]["team"] == "platform"
+    assert kubectl.json("get", "pdb", full, "-n", namespace)["spec"]["maxUnavailable"] == 1

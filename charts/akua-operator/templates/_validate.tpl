@@ -37,4 +37,12 @@ Included at the top of deployment.yaml, which is always rendered.
 {{- if and (not $v.serviceAccount.create) (not $v.serviceAccount.name) }}
 {{- fail "\n\nserviceAccount.create=false needs serviceAccount.name: the existing ServiceAccount the operator runs as." }}
 {{- end }}
+{{- $common := $v.commonLabels | default dict }}
+{{- range $what, $labels := dict "podLabels" ($v.podLabels | default dict) "serviceAccount.labels" (dig "labels" dict $v.serviceAccount) }}
+{{- range $key, $_ := $labels }}
+{{- if hasKey $common $key }}
+{{- fail (printf "\n\nthe label %q is in both commonLabels and %s: set it in one of them (a label key can appear once)." $key $what) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
