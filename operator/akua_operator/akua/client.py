@@ -10,7 +10,7 @@ Safety rules:
   a transport error, a 429 or a 5xx only when repeating it is safe: reads, ``:wait`` and writes
   that carry an ``idempotency-key``. A write without a key is never repeated.
 * No request is sent before a server's ``Retry-After`` has passed, and the wait holds for every
-  call made with the same credentials (token and ``akua-context``), not only the one that got
+  call made with the same token (whatever ``akua-context`` it names), not only the one that got
   it: a later call waits for it inside the call when at most ``retry_after_cap`` seconds are
   left, else raises ``AkuaRetryAfterPending`` (a ``AkuaRateLimited``, nothing sent) whose
   ``retry_after`` is the time left. A ``Retry-After`` longer than ``retry_after_cap`` ends the

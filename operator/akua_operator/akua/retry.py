@@ -42,8 +42,11 @@ class RetryPolicy:
 class RetryAfterPauses:
     """When each workspace may be called again after a ``Retry-After``.
 
-    Keyed by the credentials a call is made with (a digest of the token, and the
-    ``akua-context``): that is the budget the server throttles; the token itself is not kept.
+    Keyed by the token a call is made with (a digest; the token itself is not kept), whatever
+    ``akua-context`` the call names: the server throttles the token's workspace, and a call
+    about a recorded workspace (with ``akua-context``) and one without it (the token's own
+    workspace) reach the same budget. A token that reaches several workspaces pauses them all:
+    the cautious choice, since the client cannot tell which budget a 429 was about.
     Not thread-safe; the client uses it from one event loop.
     """
 
@@ -52,7 +55,8 @@ class RetryAfterPauses:
 
     @staticmethod
     def key(token: str, context: str | None) -> tuple[str, str | None]:
-        return hashlib.sha256(token.encode()).hexdigest(), context
+        del context  # one budget per token (see the class docstring)
+        return hashlib.sha256(token.encode()).hexdigest(), None
 
     def pause(self, key: tuple[str, str | None], until: float) -> None:
         """No call with ``key`` before ``until`` (a later pause already recorded stays)."""
