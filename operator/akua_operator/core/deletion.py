@@ -60,6 +60,7 @@ from akua_operator.core.remote import (
     same_credentials,
     waiting_event,
 )
+from akua_operator.core.remote import cluster_id_of as _cluster_id
 from akua_operator.core.status import (
     STALLED,
     backoff,
@@ -136,6 +137,13 @@ def idempotency_key(uid: str, attempt: int, request: int) -> str:
 
 def orphan_requested(annotations: dict[str, str]) -> bool:
     return annotations.get(ANNOTATION_ORPHAN, "").strip().lower() == "true"
+
+
+def orphan_asked(facts: Facts) -> bool:
+    """A person asked to release without deleting: the annotation or ``deletion.policy``."""
+    return orphan_requested(facts.meta.annotations) or (
+        facts.spec.deletion.policy == DeletionPolicy.ORPHAN
+    )
 
 
 class Phase(StrEnum):
@@ -253,10 +261,6 @@ def _decide_deletion(
 # --- the start of a cycle: the phase ---------------------------------------------------------
 
 
-def _cluster_id(facts: Facts, status: AkuaClusterStatus) -> str | None:
-    return facts.spec.cluster_id or status.cluster_id
-
-
 def _held(facts: Facts, status: AkuaClusterStatus) -> bool:
     """A hold recorded in status, still waiting for a person (akua.dev/retry unchanged)."""
     deletion = status.deletion
@@ -296,9 +300,7 @@ def _answered_import_lost(facts: Facts, status: AkuaClusterStatus) -> bool:
 
 def phase_of(facts: Facts, status: AkuaClusterStatus) -> Phase:
     """The phase a cycle starts in: the first rule that applies, in this order (no mutation)."""
-    if orphan_requested(facts.meta.annotations) or (
-        facts.spec.deletion.policy == DeletionPolicy.ORPHAN
-    ):
+    if orphan_asked(facts):
         return Phase.ORPHANED
     if guards.crd_guard_applies(facts, status):
         return Phase.CRD_GUARD

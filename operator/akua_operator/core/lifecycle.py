@@ -47,6 +47,7 @@ from akua_operator.core.remote import (
     spec_workspace,
     waiting_event,
 )
+from akua_operator.core.remote import cluster_id_of as _cluster_id
 from akua_operator.core.status import (
     READY,
     RECONCILING,
@@ -178,10 +179,6 @@ def _failure_message(lc: LifecycleStatus) -> str:
         f"{(lc.failed or 'operation').capitalize()} failed: {lc.last_failure}. The operator "
         f"tries again when the spec changes or the annotation akua.dev/retry gets a new value"
     )
-
-
-def _cluster_id(facts: Facts, status: AkuaClusterStatus) -> str | None:
-    return facts.spec.cluster_id or status.cluster_id
 
 
 def unanswered_create(facts: Facts, status: AkuaClusterStatus) -> CreateCluster | None:

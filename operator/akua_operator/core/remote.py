@@ -122,3 +122,8 @@ def may_have_made_a_cluster(facts: Facts, status: AkuaClusterStatus) -> bool:
     if lc is not None and lc.create_attempt > 0:
         return True
     return records_lost(facts, status) is not None
+
+
+def cluster_id_of(facts: Facts, status: AkuaClusterStatus) -> str | None:
+    """The Akua cluster this resource is about: the spec's (adopt) or the one it recorded."""
+    return facts.spec.cluster_id or status.cluster_id

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from akua_operator.core.remote import cluster_id_of
 from akua_operator.core.status import STALLED, clip, condition, mark_stalled
 from akua_operator.core.types import Event, EventType, Facts, Idle, Release, Requeue
 from akua_operator.resource.models import AkuaClusterStatus, ConditionStatus
@@ -99,10 +100,6 @@ def _stall_once(
     if stalled is None or stalled.status != ConditionStatus.TRUE or stalled.reason != reason:
         events.append(Event(EventType.WARNING, reason, message))
     mark_stalled(status, facts, reason, message)
-
-
-def cluster_id_of(facts: Facts, status: AkuaClusterStatus) -> str | None:
-    return facts.spec.cluster_id or status.cluster_id
 
 
 def lifecycle_gate(

@@ -49,10 +49,11 @@ from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaError, AkuaNotFound, AkuaResponseError
 from akua_operator.akua.models import Operation
 from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide, tenancy
-from akua_operator.core.deletion import orphan_requested
+from akua_operator.core.deletion import orphan_asked
 from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed, released_record
 from akua_operator.core.lifecycle import token_workspace_needed
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
+from akua_operator.core.remote import cluster_id_of
 from akua_operator.core.types import (
     Action,
     ApiFailed,
@@ -87,7 +88,6 @@ from akua_operator.resource.models import (
     AkuaClusterSpec,
     AkuaClusterStatus,
     CredentialsSpec,
-    DeletionPolicy,
 )
 from akua_operator.settings import Settings
 
@@ -267,7 +267,7 @@ class Runtime:
                 seen_at = _deletion_seen_at(body, state)
                 facts = replace(facts, crd_deleting=await self._crd_deleting(seen_at, logger))
             facts = await self._tenancy(facts, logger)
-            claimed = tenancy.cluster_id_of(facts, facts.status)
+            claimed = cluster_id_of(facts, facts.status)
             obs: Observation = None
             creds: Credentials | None = None
             if (
@@ -318,7 +318,7 @@ class Runtime:
                     return Requeue(0.0, "continue")
                 else:
                     calls += 1
-                cluster_id = tenancy.cluster_id_of(facts, facts.status)
+                cluster_id = cluster_id_of(facts, facts.status)
                 if cluster_id and cluster_id != claimed and facts.claimed_by is None:
                     # A cluster id learned in this cycle (a create or import answered): claim
                     # it before the first call about it.
@@ -350,13 +350,9 @@ class Runtime:
             facts = replace(facts, default_credentials_permitted=permitted)
         if tenancy.credentials_refused(facts, facts.status):
             return facts  # it may not act: it claims nothing either
-        if facts.meta.deleting and (
-            orphan_requested(facts.meta.annotations)
-            or facts.spec.deletion.policy == DeletionPolicy.ORPHAN
-            or facts.crd_deleting
-        ):
+        if facts.meta.deleting and (orphan_asked(facts) or facts.crd_deleting):
             return facts  # released without any Akua call whoever owns the cluster
-        cluster_id = tenancy.cluster_id_of(facts, facts.status)
+        cluster_id = cluster_id_of(facts, facts.status)
         if cluster_id:
             facts = replace(facts, claimed_by=await self._claim(facts, cluster_id, logger))
         return facts
@@ -424,7 +420,7 @@ class Runtime:
             return
         if action.cause in (tenancy.CAUSE_CLAIMED, tenancy.CAUSE_NOT_PERMITTED):
             return
-        cluster_id = tenancy.cluster_id_of(facts, facts.status)
+        cluster_id = cluster_id_of(facts, facts.status)
         if not cluster_id:
             return
         me = Claimant(facts.meta.namespace, facts.meta.name, facts.meta.uid)
