@@ -35,6 +35,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from akua_operator.akua.budget import Priority, default_priority
 from akua_operator.akua.errors import (
     AkuaError,
     AkuaHTTPError,
@@ -173,42 +174,66 @@ class AkuaClient:
 
     # --- clusters ---------------------------------------------------------------------------
 
-    async def get_cluster(self, cluster_id: str, *, creds: Credentials) -> Cluster:
+    async def get_cluster(
+        self, cluster_id: str, *, creds: Credentials, priority: Priority | None = None
+    ) -> Cluster:
         return await self._call(
-            "GET", "/clusters/{id}", {"id": cluster_id}, creds=creds, model=Cluster
+            "GET",
+            "/clusters/{id}",
+            {"id": cluster_id},
+            creds=creds,
+            priority=priority,
+            model=Cluster,
         )
 
     async def list_clusters(
-        self, *, creds: Credentials, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        creds: Credentials,
+        priority: Priority | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> ClusterList:
         params: dict[str, str | int] = {"limit": limit}
         if cursor is not None:
             params["cursor"] = cursor
         return await self._call(
-            "GET", "/clusters", {}, creds=creds, params=params, model=ClusterList
+            "GET", "/clusters", {}, creds=creds, priority=priority, params=params, model=ClusterList
         )
 
     async def create_cluster(
-        self, body: CreateClusterRequest, *, creds: Credentials, idempotency_key: str
+        self,
+        body: CreateClusterRequest,
+        *,
+        creds: Credentials,
+        priority: Priority | None = None,
+        idempotency_key: str,
     ) -> Operation:
         return await self._call(
             "POST",
             "/clusters",
             {},
             creds=creds,
+            priority=priority,
             body=body.to_json(),
             idempotency_key=idempotency_key,
             model=Operation,
         )
 
     async def import_cluster(
-        self, body: ImportClusterRequest, *, creds: Credentials, idempotency_key: str
+        self,
+        body: ImportClusterRequest,
+        *,
+        creds: Credentials,
+        priority: Priority | None = None,
+        idempotency_key: str,
     ) -> Cluster:
         return await self._call(
             "POST",
             "/clusters:import",
             {},
             creds=creds,
+            priority=priority,
             body=body.to_json(),
             idempotency_key=idempotency_key,
             secrets=(body.kubeconfig.get_secret_value(),),
@@ -221,6 +246,7 @@ class AkuaClient:
         body: UpdateClusterRequest,
         *,
         creds: Credentials,
+        priority: Priority | None = None,
         if_match: str,
         idempotency_key: str | None = None,
     ) -> Cluster:
@@ -230,6 +256,7 @@ class AkuaClient:
             "/clusters/{id}",
             {"id": cluster_id},
             creds=creds,
+            priority=priority,
             body=body.to_json(),
             if_match=if_match,
             idempotency_key=idempotency_key,
@@ -238,39 +265,60 @@ class AkuaClient:
         )
 
     async def delete_cluster(
-        self, cluster_id: str, *, creds: Credentials, if_match: str, idempotency_key: str
+        self,
+        cluster_id: str,
+        *,
+        creds: Credentials,
+        priority: Priority | None = None,
+        if_match: str,
+        idempotency_key: str,
     ) -> Operation:
         return await self._call(
             "DELETE",
             "/clusters/{id}",
             {"id": cluster_id},
             creds=creds,
+            priority=priority,
             if_match=if_match,
             idempotency_key=idempotency_key,
             model=Operation,
         )
 
     async def suspend_cluster(
-        self, cluster_id: str, *, creds: Credentials, if_match: str, idempotency_key: str
+        self,
+        cluster_id: str,
+        *,
+        creds: Credentials,
+        priority: Priority | None = None,
+        if_match: str,
+        idempotency_key: str,
     ) -> Operation:
         return await self._call(
             "POST",
             "/clusters/{id}:suspend",
             {"id": cluster_id},
             creds=creds,
+            priority=priority,
             if_match=if_match,
             idempotency_key=idempotency_key,
             model=Operation,
         )
 
     async def resume_cluster(
-        self, cluster_id: str, *, creds: Credentials, if_match: str, idempotency_key: str
+        self,
+        cluster_id: str,
+        *,
+        creds: Credentials,
+        priority: Priority | None = None,
+        if_match: str,
+        idempotency_key: str,
     ) -> Operation:
         return await self._call(
             "POST",
             "/clusters/{id}:resume",
             {"id": cluster_id},
             creds=creds,
+            priority=priority,
             if_match=if_match,
             idempotency_key=idempotency_key,
             model=Operation,
@@ -278,9 +326,16 @@ class AkuaClient:
 
     # --- operations -------------------------------------------------------------------------
 
-    async def get_operation(self, operation_id: str, *, creds: Credentials) -> Operation:
+    async def get_operation(
+        self, operation_id: str, *, creds: Credentials, priority: Priority | None = None
+    ) -> Operation:
         return await self._call(
-            "GET", "/operations/{id}", {"id": operation_id}, creds=creds, model=Operation
+            "GET",
+            "/operations/{id}",
+            {"id": operation_id},
+            creds=creds,
+            priority=priority,
+            model=Operation,
         )
 
     async def wait_operation(
@@ -288,6 +343,7 @@ class AkuaClient:
         operation_id: str,
         *,
         creds: Credentials,
+        priority: Priority | None = None,
         timeout: int = 30,  # noqa: ASYNC109
     ) -> Operation:
         """Long-poll until the operation is done or ``timeout`` s (1..60) pass; check ``done``."""
@@ -297,6 +353,7 @@ class AkuaClient:
             "/operations/{id}:wait",
             {"id": operation_id},
             creds=creds,
+            priority=priority,
             params={"timeout": timeout},
             safe=True,
             read_timeout=timeout + self.config.wait_timeout_margin,
@@ -304,13 +361,19 @@ class AkuaClient:
         )
 
     async def cancel_operation(
-        self, operation_id: str, *, creds: Credentials, idempotency_key: str | None = None
+        self,
+        operation_id: str,
+        *,
+        creds: Credentials,
+        priority: Priority | None = None,
+        idempotency_key: str | None = None,
     ) -> Operation:
         return await self._call(
             "POST",
             "/operations/{id}:cancel",
             {"id": operation_id},
             creds=creds,
+            priority=priority,
             idempotency_key=idempotency_key,
             model=Operation,
         )
@@ -319,6 +382,7 @@ class AkuaClient:
         self,
         *,
         creds: Credentials,
+        priority: Priority | None = None,
         owner_type: str | None = None,
         owner_id: str | None = None,
         limit: int = 50,
@@ -333,20 +397,37 @@ class AkuaClient:
         if cursor is not None:
             params["cursor"] = cursor
         return await self._call(
-            "GET", "/operations", {}, creds=creds, params=params, model=OperationList
+            "GET",
+            "/operations",
+            {},
+            creds=creds,
+            priority=priority,
+            params=params,
+            model=OperationList,
         )
 
     # --- workspaces -------------------------------------------------------------------------
 
     async def list_workspaces(
-        self, *, creds: Credentials, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        creds: Credentials,
+        priority: Priority | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> WorkspaceList:
         """The workspaces ``creds`` reach (only the ``akua-context`` one when it is set)."""
         params: dict[str, str | int] = {"limit": limit}
         if cursor is not None:
             params["cursor"] = cursor
         return await self._call(
-            "GET", "/workspaces", {}, creds=creds, params=params, model=WorkspaceList
+            "GET",
+            "/workspaces",
+            {},
+            creds=creds,
+            priority=priority,
+            params=params,
+            model=WorkspaceList,
         )
 
     # --- machinery --------------------------------------------------------------------------
@@ -385,6 +466,7 @@ class AkuaClient:
         *,
         model: type[_M],
         creds: Credentials,
+        priority: Priority | None = None,
         params: Mapping[str, str | int] | None = None,
         body: dict[str, Any] | None = None,
         if_match: str | None = None,
@@ -393,8 +475,13 @@ class AkuaClient:
         read_timeout: float | None = None,
         secrets: tuple[str, ...] = (),
     ) -> _M:
-        """Send one logical call (with retries when safe) and return the parsed body."""
+        """Send one logical call (with retries when safe) and return the parsed body.
+
+        ``priority`` is the call's class in the Akua budget (:mod:`akua_operator.akua.budget`);
+        None means the endpoint's default class.
+        """
         endpoint = f"{method} {template}"
+        priority = default_priority(method, template) if priority is None else priority
         path = template
         for name, value in path_args.items():
             if not value:
