@@ -25,8 +25,8 @@ $(UV):
 	$(UV_HOME)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 .PHONY: venv
-venv: $(UV) ## Create .venv from uv.lock (exact pinned versions)
-	$(UV) sync --frozen --python $(PYTHON)
+venv: $(UV) ## Create .venv from uv.lock (exact pinned versions; with the simulator extra)
+	$(UV) sync --frozen --extra sim --python $(PYTHON)
 
 .PHONY: testbin
 testbin: ## Build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd and helm from Go modules

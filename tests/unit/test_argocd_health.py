@@ -7,8 +7,11 @@ from typing import Any
 
 from akc_factories import CID, cluster, facts, operation, step
 from argocd_lua import argocd_health
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from akua_operator.core import Decision, advance, decide
+from akua_operator.core.lifecycle import paused
 from akua_operator.core.types import ClusterGone, ClusterObserved, OperationObserved
 
 CREATE = {"name": "prod", "regionId": "reg_eu"}
@@ -72,3 +75,36 @@ def test_paused_is_suspended() -> None:
     f = facts(deleting=False, annotations={"akua.dev/paused": "true"})
     d = decide(f)
     assert argocd_health(obj(d, **{"akua.dev/paused": "true"}))["status"] == "Suspended"
+
+
+# Every character Python's str.strip() removes (what the operator trims), and a few others.
+_WHITESPACE = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+_PAUSED_TEXT = st.text(
+    alphabet=st.sampled_from([*_WHITESPACE, "t", "r", "u", "e", "T", "R", "U", "E", "x", "é"]),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(_PAUSED_TEXT, st.just(" True\n"), st.just("\u00a0TRUE\u3000")))
+def test_paused_reads_the_annotation_as_the_operator_does(value: str) -> None:
+    annotations = {"akua.dev/paused": value}
+    f = facts(deleting=False, annotations=annotations)
+    health = argocd_health(obj(decide(f), **annotations))
+    assert (health["status"] == "Suspended") is paused(annotations)
+
+
+def test_paused_with_whitespace_around_is_suspended() -> None:
+    for value in (" true", "TRUE\n", "\ttrue\u00a0", "\u2003True\u3000"):
+        annotations = {"akua.dev/paused": value}
+        assert paused(annotations), value
+        assert argocd_health(obj(decide(facts(deleting=False)), **annotations))["status"] == (
+            "Suspended"
+        ), value
+    for value in ("false", "", "tru e", "yes"):
+        assert (
+            argocd_health(obj(decide(facts(deleting=False)), **{"akua.dev/paused": value}))[
+                "status"
+            ]
+            != "Suspended"
+        ), value
