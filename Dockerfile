@@ -9,7 +9,8 @@
 # /usr/local/bin/python3 in the official image, /usr/bin/python3 in Debian's. Both stages use the
 # same base by default, so the virtual environment's link to the interpreter resolves in the
 # final image (a different BUILDER_IMAGE must have python3 at the same path).
-# Dependencies are installed from uv.lock (exact versions and hashes), without the dev group.
+# Dependencies are installed from uv.lock (exact versions and hashes), without the dev group and
+# without the `sim` extra (the simulator's web stack: starlette, uvicorn).
 # Runs as uid 65532 with a read-only root filesystem: mount an emptyDir at /tmp.
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
@@ -77,6 +78,8 @@ COPY --from=builder /out/ /
 ARG VERSION=unknown
 ARG REVISION=unknown
 ARG CREATED=unknown
+ARG SOURCE=https://github.com/akua-dev/akua-operator
 LABEL org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}"
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}"

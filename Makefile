@@ -67,6 +67,10 @@ chaos-full: venv ## The chaos suite at full scale (50 deletions, 15 kills, 8 kil
 	@TESTBIN="$$(hack/testbin/build.sh | tail -n1)"; \
 	AKUA_TESTBIN="$$TESTBIN" $(RUN) pytest tests/chaos --chaos-full $(PYTEST_ARGS)
 
+.PHONY: release
+release: system-deps venv ## Build into dist/: the chart (.tgz), the image (OCI archive), its SBOM, SHA256SUMS (docs/release.md)
+	HELM="$${HELM:-$$(hack/testbin/build.sh | tail -n1)/helm}" hack/release.sh
+
 .PHONY: deploy-manifests
 deploy-manifests: ## Regenerate deploy/ from the Helm chart (run after changing the chart or the CRD)
 	HELM="$${HELM:-$$(hack/testbin/build.sh | tail -n1)/helm}" hack/gen-deploy.sh

@@ -6,6 +6,7 @@
 #   IMAGE=localhost/akua-operator:x hack/image/build.sh
 #   BASE_IMAGE=python:3.11-slim-bookworm hack/image/build.sh   # where a registry is reachable
 #   hack/image/build.sh --export out.tar    # also write a docker-archive (docker load / kind load)
+#   IMAGE_SOURCE=https://git.example/akua-operator hack/image/build.sh   # label ...image.source
 #
 # Intermediate layers are cached (--layers): a rebuild after a source change reuses the
 # dependency layer as long as uv.lock is unchanged. Prints the image reference last on stdout.
@@ -46,6 +47,7 @@ bud=(bah bud --isolation chroot --layers --pull=false --build-arg "BASE_IMAGE=$B
 "${bud[@]}" --target builder --tag "$IMAGE-builder" "$repo" >&2
 "${bud[@]}" --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
   --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  ${IMAGE_SOURCE:+--build-arg "SOURCE=$IMAGE_SOURCE"} \
   --tag "$IMAGE" "$repo" >&2
 # Drop what earlier builds left behind (vfs keeps a full copy per layer); the current chains are
 # tagged and stay, so the next build is still cached.

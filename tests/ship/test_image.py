@@ -21,6 +21,7 @@ import re
 import signal
 import stat
 import subprocess
+import tarfile
 import time
 import tomllib
 import uuid
@@ -42,6 +43,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "hack" / "image" / "build.sh"
 BAH = REPO / "hack" / "image" / "bah.sh"
+RELEASE = REPO / "hack" / "release.sh"
 PACKAGE = REPO / "operator" / "akua_operator"
 CRD = REPO / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
 IMAGE = "localhost/akua-operator:test"
@@ -209,6 +211,11 @@ def test_image_is_configured_to_run_the_operator_as_a_non_root_user(image: Image
     assert labels["org.opencontainers.image.version"] == PROJECT_VERSION
     assert re.fullmatch(r"[0-9a-f]{40}", labels["org.opencontainers.image.revision"])
     assert labels["org.opencontainers.image.base.name"] == "localhost/akua-base:bookworm"
+    assert labels["org.opencontainers.image.source"] == "https://github.com/akua-dev/akua-operator"
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.description"].startswith("Kubernetes operator")
+    created = labels["org.opencontainers.image.created"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created), created
 
 
 def test_entrypoint_runs_as_that_user_on_a_read_only_root(image: Image, tmp_path: Path) -> None:
@@ -341,6 +348,32 @@ def test_no_secrets_and_no_build_leftovers_in_the_image(image: Image) -> None:
     assert not (root / "opt/akua/tests").exists()
 
 
+def _dist_names(site: Path) -> set[str]:
+    """The normalized names of the distributions installed in site (from their *.dist-info)."""
+    names = set()
+    for dist in site.glob("*.dist-info"):
+        meta = (dist / "METADATA").read_text(errors="replace")
+        name = re.search(r"^Name: *(.+)$", meta, flags=re.MULTILINE)
+        assert name, dist
+        names.add(re.sub(r"[-_.]+", "-", name.group(1).strip()).lower())
+    return names
+
+
+def test_image_carries_no_simulator_web_stack(image: Image, tmp_path: Path) -> None:
+    site = next((image.rootfs / "opt/akua/lib").glob("python3*/site-packages"))
+    installed = _dist_names(site)
+    assert {"kopf", "httpx", "kubernetes", "aiohttp", "akua-operator"} <= installed
+    assert not installed & {"starlette", "uvicorn"}, sorted(installed)
+    assert not (site / "starlette").exists()
+    assert not (site / "uvicorn").exists()
+    # The simulator's command says what is missing.
+    sim = image.run(tmp_path, ["akua-sim", "--help"])
+    assert sim.returncode != 0
+    last = sim.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: the Akua API simulator needs its web stack"), last
+    assert last.endswith("install akua-operator[sim]"), last
+
+
 def test_image_is_small(image: Image, request: pytest.FixtureRequest) -> None:
     seen: set[tuple[int, int]] = set()
     total = 0
@@ -360,6 +393,135 @@ def test_image_is_small(image: Image, request: pytest.FixtureRequest) -> None:
         f"buildah reports {bah('images', '--format', '{{.Size}}', image.ref).strip()}",
     )
     assert mb < MAX_IMAGE_MB, f"image has {mb:.0f} MB of files (limit {MAX_IMAGE_MB} MB)"
+
+
+# --------------------------------------------------------------------------- make release
+
+
+@dataclass
+class Release:
+    out: Path
+    version: str
+
+    def path(self, suffix: str) -> Path:
+        return self.out / f"akua-operator-{self.version}{suffix}"
+
+
+@pytest.fixture(scope="module")
+def released(image: Image, testbin: Path, tmp_path_factory: pytest.TempPathFactory) -> Release:
+    """hack/release.sh (what `make release` runs) on the image the tests built: no second build."""
+    out = tmp_path_factory.mktemp("dist")
+    env = dict(os.environ, HELM=str(testbin / "helm"))
+    result = subprocess.run(
+        [str(RELEASE), "--image", image.ref, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, f"hack/release.sh: {result.stderr[-4000:]}"
+    assert result.stdout.strip().splitlines()[-1] == str(out)
+    return Release(out=out, version=PROJECT_VERSION)
+
+
+def test_release_artefacts_are_listed_in_checksums_that_verify(released: Release) -> None:
+    names = sorted(p.name for p in released.out.iterdir())
+    v = released.version
+    expected = [f"akua-operator-{v}.cdx.json", f"akua-operator-{v}.oci.tar"]
+    assert names == ["SHA256SUMS", *expected, f"akua-operator-{v}.tgz"]
+    sums = {}
+    for line in (released.out / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        sums[name] = digest
+    assert sorted(sums) == sorted(n for n in names if n != "SHA256SUMS")
+    for name, digest in sums.items():
+        assert hashlib.sha256((released.out / name).read_bytes()).hexdigest() == digest, name
+    check = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"],
+        cwd=released.out,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_release_sbom_lists_exactly_the_python_packages_of_the_image(
+    released: Release, image: Image
+) -> None:
+    bom = json.loads(released.path(".cdx.json").read_text())
+    assert bom["bomFormat"] == "CycloneDX"
+    assert bom["specVersion"] == "1.6"
+    root = bom["metadata"]["component"]
+    assert (root["name"], root["version"]) == ("akua-operator", released.version)
+    components = {re.sub(r"[-_.]+", "-", c["name"]).lower(): c for c in bom["components"]}
+    site = next((image.rootfs / "opt/akua/lib").glob("python3*/site-packages"))
+    assert set(components) == _dist_names(site) - {"akua-operator"}
+    for name in ("kopf", "httpx", "kubernetes", "pydantic"):
+        assert components[name]["purl"].startswith(f"pkg:pypi/{name}@"), components[name]
+    assert "starlette" not in components
+    assert "uvicorn" not in components
+    # The versions are those of uv.lock.
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    locked = {re.sub(r"[-_.]+", "-", p["name"]).lower(): p["version"] for p in lock["package"]}
+    assert {n: c["version"] for n, c in components.items()} == {n: locked[n] for n in components}
+
+
+def test_release_oci_archive_holds_the_image_tagged_with_the_version(
+    released: Release, image: Image
+) -> None:
+    with tarfile.open(released.path(".oci.tar")) as archive:
+
+        def blob(digest: str) -> bytes:
+            data = archive.extractfile(f"blobs/{digest.replace(':', '/')}")
+            assert data is not None, digest
+            content = data.read()
+            assert f"sha256:{hashlib.sha256(content).hexdigest()}" == digest
+            return content
+
+        layout = archive.extractfile("oci-layout")
+        assert layout is not None
+        assert json.loads(layout.read())["imageLayoutVersion"] == "1.0.0"
+        index_file = archive.extractfile("index.json")
+        assert index_file is not None
+        (entry,) = json.loads(index_file.read())["manifests"]
+        assert entry["annotations"]["org.opencontainers.image.ref.name"] == released.version
+        manifest = json.loads(blob(entry["digest"]))
+        config = json.loads(blob(manifest["config"]["digest"]))
+        for layer in manifest["layers"]:
+            blob(layer["digest"])
+    image_id = bah("images", "--no-trunc", "--format", "{{.ID}}", image.ref).split()[0]
+    assert manifest["config"]["digest"] == image_id
+    assert config["config"]["Labels"] == image.config["Labels"]
+    assert config["config"]["Entrypoint"] == ["akua-operator"]
+
+
+def test_packaged_chart_installs_on_the_control_plane(
+    released: Release, helm: Any, kubectl: Any, namespace: str
+) -> None:
+    chart = released.path(".tgz")
+    with tarfile.open(chart) as packaged:
+        files = {m.name for m in packaged.getmembers() if m.isfile()}
+        crd = packaged.extractfile("akua-operator/crds/akuaclusters.akua.dev.yaml")
+        assert crd is not None
+        assert crd.read().decode() == CRD.read_text()
+    assert {"akua-operator/Chart.yaml", "akua-operator/values.schema.json"} <= files
+    repository = "registry.example.com/platform/akua-operator"
+    name = f"rel{uuid.uuid4().hex[:6]}"
+    helm("install", name, chart, "-n", namespace, "--set", f"image.repository={repository}")
+    try:
+        (listed,) = json.loads(helm("list", "-n", namespace, "-o", "json").stdout)
+        assert listed["chart"] == f"akua-operator-{released.version}"
+        assert listed["status"] == "deployed"
+        (deployment,) = kubectl.json(
+            "get", "deployments", "-n", namespace, "-l", f"app.kubernetes.io/instance={name}"
+        )["items"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == f"{repository}:{released.version}"
+        kubectl("get", "crd", "akuaclusters.akua.dev")
+    finally:
+        helm("uninstall", name, "-n", namespace, "--wait=false", check=False)
 
 
 # --------------------------------------------------------------------------- the operator, for real

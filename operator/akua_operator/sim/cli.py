@@ -7,14 +7,7 @@ import json
 import sys
 from typing import Any
 
-try:
-    import starlette  # noqa: F401
-    import uvicorn
-except ModuleNotFoundError as missing:  # the operator's image: installed without the extra
-    raise SystemExit(
-        f"akua-sim needs the simulator's web stack ({missing.name} is not installed): "
-        "install akua-operator[sim]"
-    ) from missing
+import uvicorn
 
 from akua_operator.sim.app import create_app
 from akua_operator.sim.config import PROFILES, SimConfig
