@@ -611,7 +611,8 @@ def test_pause_stops_reconciling_but_deletion_still_deletes(
 ) -> None:
     operator.start()
     manifest = res("calm", namespace, {"name": f"calm-{namespace}", "regionId": "reg_eu"})
-    manifest["metadata"]["annotations"] = {"akua.dev/paused": "true"}
+    # Read as the operator reads it (trimmed, any case), by the operator and by the Argo CD check.
+    manifest["metadata"]["annotations"] = {"akua.dev/paused": " True\n"}
     kubectl.apply(manifest)
     obj = wait_obj(
         kubectl,
