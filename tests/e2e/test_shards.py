@@ -185,3 +185,43 @@ def test_three_shards_each_serve_their_own_and_hand_over_on_relabel(
         assert finalizers(kubectl, name, namespace) == [FINALIZERS[owner[name]]]
     for op in shards.values():
         op.assert_alive()
+
+
+def test_a_deletion_right_after_a_relabel_is_finished_by_the_shard_still_holding_it(
+    kubectl: Any, sim: Sim, namespace: str, shards: dict[str, Operator]
+) -> None:
+    senders = Senders(sim)
+    cluster_id = sim.seed(f"late-{namespace}")["id"]
+    kubectl.apply(labelled("late", namespace, "a", clusterId=cluster_id))
+    ready(kubectl, "late", namespace)
+    wait_for("a's finalizer", lambda: finalizers(kubectl, "late", namespace) == [FINALIZERS["a"]])
+    # b is down: relabelled to b, the object stays with a (no moment without a finalizer) ...
+    shards["b"].stop()
+    kubectl("label", "akc", "late", "-n", namespace, "akua.dev/shard=b", "--overwrite")
+    kubectl("annotate", "akc", "late", "-n", namespace, "example.com/poke=1")
+    wait_for(
+        "a still observes it",
+        lambda: (
+            senders.about(cluster_id)[-1:] == [("a", "GET", f"/v1/clusters/{cluster_id}")]
+            and len(senders.about(cluster_id)) > 1
+        ),
+    )
+    assert finalizers(kubectl, "late", namespace) == [FINALIZERS["a"]]
+    # ... and deleted now, a (the only shard holding it) deletes it; b, back, stays out of it.
+    kubectl("delete", "akc", "late", "-n", namespace, "--wait=false")
+    wait_for(
+        "a recorded itself as the deletion's shard",
+        lambda: (
+            (
+                ((get_akc(kubectl, "late", namespace) or {}).get("status") or {}).get("deletion")
+                or {}
+            ).get("shard")
+            == "a"
+        ),
+    )
+    shards["b"].start()
+    wait_for("late gone", lambda: get_akc(kubectl, "late", namespace) is None, timeout=90)
+    assert_exactly_once(sim.journal(), sim.state()["operations"], [cluster_id])
+    assert senders.shards_about(cluster_id) == {"a"}, senders.about(cluster_id)
+    for op in shards.values():
+        op.assert_alive()

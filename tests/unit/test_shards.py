@@ -5,16 +5,28 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import httpx
 import pytest
+from pydantic import SecretStr
+from test_runtime import TOKEN, RecordingKube, seed
+from test_runtime import body as resource
 
 from akua_operator import settings as settings_mod
+from akua_operator.akua.client import AkuaClient, ClientConfig
 from akua_operator.core.shards import (
     Shards,
     finalizer_of,
     holds_operator_finalizer,
     parse_names,
 )
+from akua_operator.core.types import Release
+from akua_operator.handlers.runtime import ResourceState, Runtime
+from akua_operator.kube import TokenSource
 from akua_operator.resource.models import FINALIZER
+from akua_operator.settings import Settings
+from akua_operator.sim.app import create_app
+from akua_operator.sim.config import SimConfig
+from akua_operator.sim.transport import SimTransport
 
 NAMES = ("a", "b")
 A = Shards("a", NAMES)
@@ -126,3 +138,62 @@ def test_shard_settings_flags_env_and_peering_per_shard() -> None:
         _settings("--shard", "c", "--shard-names", "a,b")
     with pytest.raises(ValueError, match="AKUA_SHARD_NAMES"):
         _settings(AKUA_SHARD_NAMES="default")
+
+
+def sharded_runtime(
+    kube: RecordingKube, transport: httpx.AsyncBaseTransport, shard: str
+) -> Runtime:
+    client = AkuaClient(
+        ClientConfig(base_url="http://sim/v1", rate=0, max_retries=0), transport=transport
+    )
+    settings = Settings(namespaces=("ns",), wait_timeout=1, shard=shard, shard_names=NAMES)
+    return Runtime(
+        settings,
+        token_source=TokenSource(token=SecretStr(TOKEN)),
+        kube=kube,  # type: ignore[arg-type]
+        client=client,
+    )
+
+
+async def test_the_shard_that_starts_a_deletion_records_itself_before_any_akua_call() -> None:
+    sim = create_app(SimConfig(step_seconds=0.05, seed=57))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = sharded_runtime(kube, SimTransport(sim), "b")
+    state = ResourceState()
+    await runtime.cycle(resource(cluster_id, {}, deleting=False), state, deleting=False)
+    assert "deletion" not in kube.status  # a live object records nothing
+    writes_before = len(kube.writes)
+    calls_before = len(sim.journal.read(0))
+    action = None
+    for _ in range(20):
+        action = await runtime.cycle(
+            resource(cluster_id, kube.status, deleting=True), state, deleting=True
+        )
+        if isinstance(action, Release):
+            break
+    assert isinstance(action, Release)
+    first, seen = kube.writes[writes_before]
+    assert first["deletion"]["shard"] == "b"
+    assert len(seen) == calls_before  # the deletion's first write, before any Akua call
+    assert sum(1 for p, _ in kube.writes if "shard" in (p.get("deletion") or {})) == 1
+    assert kube.status["deletion"]["shard"] == "b"
+    assert sum(1 for e in sim.journal.read(0) if e["method"] == "DELETE") == 1
+    await runtime.client.aclose()
+
+
+async def test_an_unsharded_operator_records_no_shard() -> None:
+    sim = create_app(SimConfig(step_seconds=0.05, seed=58))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = sharded_runtime(kube, SimTransport(sim), "")
+    runtime.shards = Shards()  # as from Settings without --shard-names
+    state = ResourceState()
+    for _ in range(20):
+        action = await runtime.cycle(
+            resource(cluster_id, kube.status, deleting=True), state, deleting=True
+        )
+        if isinstance(action, Release):
+            break
+    assert not any("shard" in (p.get("deletion") or {}) for p, _ in kube.writes)
+    await runtime.client.aclose()
