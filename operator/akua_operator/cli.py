@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime(settings)
     register(registry, runtime)
     register_access_guard(registry, runtime)
-    kopf_hooks.register(tel, registry=registry, watch=True)
+    kopf_hooks.register(tel, registry=registry, watch=True, finalizer=runtime.shards.finalizer)
     if not settings.standalone:
         # A paused replica (another one is active) stays ready; /readyz shows the state.
         toggles = 1 if settings.all_namespaces else len(settings.namespaces)
@@ -87,6 +87,14 @@ def run(args: argparse.Namespace) -> int:
         if settings.standalone
         else f"peering {settings.peering_name!r} with priority {settings.peering_priority}",
     )
+    if runtime.shards.sharded:
+        log.info(
+            "shard %r of %s: serves AkuaClusters labelled akua.dev/shard=%s; finalizer %s",
+            runtime.shards.label,
+            ["default", *settings.shard_names],
+            runtime.shards.name or "<none of the named shards>",
+            runtime.shards.finalizer,
+        )
     log.info(
         "on CRD deletion: %s; deletion budget: %s; released clusters recorded in %s",
         "delete the Akua clusters"

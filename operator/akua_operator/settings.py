@@ -43,6 +43,15 @@ def _names(text: str) -> tuple[str, ...]:
 _names.__name__ = "namespace list"
 
 
+def _shard_names(text: str) -> tuple[str, ...]:
+    from akua_operator.core.shards import parse_names
+
+    return parse_names(text)
+
+
+_shard_names.__name__ = "shard list"
+
+
 @dataclass(frozen=True)
 class Option:
     attr: str
@@ -180,6 +189,30 @@ OPTIONS: tuple[Option, ...] = (
         str,
         None,
         "kopf peering object name (several replicas: one active).",
+    ),
+    Option(
+        "shard",
+        "--shard",
+        "AKUA_SHARD",
+        str,
+        None,
+        "The shard this process is: a name serves only the AkuaClusters labelled "
+        "akua.dev/shard=NAME (it must be in --shard-names). Empty or 'default': the shard "
+        "that serves every AkuaCluster whose label is missing or names no configured shard. "
+        "With a peering name, the shard's peering is <peering-name>-<shard>. See docs/design.md "
+        "(Shards).",
+        metavar="NAME",
+    ),
+    Option(
+        "shard_names",
+        "--shard-names",
+        "AKUA_SHARD_NAMES",
+        _shard_names,
+        None,
+        "Comma-separated names of every named shard (the same list in every shard); empty: "
+        "no shards, this process serves every AkuaCluster. Give each shard its share of the "
+        "workspace's Akua rate with --api-rate/--api-burst.",
+        metavar="A,B",
     ),
     Option(
         "access_guard",
@@ -323,6 +356,9 @@ class Settings:
     api_burst: int = 40
     standalone: bool = True
     peering_name: str | None = None
+    #: "" = the default shard; ``shard_names`` every named shard (empty: not sharded).
+    shard: str = ""
+    shard_names: tuple[str, ...] = ()
     access_guard: str | None = None
     #: None only in hand-built Settings; :func:`from_args` always picks one.
     peering_priority: int | None = None
@@ -382,8 +418,21 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
     all_ns = getattr(args, "all_namespaces", None)
     if all_ns is None:
         all_ns = _bool(env.get("AKUA_ALL_NAMESPACES", "false"))
+    from akua_operator.core.shards import DEFAULT_SHARD, check_name
+
+    values["shard_names"] = tuple(values["shard_names"] or ())
+    shard = values["shard"] = str(values["shard"] or "").strip()
+    if shard == DEFAULT_SHARD:
+        values["shard"] = shard = ""
+    if shard:
+        check_name(shard)
+        if shard not in values["shard_names"]:
+            raise ValueError(f"--shard {shard!r} is not in --shard-names")
     if values["peering_name"]:
         values["standalone"] = False
+        if values["shard_names"]:
+            # One peering per shard: the replicas of a shard elect among themselves.
+            values["peering_name"] = f"{values['peering_name']}-{shard or DEFAULT_SHARD}"
     if values["peering_priority"] is None:
         values["peering_priority"] = default_priority()
     values["wait_timeout"] = max(1, min(60, int(values["wait_timeout"])))

@@ -24,9 +24,10 @@ from typing import Any
 import kopf
 
 from akua_operator.core.access import ACCESS_FINALIZER, AccessStep, access_step
+from akua_operator.core.shards import holds_operator_finalizer
 from akua_operator.handlers.runtime import Runtime
 from akua_operator.kube.access import AccessIO, AccessObject
-from akua_operator.resource.models import FINALIZER, GROUP, PLURAL, VERSION
+from akua_operator.resource.models import GROUP, PLURAL, VERSION
 
 log = logging.getLogger("akua_operator.access")
 
@@ -191,6 +192,6 @@ def register(registry: Any, runtime: Runtime) -> None:
         meta = obj.get("metadata") or {}
         guard.poke(
             str(meta.get("namespace", "")),
-            holds=FINALIZER in (meta.get("finalizers") or []),
+            holds=holds_operator_finalizer(meta.get("finalizers") or []),
             gone=event.get("type") == "DELETED",
         )

@@ -32,10 +32,10 @@ from kopf._core.actions.execution import HandlerChildrenRetry  # a TemporaryErro
 
 from akua_operator import telemetry
 from akua_operator.core.deletion import orphan_requested
+from akua_operator.core.shards import Shards
 from akua_operator.core.types import Action, Idle, Release, Requeue
 from akua_operator.handlers.runtime import InvalidSpecError, ResourceState, Runtime
 from akua_operator.resource.models import (
-    FINALIZER,
     GROUP,
     KOPF_STORAGE_PREFIX,
     PLURAL,
@@ -158,7 +158,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
     peering kinds: their CRDs must exist before the operator starts, as the chart installs
     them). Cluster-wide, kopf still follows CRDs (it never lists Namespaces then).
     """
-    kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.finalizer = Shards(settings.shard, settings.shard_names).finalizer
     kopf_settings.persistence.progress_storage = ProgressStorage(prefix=STORAGE_PREFIX)
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=STORAGE_PREFIX, key="last-handled-configuration"
@@ -167,9 +167,25 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
     kopf_settings.scanning.disabled = not settings.all_namespaces
 
 
+def shard_filter(runtime: Runtime) -> dict[str, Any]:
+    """The kopf filter (``when=``) of every AkuaCluster handler: sharded, a shard handles only
+    what :meth:`Shards.handles` gives it (core/shards.py). kopf adds this shard's finalizer to
+    the objects it handles and removes it from the others (each shard has its own finalizer,
+    so no shard ever touches another one's). Not sharded: no filter."""
+    shards = runtime.shards
+    if not shards.sharded:
+        return {}
+
+    def handled(body: Any, **_: Any) -> bool:
+        return shards.handles(body)
+
+    return {"when": handled}
+
+
 def register(registry: Any, runtime: Runtime) -> None:
     """Register every handler on ``registry`` with timings from ``runtime.settings``."""
     settings = runtime.settings
+    shard = shard_filter(runtime)
     jitter = max(0.0, settings.observe_jitter) * settings.observe_interval
 
     @kopf.on.startup(registry=registry)
@@ -198,9 +214,9 @@ def register(registry: Any, runtime: Runtime) -> None:
         if isinstance(action, Release):  # pragma: no cover - only while deleting
             return
 
-    kopf.on.create(GROUP, VERSION, PLURAL, id="observe-create", registry=registry)(observe)
-    kopf.on.resume(GROUP, VERSION, PLURAL, id="observe-resume", registry=registry)(observe)
-    kopf.on.update(GROUP, VERSION, PLURAL, id="observe-update", registry=registry)(observe)
+    kopf.on.create(GROUP, VERSION, PLURAL, id="observe-create", registry=registry, **shard)(observe)
+    kopf.on.resume(GROUP, VERSION, PLURAL, id="observe-resume", registry=registry, **shard)(observe)
+    kopf.on.update(GROUP, VERSION, PLURAL, id="observe-update", registry=registry, **shard)(observe)
 
     @kopf.timer(
         GROUP,
@@ -210,6 +226,7 @@ def register(registry: Any, runtime: Runtime) -> None:
         interval=settings.observe_interval,
         initial_delay=lambda **_: random.uniform(0, jitter),  # noqa: S311 - jitter
         registry=registry,
+        **shard,
     )
     async def periodic(body: Any, meta: Any, memo: Any, logger: Any, **_: Any) -> None:
         """The periodic observation, and following what it finds until the core is done.
@@ -239,7 +256,7 @@ def register(registry: Any, runtime: Runtime) -> None:
         if isinstance(action, Requeue):
             raise ComeBack(action.reason or "retry", delay=_min_delay(action.delay))
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete", registry=registry)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete", registry=registry, **shard)
     async def delete(body: Any, memo: Any, logger: Any, patch: Any, **_: Any) -> None:
         started = time.monotonic()
         try:

@@ -54,6 +54,7 @@ from akua_operator.core.guards import CAUSE_CRD_GUARD, crd_read_needed, released
 from akua_operator.core.lifecycle import token_workspace_needed
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.remote import cluster_id_of
+from akua_operator.core.shards import Shards
 from akua_operator.core.types import (
     Action,
     ApiFailed,
@@ -183,6 +184,7 @@ class Runtime:
         self._kube = kube
         self._client = client
         self.budget = DeletionBudget(settings.deletion_budget_per_minute)
+        self.shards = Shards(settings.shard, settings.shard_names)
         # The last read of the AkuaCluster CRD: (time.monotonic() when sent, deleting).
         self._crd_read: tuple[float, bool] | None = None
         self._crd_lock = asyncio.Lock()
@@ -263,6 +265,9 @@ class Runtime:
             if observe_only and facts.meta.deleting:
                 return Idle("being deleted: the delete handler owns the resource")
             ref = ObjectRef(facts.meta.namespace, facts.meta.name, facts.meta.uid)
+            # Sharded: the shard that starts a deletion records itself (core/shards.py) with
+            # the first status write, and before any Akua call at the latest.
+            shard_record = self._shard_record(facts) if deleting else None
             if crd_read_needed(facts):
                 seen_at = _deletion_seen_at(body, state)
                 facts = replace(facts, crd_deleting=await self._crd_deleting(seen_at, logger))
@@ -290,11 +295,18 @@ class Runtime:
             for _ in range(MAX_ACTIONS + max_waits + 1):
                 decision = decide(facts, obs)
                 decision = self._apply_budget(facts, decision, logger)
-                if decision.status_patch is not None:
+                status_patch = decision.status_patch
+                if shard_record is not None and (
+                    status_patch is not None or isinstance(decision.action, Release)
+                ):
+                    status_patch = {**(status_patch or {})}
+                    _merge_into(status_patch, shard_record)
+                    shard_record = None
+                if status_patch is not None:
                     if kopf_patch is not None and isinstance(decision.action, Release):
-                        _merge_into(kopf_patch.setdefault("status", {}), decision.status_patch)
+                        _merge_into(kopf_patch.setdefault("status", {}), status_patch)
                     else:
-                        await self._write_status(ref, decision.status_patch, state)
+                        await self._write_status(ref, status_patch, state)
                 for event in decision.events:
                     logger.info("%s: %s", event.reason, event.message)
                     await self.kube.emit_event(ref, event)
@@ -333,6 +345,9 @@ class Runtime:
                         obs = found
                         continue
                     creds = found
+                if shard_record is not None:
+                    await self._write_status(ref, shard_record, state)
+                    shard_record = None
                 obs = await self.perform(action, creds)
                 if isinstance(obs, OperationObserved):
                     _count_operation(obs)
@@ -724,6 +739,15 @@ class Runtime:
         if isinstance(result, Mapping):
             state.resource_version = result.get("metadata", {}).get("resourceVersion")
             state.status = dict(result.get("status") or {})
+
+    def _shard_record(self, facts: Facts) -> dict[str, Any] | None:
+        """The status patch recording this shard as the deletion's owner, if it is still to
+        be written (sharded operators only)."""
+        if not self.shards.sharded:
+            return None
+        if facts.status.deletion is not None and facts.status.deletion.shard:
+            return None
+        return {"deletion": {"shard": self.shards.label}}
 
     def _report(self, ref: ObjectRef, facts: Facts, action: Action) -> None:
         tel = telemetry.current()

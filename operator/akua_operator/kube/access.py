@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from akua_operator.resource.models import FINALIZER, GROUP, PLURAL, VERSION
+from akua_operator.core.shards import holds_operator_finalizer
+from akua_operator.resource.models import GROUP, PLURAL, VERSION
 
 JSON_PATCH = "application/json-patch+json"
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
@@ -42,7 +43,7 @@ class AccessIO:
             _request_timeout=30,
         )
         return any(
-            FINALIZER in ((item.get("metadata") or {}).get("finalizers") or [])
+            holds_operator_finalizer((item.get("metadata") or {}).get("finalizers") or [])
             for item in listed.get("items") or []
         )
 

@@ -374,6 +374,12 @@ class DeletionStatus(_Model):
         description="A create operation Akua answered 404 for; the create was resent once "
         "under its key to learn it again.",
     )
+    shard: str | None = Field(
+        default=None,
+        description="The operator shard that started this deletion (default: the default "
+        "shard) and alone finishes it: a relabel (akua.dev/shard) during a deletion is "
+        "ignored. Recorded before any Akua call, only when the operator runs in shards.",
+    )
     released_at: str | None = Field(
         default=None,
         json_schema_extra={"format": "date-time"},
