@@ -181,18 +181,19 @@ class PriorityBudget:
         waiter = _Waiter(priority, long, now, self._seq, asyncio.get_running_loop().create_future())
         self._queues[(priority, long)].append(waiter)
         self._waiting[priority] += 1
-        self._dispatch()
-        if not waiter.future.done():
-            try:
-                await waiter.future
-            except asyncio.CancelledError:
-                if waiter.future.done() and not waiter.future.cancelled():
-                    self.release(long=long)  # granted just as the caller was cancelled
-                elif not waiter.gone:
-                    waiter.gone = True
-                    self._waiting[priority] -= 1
-                    self._dispatch()  # a cancelled head may have blocked others
-                raise
+        self._dispatch(now)
+        if waiter.future.done():
+            return 0.0  # granted at once
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release(long=long)  # granted just as the caller was cancelled
+            elif not waiter.gone:
+                waiter.gone = True
+                self._waiting[priority] -= 1
+                self._dispatch()  # a cancelled head may have blocked others
+            raise
         return max(0.0, self._clock() - now)
 
     def release(self, *, long: bool = False) -> None:
@@ -232,9 +233,10 @@ class PriorityBudget:
                 best, best_key = head, rank
         return best
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, now: float | None = None) -> None:
+        """Grant what can be granted now, in line order (``now``: the caller's clock reading)."""
         while True:
-            now = self._clock()
+            now = self._clock() if now is None else now
             waiter = self._best(now)
             if waiter is None:
                 return
