@@ -618,6 +618,41 @@ def operator_argv(namespace: str, extra: Sequence[str] = ()) -> list[str]:
     return [str(exe), "run", "--namespace", namespace, *ports, *extra]
 
 
+def metrics_port_of(argv: Sequence[str]) -> int | None:
+    """The ``--metrics-port`` an operator argv names (the last one wins), if any."""
+    port = None
+    for i, arg in enumerate(argv):
+        if arg == "--metrics-port" and i + 1 < len(argv):
+            port = int(argv[i + 1])
+        elif arg.startswith("--metrics-port="):
+            port = int(arg.split("=", 1)[1])
+    return port
+
+
+def scrape_metrics(
+    port: int, prefixes: Sequence[str], timeout: float = 10
+) -> dict[str, float] | str:
+    """The samples of the operator's ``/metrics`` whose names start with one of ``prefixes``,
+    as ``{'name{labels}': value}``; an error message (str) when the scrape failed."""
+    import httpx
+
+    try:
+        resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout)
+        resp.raise_for_status()
+    except httpx.HTTPError as err:
+        return f"scrape failed: {type(err).__name__}: {err}"
+    samples: dict[str, float] = {}
+    for line in resp.text.splitlines():
+        if not line or line.startswith("#") or not line.startswith(tuple(prefixes)):
+            continue
+        series, _, value = line.rpartition(" ")
+        try:
+            samples[series] = float(value)
+        except ValueError:
+            continue
+    return samples
+
+
 def baseline_argv(namespace: str) -> list[str]:
     return [
         sys.executable,

@@ -14,7 +14,12 @@ them all with one DELETE of the collection, and measures:
   appearance in status.operation.steps;
 - total wall time against D; Akua API calls per operation by endpoint (the simulator's journal);
   Kubernetes API writes per deletion (the API server's audit log, the operator's own identity);
-- the operator's peak RSS and CPU seconds (psutil, the whole process tree).
+- the operator's peak RSS and CPU seconds (psutil, the whole process tree);
+- the simulator's 429s: by default the simulator limits at the operator's own rate
+  (`--api-rate`/`--api-burst`, 20/40, given to both; `--api-rate 0` turns both off), so a 429
+  is a call the operator's budget should not have sent: a miss;
+- the operator's own `akua_operator_tracker_*` and `akua_operator_budget_*` series, scraped from
+  its /metrics at the end of the wave.
 
 With --baseline it first runs the same N through bench/baseline_operator.py (kopf, finalizer
 only) and reports our cost as a ratio to it. Prints a table and writes bench/results/*.json.
@@ -41,6 +46,8 @@ import harness  # bench/, put on the path just above
 RESULTS = Path(__file__).resolve().parent / "results"
 STATUS_RANK = {"pending": 0, "running": 1, "completed": 2, "failed": 2, "skipped": 2}
 MIB = 1024 * 1024
+#: Operator metrics copied into the result JSON (scraped at the end of the wave).
+SCRAPED_PREFIXES = ("akua_operator_tracker_", "akua_operator_budget_")
 
 
 def log(message: str) -> None:
@@ -128,6 +135,7 @@ def run_mode(
     usage_before = operator.mark()
     journal_seq = sim.journal_seq() if sim is not None else 0
 
+    metrics_port = harness.metrics_port_of(argv) if mode == "akua" else None
     log(f"{mode}: deleting all {n} at once")
     t0 = time.time()
     harness.delete_all(api, ns)
@@ -145,6 +153,9 @@ def run_mode(
         finished = False
     t_end = max(watcher.gone.values()) if watcher.gone else time.time()
     usage_after = operator.mark()
+    scraped: dict[str, float] | str | None = None
+    if metrics_port is not None and operator.alive():
+        scraped = harness.scrape_metrics(metrics_port, SCRAPED_PREFIXES)
     exit_code = operator.stop()
     watcher.stop()
     time.sleep(1.0)  # let the audit log flush the last writes
@@ -179,6 +190,7 @@ def run_mode(
             f"{e.detailed_key} {e.code}" for e in audit if e.code >= 400
         ),
         "watch_errors": watcher.errors[:20],
+        "operator_metrics": scraped,
         "watch_lines": watch_lines(watcher.seen, t0),
     }
     if sim is not None:
@@ -253,6 +265,8 @@ def analyse(raw: dict[str, Any], duration: float) -> dict[str, Any]:
     out["k8s_writes_per_deletion_detail"] = {k: v / n for k, v in sorted(detail.items())}
     out["k8s_writes_per_object_observe"] = sum(raw["k8s_writes_observe"].values()) / n
     out["k8s_write_errors"] = raw["k8s_write_errors"]
+    if raw.get("operator_metrics") is not None:
+        out["operator_metrics"] = raw["operator_metrics"]
     lines = raw.get("watch_lines") or {}
     if lines:
         out["watch_lines_per_deletion"] = lines["modified"] / n
@@ -332,6 +346,10 @@ def analyse(raw: dict[str, Any], duration: float) -> dict[str, Any]:
     out["akua_calls_per_operation"] = len(journal) / n
     out["akua_calls_per_operation_by_endpoint"] = {k: v / n for k, v in by_endpoint.items()}
     out["akua_calls_by_status"] = harness.count_by(str(e["status"]) for e in journal)
+    # The simulator's 429s over the whole run (observation included): each is a miss when the
+    # simulator limits at the operator's own rate.
+    out["akua_429s"] = sum(1 for e in raw["journal"] if e.get("status") == 429)
+    out["akua_429s_during_deletion"] = sum(1 for e in journal if e.get("status") == 429)
     running_seconds = sum(
         (op["completed_at"] or raw["t_end"]) - op["started_at"] for op in final_op.values()
     )
@@ -342,6 +360,16 @@ def analyse(raw: dict[str, Any], duration: float) -> dict[str, Any]:
     out["akua_polls_per_5s_per_running_operation"] = (
         len(polls) / (running_seconds / 5) if running_seconds else None
     )
+    # Calls about operations (GET /operations, GET /operations/{id}, :wait; not the DELETEs that
+    # start them) per running operation per 5 s: what following the operations costs.
+    about_operations = [
+        e for e in journal if e["method"] != "DELETE" and e["path"].startswith("/operations")
+    ]
+    out["akua_operation_calls_total"] = len(about_operations)
+    out["akua_operation_calls_per_5s_per_running_operation"] = (
+        len(about_operations) / (running_seconds / 5) if running_seconds else None
+    )
+    out["operation_running_seconds_total"] = running_seconds
     times = sorted(e["time"] for e in raw["journal"])
     out["akua_max_calls_in_1s"] = _max_in_window(times, 1.0)
     out["akua_max_calls_in_10s"] = _max_in_window(times, 10.0)
@@ -394,18 +422,35 @@ def table(ours: dict[str, Any], base: dict[str, Any] | None, duration: float) ->
         row(f"  {endpoint}", value)
     row("Akua polls / 5 s / running op", ours["akua_polls_per_5s_per_running_operation"], "<= 1")
     row("Akua calls / 5 s / running op", ours["akua_calls_per_5s_per_running_operation"])
+    row(
+        "Akua calls about ops / 5 s / running op",
+        ours["akua_operation_calls_per_5s_per_running_operation"],
+    )
     row("Akua max calls in 1 s", ours["akua_max_calls_in_1s"])
+    limit = ours.get("server_rate_limit")
+    row(
+        "Akua 429s (run / deletion)",
+        f"{ours['akua_429s']} / {ours['akua_429s_during_deletion']}",
+        f"0 (server limit {limit})" if limit else "n/a (server limit off)",
+    )
     row("K8s writes / deletion", ours["k8s_writes_per_deletion"])
     for kind, value in ours["k8s_writes_per_deletion_by_kind"].items():
         row(f"  {kind}", value)
     for kind, value in ours.get("k8s_writes_per_deletion_detail", {}).items():
         row(f"    {kind}", value)
-    row("K8s failed writes", json.dumps(ours["k8s_write_errors"]) or "{}", "none")
+    row("K8s write errors (k8s_write_errors)", json.dumps(ours["k8s_write_errors"]), "{}")
     if "watch_lines_per_deletion" in ours:
         row("watch lines / deletion", ours["watch_lines_per_deletion"])
         row("  identical to the previous", ours["watch_lines_identical_per_deletion"], "0")
         row("  STATE while deleting", json.dumps(ours["watch_state_while_deleting"]))
     row("peak RSS (MiB)", ours["peak_rss_mib"], "< 200 at N=1000")
+    metrics = ours.get("operator_metrics")
+    if isinstance(metrics, dict):
+        for series, value in sorted(metrics.items()):
+            if series.startswith("akua_operator_tracker_"):
+                row(f"  {series}", value)
+    elif metrics is not None:
+        row("operator /metrics", str(metrics))
     row(
         "CPU s (deletion / total)",
         f"{ours['cpu_seconds_deletion']:.2f} / {ours['cpu_seconds_total']:.2f}",
@@ -472,6 +517,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--operator-arg", action="append", default=[], help="extra `akua-operator run` argument"
     )
+    parser.add_argument(
+        "--api-rate",
+        type=float,
+        default=20.0,
+        help="the operator's --api-rate AND the simulator's server-side limit (req/s);\n"
+        "0 turns both off",
+    )
+    parser.add_argument(
+        "--api-burst",
+        type=int,
+        default=40,
+        help="the operator's --api-burst AND the simulator's server-side burst",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.n <= 5000:
         parser.error("--n must be between 1 and 5000")
@@ -479,6 +537,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--duration must be in (0, 600] seconds")
     if not 0 < args.timeout <= 3600:
         parser.error("--timeout must be in (0, 3600] seconds")
+    if args.api_rate < 0 or args.api_burst < 1:
+        parser.error("--api-rate must be >= 0 and --api-burst >= 1")
+    operator_args = [
+        "--api-rate",
+        f"{args.api_rate:g}",
+        "--api-burst",
+        str(args.api_burst),
+        *args.operator_arg,  # given last, so an explicit --operator-arg wins
+    ]
+    server_limit = (
+        {"rate_limit_rps": args.api_rate, "rate_limit_burst": args.api_burst}
+        if args.api_rate > 0
+        else None
+    )
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="akua-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -500,13 +572,16 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "operator_args": args.operator_arg,
+        "operator_args": operator_args,
+        "server_rate_limit": server_limit,
         "commit": _git_commit(),
     }
     try:
         api = harness.api_client(cp.kubeconfig)
         harness.apply_crd(api)
         sim.start()
+        if server_limit is not None:  # before any operator starts: its first call is limited
+            sim.set_faults(**server_limit)
         base = None
         common = {
             "n": args.n,
@@ -516,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
             "audit_log": audit_log,
             "workdir": workdir,
             "timeout": args.timeout,
-            "operator_args": args.operator_arg,
+            "operator_args": operator_args,
         }
         if args.baseline or args.baseline_only:
             raw_base = run_mode("baseline", sim=None, **common)
@@ -532,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
             ours = analyse(raw, args.duration)
             if sim.sampler is not None:
                 ours["simulator_cpu_seconds"] = sim.sampler.usage.cpu_seconds
+            ours["server_rate_limit"] = (
+                f"{args.api_rate:g}/s, burst {args.api_burst}" if server_limit else None
+            )
             results["akua"] = ours
             results["operator_log_tail"] = raw["log_tail"]
             if args.raw:

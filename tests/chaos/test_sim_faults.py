@@ -40,10 +40,14 @@ def _storms(sim: harness.SimProcess, stop: threading.Event) -> None:
         stop.wait(2.5)
 
 
-def _wait_for_faults(sim: harness.SimProcess, name: str, count: int, timeout: float = 20) -> None:
+def _wait_for_faults(
+    sim: harness.SimProcess, name: str, count: int, since: int, timeout: float = 20
+) -> None:
+    """Until ``count`` faults ``name`` were injected after journal entry ``since`` (the base
+    faults inject drops and 503s before, e.g. while the clusters are observed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if sum(1 for e in sim.journal() if e["fault"] == name) >= count:
+        if sum(1 for e in sim.journal(since) if e["fault"] == name) >= count:
             return
         time.sleep(0.1)
 
@@ -69,6 +73,7 @@ def test_deletions_complete_through_503s_drops_429_storms_and_stale_reads(
     chaoskit.wait_all_observed(watcher, len(names), operator, timeout=90 + scale.deletions)
 
     # The worst case first: the first DELETEs are carried out, but their answers are lost.
+    since = sim.journal_seq()
     sim.set_faults(
         **{**BASE_FAULTS, "error_rate_503": 0.0, "drop_rate": 1.0},
         methods=["DELETE"],
@@ -76,10 +81,11 @@ def test_deletions_complete_through_503s_drops_429_storms_and_stale_reads(
     )
     t0 = time.time()
     harness.delete_all(kube_client, namespace)
-    _wait_for_faults(sim, "drop_after", 2)
+    _wait_for_faults(sim, "drop_after", 2, since)
     # Then two calls in a row answered 503 (whatever they are), so every run sees some.
+    since = sim.journal_seq()
     sim.set_faults(**{**BASE_FAULTS, "error_rate_503": 1.0}, count=2)
-    _wait_for_faults(sim, "503", 2)
+    _wait_for_faults(sim, "503", 2, since)
     stop = threading.Event()
     storms = threading.Thread(target=_storms, args=(sim, stop), daemon=True)
     storms.start()

@@ -1,7 +1,8 @@
 """Async client for the Akua API.
 
 One ``AkuaClient`` per process, shared by every resource: one ``httpx.AsyncClient`` (connection
-pool), one token-bucket rate limit, one set of counters. Credentials are chosen per call, so
+pool), one prioritised budget (:class:`~akua_operator.akua.budget.PriorityBudget`: a connection
+slot and a rate token granted together), one set of counters. Credentials are chosen per call, so
 resources may use different tokens and workspaces (``akua-context``).
 
 Safety rules:
@@ -35,7 +36,12 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from akua_operator.akua.budget import Priority, default_priority
+from akua_operator.akua.budget import (
+    LONG_POLL_RESERVE,
+    Priority,
+    PriorityBudget,
+    default_priority,
+)
 from akua_operator.akua.errors import (
     AkuaError,
     AkuaHTTPError,
@@ -59,7 +65,6 @@ from akua_operator.akua.models import (
     UpdateClusterRequest,
     WorkspaceList,
 )
-from akua_operator.akua.ratelimit import TokenBucket
 from akua_operator.akua.retry import RetryAfterPauses, RetryPolicy, parse_retry_after
 
 __all__ = ["DEFAULT_BASE_URL", "AkuaClient", "ClientConfig", "Credentials"]
@@ -111,6 +116,9 @@ class ClientConfig:
     # so sustaining `rate` long polls per second needs about rate x 5 = 100 connections; 50
     # capped long polls at 10/s in the benchmark (docs/performance.md). 200 leaves headroom.
     max_connections: int = 200
+    # Connection slots :wait long polls may never take (PriorityBudget), so ordinary calls
+    # always find one.
+    long_poll_reserve: int = LONG_POLL_RESERVE
     wait_timeout_margin: float = 10.0  # :wait read timeout = server-side timeout + this margin
     user_agent: str = "akua-operator/0.1"
     extra_headers: Mapping[str, str] = field(default_factory=dict)
@@ -142,9 +150,17 @@ class AkuaClient:
             rng=rng or random.Random(),  # noqa: S311 - jitter, not crypto
         )
         self.retry_after_pauses = RetryAfterPauses()
-        self.rate_limiter = TokenBucket(
-            self.config.rate, self.config.burst, clock=self._clock, sleep=self._sleep
+        #: The shared Akua budget: every attempt holds one of its grants (slot + token).
+        self.budget = PriorityBudget(
+            self.config.rate,
+            self.config.burst,
+            self.config.max_connections,
+            long_reserve=self.config.long_poll_reserve,
+            clock=self._clock,
+            sleep=self._sleep,
         )
+        budget = self.budget
+        self.stats.waiting_source = lambda: {p.name.lower(): budget.waiting(p) for p in Priority}
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=self._timeout(self.config.timeout),
@@ -504,48 +520,54 @@ class AkuaClient:
         timeout = self._timeout(read_timeout if read_timeout is not None else self.config.timeout)
 
         pause_key = RetryAfterPauses.key(token, creds.context)
+        is_long = template.endswith(":wait")
         attempt = 0
         while True:
             await self._respect_retry_after(pause_key, endpoint)
-            waited = await self.rate_limiter.acquire()
-            self.stats.rate_limited(waited)
-            if self.retry_after_pauses.remaining(pause_key, self._clock()) > 0:
-                continue  # a Retry-After arrived while this call waited for the rate limiter
-            try:
-                data = await self._attempt(
-                    method=method,
-                    url=url,
-                    endpoint=endpoint,
-                    headers=headers,
-                    params=params,
-                    body=body,
-                    http_timeout=timeout,
-                    secrets=all_secrets,
-                )
+            error: AkuaError | None = None
+            async with self.budget.grant(priority, long=is_long) as waited:
+                self.stats.rate_limited(waited)
+                self.stats.budget_waited(priority.name.lower(), waited)
+                if self.retry_after_pauses.remaining(pause_key, self._clock()) > 0:
+                    continue  # a Retry-After arrived while this call waited for the budget
+                try:
+                    data = await self._attempt(
+                        method=method,
+                        url=url,
+                        endpoint=endpoint,
+                        headers=headers,
+                        params=params,
+                        body=body,
+                        http_timeout=timeout,
+                        secrets=all_secrets,
+                    )
+                except AkuaError as exc:
+                    error = exc
+            if error is None:
                 break
-            except AkuaError as exc:
-                retry_after = exc.retry_after if isinstance(exc, AkuaHTTPError) else None
-                if retry_after is not None and retry_after > 0:
-                    self.retry_after_pauses.pause(pause_key, self._clock() + retry_after)
-                if not (
-                    safe
-                    and exc.retryable
-                    and attempt < self.retry_policy.max_retries
-                    and self.retry_policy.waits_in_call(retry_after)
-                ):
-                    raise
-                delay = self.retry_policy.backoff(attempt, retry_after)
-                log.info(
-                    "Akua %s failed (%s), retry %d/%d in %.2fs",
-                    endpoint,
-                    type(exc).__name__,
-                    attempt + 1,
-                    self.retry_policy.max_retries,
-                    delay,
-                )
-                self.stats.count_retry(endpoint)
-                attempt += 1
-                await self._sleep(delay)
+            # the grant (its connection slot) is given back: the backoff below holds none
+            retry_after = error.retry_after if isinstance(error, AkuaHTTPError) else None
+            if retry_after is not None and retry_after > 0:
+                self.retry_after_pauses.pause(pause_key, self._clock() + retry_after)
+            if not (
+                safe
+                and error.retryable
+                and attempt < self.retry_policy.max_retries
+                and self.retry_policy.waits_in_call(retry_after)
+            ):
+                raise error
+            delay = self.retry_policy.backoff(attempt, retry_after)
+            log.info(
+                "Akua %s failed (%s), retry %d/%d in %.2fs",
+                endpoint,
+                type(error).__name__,
+                attempt + 1,
+                self.retry_policy.max_retries,
+                delay,
+            )
+            self.stats.count_retry(endpoint)
+            attempt += 1
+            await self._sleep(delay)
         return self._parse(model, data, endpoint, all_secrets)
 
     async def _respect_retry_after(self, key: tuple[str, str | None], endpoint: str) -> None:

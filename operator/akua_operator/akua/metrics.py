@@ -7,6 +7,7 @@ it however it likes; ``snapshot()`` gives a JSON-friendly copy.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,12 @@ class ClientStats:
       ``"GET /clusters/{id}"``, ``status`` the HTTP status as a string or ``"transport_error"`` /
       ``"timeout"``.
     * ``retries[endpoint]``: attempts that were repeats of an earlier one.
-    * ``rate_limit_wait_seconds`` / ``rate_limit_waits``: time spent in the shared rate limiter.
+    * ``rate_limit_wait_seconds`` / ``rate_limit_waits``: time spent waiting for the shared
+      budget (a connection slot and a rate token, ``akua.budget.PriorityBudget``).
+    * ``budget_wait_seconds[priority]``: the same time per priority class (``"completion"``,
+      ``"write"``, ``"step"``, ``"observe"``).
+    * ``waiting_source``: set by the client; returns the callers waiting for the budget now,
+      per class (read at snapshot time).
     """
 
     def __init__(self) -> None:
@@ -66,6 +72,8 @@ class ClientStats:
         self.retries: dict[str, int] = {}
         self.rate_limit_wait_seconds = 0.0
         self.rate_limit_waits = 0
+        self.budget_wait_seconds: dict[str, float] = {}
+        self.waiting_source: Callable[[], Mapping[str, int]] | None = None
 
     def observe(self, endpoint: str, status: str, seconds: float) -> None:
         with self._lock:
@@ -85,6 +93,12 @@ class ClientStats:
             self.rate_limit_wait_seconds += seconds
             self.rate_limit_waits += 1
 
+    def budget_waited(self, priority: str, seconds: float) -> None:
+        with self._lock:
+            self.budget_wait_seconds[priority] = self.budget_wait_seconds.get(priority, 0.0) + max(
+                0.0, seconds
+            )
+
     def count(self, endpoint: str | None = None, status: str | None = None) -> int:
         """Number of attempts matching the endpoint and/or status (None matches all)."""
         with self._lock:
@@ -95,6 +109,13 @@ class ClientStats:
             )
 
     def snapshot(self) -> dict[str, Any]:
+        waiting: dict[str, int] = {}
+        source = self.waiting_source
+        if source is not None:
+            try:
+                waiting = {str(k): int(v) for k, v in source().items()}
+            except Exception:  # noqa: BLE001 - statistics must never break the caller
+                waiting = {}
         with self._lock:
             return {
                 "requests": [
@@ -113,4 +134,6 @@ class ClientStats:
                 "retries": dict(self.retries),
                 "rate_limit_wait_seconds": self.rate_limit_wait_seconds,
                 "rate_limit_waits": self.rate_limit_waits,
+                "budget_wait_seconds": dict(self.budget_wait_seconds),
+                "budget_waiting": waiting,
             }

@@ -13,7 +13,8 @@ Three kinds of series:
   resource that disappears takes its contribution with it;
 * series read at scrape time from the Akua client's own statistics
   (``akua_api_requests_total``, ``akua_api_request_duration_seconds``,
-  ``akua_ratelimit_wait_seconds_total``) through an :data:`ApiStatsSource` callable.
+  ``akua_ratelimit_wait_seconds_total``, ``akua_operator_budget_wait_seconds_total{priority}``,
+  ``akua_operator_budget_waiting{priority}``) through an :data:`ApiStatsSource` callable.
 
 Plus the counters of the guards against mass deletion (``akua_released_by_crd_deletion_total``,
 ``akua_deletions_deferred_total``).
@@ -48,6 +49,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from akua_operator.akua.metrics import ClientStats
+
+#: The Akua budget's priority classes as metric labels (akua.budget.Priority, lower-cased).
+BUDGET_PRIORITIES: Final = ("completion", "write", "step", "observe")
 
 __all__ = [
     "API_LATENCY_BUCKETS",
@@ -140,6 +144,10 @@ class ApiStatsSnapshot:
     latency: Mapping[str, EndpointLatency] = field(default_factory=dict)
     ratelimit_wait_seconds: float = 0.0
     retries: Mapping[str, int] = field(default_factory=dict)
+    #: Seconds waited for the Akua budget per priority class (``"completion"`` ... ``"observe"``).
+    budget_wait_seconds: Mapping[str, float] = field(default_factory=dict)
+    #: Callers waiting for the Akua budget now, per priority class.
+    budget_waiting: Mapping[str, int] = field(default_factory=dict)
 
 
 #: Returns the client's statistics at scrape time, or ``None`` while there is no client.
@@ -185,6 +193,8 @@ class _StateCollector(Collector):
             SummaryMetricFamily("akua_api_request_duration_seconds", "", labels=["endpoint"]),
             CounterMetricFamily("akua_api_retries", "", labels=["endpoint"]),
             CounterMetricFamily("akua_ratelimit_wait_seconds", ""),
+            CounterMetricFamily("akua_operator_budget_wait_seconds", "", labels=["priority"]),
+            GaugeMetricFamily("akua_operator_budget_waiting", "", labels=["priority"]),
         ]
 
 
@@ -399,6 +409,27 @@ def _api_families(source: ApiStatsSource | None) -> Iterator[Metric]:
         value=snapshot.ratelimit_wait_seconds,
     )
 
+    budget_wait = CounterMetricFamily(
+        "akua_operator_budget_wait_seconds",
+        "Seconds Akua requests waited for the client's budget (a connection slot and a rate "
+        "token), by the priority class they asked for.",
+        labels=["priority"],
+    )
+    waits = {name: 0.0 for name in BUDGET_PRIORITIES} | dict(snapshot.budget_wait_seconds)
+    for name, seconds in sorted(waits.items()):
+        budget_wait.add_metric([name], seconds)
+    yield budget_wait
+
+    waiting = GaugeMetricFamily(
+        "akua_operator_budget_waiting",
+        "Akua requests waiting for the client's budget now, by priority class.",
+        labels=["priority"],
+    )
+    counts = dict.fromkeys(BUDGET_PRIORITIES, 0) | dict(snapshot.budget_waiting)
+    for name, count in sorted(counts.items()):
+        waiting.add_metric([name], count)
+    yield waiting
+
 
 def _bucket_samples(buckets: Sequence[tuple[float, int]]) -> list[tuple[str, float]]:
     samples: list[tuple[str, float]] = []
@@ -456,6 +487,10 @@ def client_stats_source(stats: ClientStats) -> ApiStatsSource:
             latency=latency,
             ratelimit_wait_seconds=float(raw.get("rate_limit_wait_seconds", 0.0)),
             retries={str(k): int(v) for k, v in dict(raw.get("retries", {})).items()},
+            budget_wait_seconds={
+                str(k): float(v) for k, v in dict(raw.get("budget_wait_seconds", {})).items()
+            },
+            budget_waiting={str(k): int(v) for k, v in dict(raw.get("budget_waiting", {})).items()},
         )
 
     return read
