@@ -150,20 +150,26 @@ RELABEL_SETS = (
     "metricRelabelings[0].action=drop",
     "metricRelabelings[0].sourceLabels={__name__}",
     "metricRelabelings[0].regex=python_gc_.*",
-    "honorLabels=true",
+    "honorLabels=false",
 )
 RELABELED_ENDPOINT = {
     "port": "metrics",
     "path": "/metrics",
     "interval": "30s",
     "scrapeTimeout": "10s",
-    "honorLabels": True,
+    "honorLabels": False,
     "relabelings": [{"targetLabel": "cluster", "replacement": "prod-eu"}],
     "metricRelabelings": [
         {"action": "drop", "sourceLabels": ["__name__"], "regex": "python_gc_.*"}
     ],
 }
-PLAIN_ENDPOINT = {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+PLAIN_ENDPOINT = {
+    "port": "metrics",
+    "path": "/metrics",
+    "interval": "30s",
+    "scrapeTimeout": "10s",
+    "honorLabels": True,  # the per-object series keep the AkuaCluster's namespace label
+}
 
 
 def test_service_monitor_relabelings_and_honor_labels(

@@ -136,9 +136,8 @@ older release: its default).
   path: /metrics
   interval: {{ dig "interval" "30s" . }}
   scrapeTimeout: {{ dig "scrapeTimeout" "10s" . }}
-  {{- if dig "honorLabels" false . }}
-  honorLabels: true
-  {{- end }}
+  {{- /* true by default: the per-object series carry the AkuaCluster's namespace label. */}}
+  honorLabels: {{ dig "honorLabels" true . }}
   {{- with dig "relabelings" list . }}
   relabelings:
     {{- toYaml . | nindent 4 }}
