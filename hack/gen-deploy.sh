@@ -48,7 +48,7 @@ YAML
 
 {
   echo "$header"
-  "$helm" template akua-operator "$chart" \
+  "$helm" template akua-operator "$chart" --skip-tests \
     --namespace "$namespace" \
     --set rbac.scope=cluster \
     --set peering.enabled=false \

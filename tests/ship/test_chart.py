@@ -99,9 +99,16 @@ def offline_env(testbin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 
 def helm_template(
-    testbin: Path, env: dict[str, str], *sets: str, namespace: str = "akua-system"
+    testbin: Path,
+    env: dict[str, str],
+    *sets: str,
+    namespace: str = "akua-system",
+    tests: bool = False,
 ) -> list[dict[str, Any]]:
+    """The objects an install creates; with `tests`, the `helm test` hook objects too."""
     args: list[str | Path] = [testbin / "helm", "template", "rel", CHART, "-n", namespace]
+    if not tests:
+        args.append("--skip-tests")
     for s in sets:
         args += ["--set", s]
     out = run(args, env).stdout

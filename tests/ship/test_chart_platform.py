@@ -6,8 +6,11 @@ server can check (server-side dry-run, installs, upgrades) runs against the sess
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,9 @@ from test_chart import (
     run,
     uid,
 )
+
+from chart_pod import run_like_the_pod
+from controlplane import free_port
 
 
 @pytest.fixture(scope="module")
@@ -388,3 +394,143 @@ def test_crds_enabled_false_never_deletes_the_crd(
     assert kubectl.json("get", "akc", "kept", "-n", namespace)["metadata"]["uid"] == uid
     assert kubectl("get", "crd", CRD_NAME, check=False).returncode == 0
     kubectl("delete", "akc", "kept", "-n", namespace, "--wait=false")
+
+
+# --------------------------------------------------------------------------- helm test hook
+
+
+def hook_objects(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        d["kind"]: d
+        for d in docs
+        if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"
+    }
+
+
+def test_helm_test_hook_renders_a_locked_down_pod_and_a_service(
+    testbin: Path, offline_env: dict[str, str]
+) -> None:
+    docs = helm_template(testbin, offline_env, "podDisruptionBudget.enabled=true", tests=True)
+    hooks = hook_objects(docs)
+    assert set(hooks) == {"Pod", "Service"}
+    pod, svc = hooks["Pod"], hooks["Service"]
+    for obj in (pod, svc):
+        policy = obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+        assert policy == "before-hook-creation,hook-succeeded"
+    assert svc["metadata"]["annotations"]["helm.sh/hook-weight"] == "-1"  # before the Pod
+    dep = one(docs, "Deployment")
+    # The Service reaches the operator pods' health port; the test Pod itself is selected by
+    # nothing of the release (a ReplicaSet would adopt it, the PDB would count it).
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"] == [
+        {"name": "health", "port": 8081, "targetPort": "health", "protocol": "TCP"}
+    ]
+    labels = pod["metadata"]["labels"]
+    for selector in (dep["spec"]["selector"], one(docs, "PodDisruptionBudget")["spec"]["selector"]):
+        assert not selector["matchLabels"].items() <= labels.items()
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["serviceAccountName"] == dep["spec"]["template"]["spec"]["serviceAccountName"]
+    (c,) = spec["containers"]
+    assert c["image"] == container(docs)["image"]
+    assert c["securityContext"] == container(docs)["securityContext"]
+    assert c["command"][:2] == ["python3", "-c"]
+    assert c["command"][2] == (CHART / "files" / "tests" / "check-operator.py").read_text()
+    assert env_of(c)["AKUA_TEST_HEALTH_URL"] == (
+        f"http://{svc['metadata']['name']}.akua-system.svc:8081/healthz"
+    )
+    # Off: no hook; the installed objects never include it.
+    assert (
+        hook_objects(helm_template(testbin, offline_env, "tests.enabled=false", tests=True)) == {}
+    )
+    assert hook_objects(helm_template(testbin, offline_env)) == {}
+    lint(testbin, offline_env, "tests.enabled=false")
+
+
+def test_helm_test_hook_passes_server_side_validation(
+    testbin: Path, offline_env: dict[str, str], kubectl: Any, namespace: str
+) -> None:
+    hooks = hook_objects(helm_template(testbin, offline_env, namespace=namespace, tests=True))
+    items = {"apiVersion": "v1", "kind": "List", "items": list(hooks.values())}
+    out = kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(items))
+    accepted = {d["kind"] for d in json.loads(out.stdout)["items"]}
+    assert accepted == {"Pod", "Service"}
+
+
+def _hook_command(helm: Any, release: str, namespace: str) -> tuple[list[str], dict[str, str]]:
+    """The test Pod's command and environment as the release holds them (`helm get hooks`)."""
+    hooks = yaml.safe_load_all(helm("get", "hooks", release, "-n", namespace).stdout)
+    pod = next(d for d in hooks if d and d["kind"] == "Pod")
+    (c,) = pod["spec"]["containers"]
+    return c["command"], env_of(c)
+
+
+def _pod_identity(kubectl: Any, kubeconfig: Path, sa: str, namespace: str, where: Path) -> Path:
+    """What the kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount."""
+    where.mkdir()
+    token = kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+    (where / "token").write_text(token)
+    cluster = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]
+    (where / "ca.crt").write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    return where
+
+
+def test_the_helm_test_command_run_against_the_control_plane(
+    helm: Any, kubectl: Any, kubeconfig: Path, namespace: str, release: str, tmp_path: Path
+) -> None:
+    """The hook's own command, run as a local process (no kubelet here) with the ServiceAccount's
+    token, against the real API server and the operator played by a local process."""
+    metrics_port, health_port = free_port(), free_port()
+    helm(
+        "install", release, CHART, "-n", namespace, "--take-ownership",
+        "--set", "credentials.token=sk_akua_helm_test_0123456789",
+        "--set", "akua.apiUrl=http://127.0.0.1:9/v1",
+        "--set", f"metrics.port={metrics_port}", "--set", f"health.port={health_port}",
+    )  # fmt: skip
+    command, pod_env = _hook_command(helm, release, namespace)
+    assert command[:2] == ["python3", "-c"]
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    sa_dir = _pod_identity(
+        kubectl, kubeconfig, f"{release}-akua-operator", namespace, tmp_path / "sa"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        **pod_env,
+        # Where the pod reaches them through cluster DNS, the local process reaches them here.
+        "AKUA_TEST_HEALTH_URL": f"http://127.0.0.1:{health_port}/healthz",
+        "AKUA_TEST_API_URL": server,
+        "AKUA_TEST_SA_DIR": str(sa_dir),
+    }
+
+    def hook(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", command[2]],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    # No operator running: the test fails, saying so.
+    down = hook(AKUA_TEST_HEALTH_ATTEMPTS="1")
+    assert down.returncode == 1
+    assert (
+        f"FAIL: the operator did not answer http://127.0.0.1:{health_port}/healthz" in down.stdout
+    )
+
+    proc = run_like_the_pod(helm, kubectl, kubeconfig, namespace, release, tmp_path / "pod")
+    try:
+        ok = hook()
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert f"ok: http://127.0.0.1:{health_port}/healthz answered 200" in ok.stdout
+        assert "ok: akua.dev/v1alpha1 serves akuaclusters" in ok.stdout
+        # A CRD the API server does not serve (here: one the ServiceAccount may not read) fails.
+        bad = hook(AKUA_TEST_CRD="widgets.example.com")
+        assert bad.returncode == 1
+        assert (
+            "FAIL: GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets"
+            in bad.stdout
+        )
+    finally:
+        proc.stop()
