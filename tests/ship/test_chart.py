@@ -1247,6 +1247,9 @@ def _older_chart(dst: Path) -> Path:
     # Session 3 of issue 15.
     del values["akua"]["caBundle"]
     del schema["properties"]["akua"]["properties"]["caBundle"]
+    for key in ("tests", "prometheusRule", "grafanaDashboard"):
+        del values[key]
+        del schema["properties"][key]
     del values["metrics"]["podMonitor"]
     del schema["properties"]["metrics"]["properties"]["podMonitor"]
     for key in ("relabelings", "metricRelabelings", "honorLabels"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -534,3 +535,131 @@ def test_the_helm_test_command_run_against_the_control_plane(
         )
     finally:
         proc.stop()
+
+
+# --------------------------------------------------------------------------- alerts and dashboard
+
+FIXTURES = Path(__file__).parent / "fixtures" / "monitoring"
+
+
+@pytest.fixture
+def chart_with_monitoring(tmp_path: Path) -> Path:
+    """A copy of the chart with tiny stand-ins for files/monitoring/ (the metrics work writes the
+    real ones; these tests check what the templates make of such files)."""
+    chart = tmp_path / "akua-operator"
+    shutil.copytree(CHART, chart)
+    (chart / "files" / "monitoring").mkdir(exist_ok=True)
+    for name in ("rules.yaml", "dashboard.json"):
+        shutil.copy(FIXTURES / name, chart / "files" / "monitoring" / name)
+    return chart
+
+
+def template_of(
+    testbin: Path, env: dict[str, str], chart: Path, *sets: str
+) -> list[dict[str, Any]]:
+    args: list[str | Path] = [testbin / "helm", "template", "rel", chart, "-n", "akua-system"]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(run(args, env).stdout) if d]
+
+
+def lint_of(testbin: Path, env: dict[str, str], chart: Path, *sets: str) -> None:
+    args: list[str | Path] = [testbin / "helm", "lint", "--strict", chart]
+    for s in sets:
+        args += ["--set", s]
+    out = run(args, env).stdout
+    assert "0 chart(s) failed" in out and "[WARNING]" not in out, out
+
+
+def test_prometheus_rule_embeds_the_rule_file_as_is(
+    testbin: Path, offline_env: dict[str, str], chart_with_monitoring: Path
+) -> None:
+    chart = chart_with_monitoring
+    assert not by_kind(template_of(testbin, offline_env, chart), "PrometheusRule")
+    sets = ["prometheusRule.enabled=true", "prometheusRule.labels.release=prom"]
+    lint_of(testbin, offline_env, chart, *sets)
+    rule = one(template_of(testbin, offline_env, chart, *sets), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == "akua-system"
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    assert rule["metadata"]["labels"]["app.kubernetes.io/instance"] == "rel"
+    # The groups of the file, Prometheus templates untouched by Helm.
+    assert rule["spec"] == yaml.safe_load((FIXTURES / "rules.yaml").read_text())
+    summary = rule["spec"]["groups"][0]["rules"][0]["annotations"]["summary"]
+    assert "{{ $labels.namespace }}/{{ $labels.name }}" in summary
+
+
+def test_prometheus_rule_extra_rules_and_namespace(
+    testbin: Path, offline_env: dict[str, str], chart_with_monitoring: Path
+) -> None:
+    sets = [
+        "prometheusRule.enabled=true",
+        "prometheusRule.namespace=monitoring",
+        "prometheusRule.extraRules[0].alert=AkuaTooManyClusters",
+        "prometheusRule.extraRules[0].expr=count(akua_operator_resource_stalled) > 100",
+        "prometheusRule.extraRules[0].for=1h",
+        "prometheusRule.extraRules[0].labels.severity=info",
+    ]
+    lint_of(testbin, offline_env, chart_with_monitoring, *sets)
+    rule = one(template_of(testbin, offline_env, chart_with_monitoring, *sets), "PrometheusRule")
+    assert rule["metadata"]["namespace"] == "monitoring"
+    groups = rule["spec"]["groups"]
+    assert [g["name"] for g in groups] == ["akua-operator", "akua-operator-extra"]
+    assert groups[1]["rules"] == [
+        {
+            "alert": "AkuaTooManyClusters",
+            "expr": "count(akua_operator_resource_stalled) > 100",
+            "for": "1h",
+            "labels": {"severity": "info"},
+        }
+    ]
+    err = template_error(
+        testbin, offline_env, "prometheusRule.extraRules[0].alert=X", "prometheusRule.enabled=true"
+    )
+    assert "/prometheusRule/extraRules/0" in err  # no expr
+
+
+def test_grafana_dashboard_configmap_for_the_sidecar(
+    testbin: Path, offline_env: dict[str, str], chart_with_monitoring: Path
+) -> None:
+    chart = chart_with_monitoring
+    assert not by_kind(template_of(testbin, offline_env, chart), "ConfigMap")
+    lint_of(testbin, offline_env, chart, "grafanaDashboard.enabled=true")
+    cm = one(template_of(testbin, offline_env, chart, "grafanaDashboard.enabled=true"), "ConfigMap")
+    assert cm["metadata"]["name"] == "rel-akua-operator-dashboard"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert "annotations" not in cm["metadata"]
+    # The JSON as is: Grafana's own ${...}/{{...}} placeholders untouched.
+    assert cm["data"]["akua-operator.json"] == (FIXTURES / "dashboard.json").read_text()
+    sets = [
+        "grafanaDashboard.enabled=true",
+        "grafanaDashboard.labels.grafana_dashboard=null",
+        "grafanaDashboard.labels.dashboards=akua",
+        "grafanaDashboard.annotations.grafana_folder=Operators",
+        "grafanaDashboard.namespace=grafana",
+    ]
+    lint_of(testbin, offline_env, chart, *sets)
+    cm = one(template_of(testbin, offline_env, chart, *sets), "ConfigMap")
+    assert cm["metadata"]["namespace"] == "grafana"
+    assert cm["metadata"]["labels"]["dashboards"] == "akua"
+    assert "grafana_dashboard" not in cm["metadata"]["labels"]
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Operators"}
+
+
+def test_monitoring_objects_pass_server_side_validation_where_possible(
+    testbin: Path,
+    offline_env: dict[str, str],
+    chart_with_monitoring: Path,
+    kubectl: Any,
+    namespace: str,
+) -> None:
+    """The dashboard ConfigMap goes to the real API server (dry-run); the PrometheusRule needs
+    the Prometheus Operator's CRD, which the test control plane does not have."""
+    args: list[str | Path] = [
+        testbin / "helm", "template", "rel", chart_with_monitoring, "-n", namespace,
+        "--set", "grafanaDashboard.enabled=true",
+    ]  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(run(args, offline_env).stdout) if d]
+    cm = one(docs, "ConfigMap")
+    out = kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(cm))
+    assert json.loads(out.stdout)["data"] == cm["data"]
