@@ -1247,7 +1247,10 @@ def _older_chart(dst: Path) -> Path:
     # Session 3 of issue 15.
     del values["akua"]["caBundle"]
     del schema["properties"]["akua"]["properties"]["caBundle"]
-    for key in ("tests", "prometheusRule", "grafanaDashboard"):
+    for key in ("akua", "apiRate"), ("akua", "apiBurst"):
+        del values[key[0]][key[1]]
+        del schema["properties"][key[0]]["properties"][key[1]]
+    for key in ("tests", "prometheusRule", "grafanaDashboard", "shards"):
         del values[key]
         del schema["properties"][key]
     del values["metrics"]["podMonitor"]

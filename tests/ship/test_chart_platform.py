@@ -663,3 +663,120 @@ def test_monitoring_objects_pass_server_side_validation_where_possible(
     cm = one(docs, "ConfigMap")
     out = kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(cm))
     assert json.loads(out.stdout)["data"] == cm["data"]
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+
+
+def test_without_shards_one_deployment_with_the_whole_rate(
+    testbin: Path, offline_env: dict[str, str]
+) -> None:
+    docs = helm_template(testbin, offline_env)
+    (dep,) = deployments(docs).values()
+    env = env_of(container(docs))
+    assert (env["AKUA_API_RATE"], env["AKUA_API_BURST"]) == ("20", "40")
+    assert "AKUA_SHARD" not in env and "AKUA_SHARD_NAMES" not in env
+    assert "akua.dev/shard" not in dep["spec"]["template"]["metadata"]["labels"]
+    assert [p["metadata"]["name"] for p in by_kind(docs, "ClusterKopfPeering")] == [
+        "rel-akua-operator"
+    ]
+
+
+def test_shards_render_one_deployment_each_with_a_share_of_the_rate(
+    testbin: Path, offline_env: dict[str, str]
+) -> None:
+    unsharded = deployments(helm_template(testbin, offline_env))["rel-akua-operator"]
+    sets = ["shards={a,b}", "akua.apiRate=30", "akua.apiBurst=40"]
+    lint(testbin, offline_env, *sets)
+    docs = helm_template(testbin, offline_env, *sets)
+    deps = deployments(docs)
+    assert set(deps) == {"rel-akua-operator", "rel-akua-operator-a", "rel-akua-operator-b"}
+    # The default shard keeps the unsharded Deployment's name and (immutable) selector.
+    default = deps["rel-akua-operator"]
+    assert default["spec"]["selector"] == unsharded["spec"]["selector"]
+    for name, shard in (
+        ("rel-akua-operator", ""),
+        ("rel-akua-operator-a", "a"),
+        ("rel-akua-operator-b", "b"),
+    ):
+        dep = deps[name]
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        env = env_of(c)
+        assert env["AKUA_SHARD"] == (shard or "default")
+        assert env["AKUA_SHARD_NAMES"] == "a,b"
+        # Akua's limit is per workspace: 30 req/s and a burst of 40 over three Deployments.
+        assert (env["AKUA_API_RATE"], env["AKUA_API_BURST"]) == ("10", "13")
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert labels["akua.dev/shard"] == (shard or "default")
+        assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        if shard:
+            assert dep["spec"]["selector"]["matchLabels"]["akua.dev/shard"] == shard
+    # One peering per shard, and the operator may write its record into each (and only those).
+    names = ["rel-akua-operator-default", "rel-akua-operator-a", "rel-akua-operator-b"]
+    assert [p["metadata"]["name"] for p in by_kind(docs, "ClusterKopfPeering")] == names
+    (role,) = [
+        r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"] == "rel-akua-operator"
+    ]
+    writes = [
+        r
+        for r in role["rules"]
+        if r["resources"] == ["clusterkopfpeerings"] and "patch" in r["verbs"]
+    ]
+    assert [r["resourceNames"] for r in writes] == [names]
+    # Namespaced: a KopfPeering per shard in each watched namespace.
+    docs = helm_template(
+        testbin, offline_env, "shards={a}", "rbac.scope=namespaced", "watchNamespaces={x,y}"
+    )
+    assert sorted(
+        (p["metadata"]["namespace"], p["metadata"]["name"]) for p in by_kind(docs, "KopfPeering")
+    ) == [
+        ("x", "rel-akua-operator-a"), ("x", "rel-akua-operator-default"),
+        ("y", "rel-akua-operator-a"), ("y", "rel-akua-operator-default"),
+    ]  # fmt: skip
+    # No rate limit stays no rate limit; the burst never drops below 1.
+    docs = helm_template(testbin, offline_env, "shards={a,b}", "akua.apiRate=0", "akua.apiBurst=2")
+    for dep in deployments(docs).values():
+        env = env_of(dep["spec"]["template"]["spec"]["containers"][0])
+        assert (env["AKUA_API_RATE"], env["AKUA_API_BURST"]) == ("0", "1")
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["shards={default}"], "/shards/0"),
+        (["shards={Bad_Name}"], "/shards/0"),
+        (["shards={a,a}"], "/shards"),
+        (["akua.apiBurst=0"], "/akua/apiBurst"),
+    ],
+    ids=["default-reserved", "pattern", "duplicate", "burst"],
+)
+def test_bad_shard_values_are_refused(
+    testbin: Path, offline_env: dict[str, str], sets: list[str], message: str
+) -> None:
+    assert message in template_error(testbin, offline_env, *sets)
+
+
+def test_adding_shards_to_a_release_keeps_its_deployment(
+    helm: Any, kubectl: Any, namespace: str, release: str
+) -> None:
+    """On the real API server: an unsharded release upgraded to shards keeps its Deployment (the
+    default shard's, same uid, selector unchanged) and gains one per shard and their peerings."""
+    helm("install", release, CHART, "-n", namespace, "--take-ownership")
+    full = f"{release}-akua-operator"
+    uid_before = kubectl.json("get", "deployment", full, "-n", namespace)["metadata"]["uid"]
+    helm(
+        "upgrade", release, CHART, "-n", namespace, "--reset-then-reuse-values",
+        "--set", "shards={east,west}",
+    )  # fmt: skip
+    names = kubectl.json("get", "deployments", "-n", namespace)["items"]
+    assert sorted(d["metadata"]["name"] for d in names) == [full, f"{full}-east", f"{full}-west"]
+    default = kubectl.json("get", "deployment", full, "-n", namespace)
+    assert default["metadata"]["uid"] == uid_before
+    env = env_of(default["spec"]["template"]["spec"]["containers"][0])
+    assert (env["AKUA_SHARD"], env["AKUA_SHARD_NAMES"]) == ("default", "east,west")
+    for shard in ("default", "east", "west"):
+        kubectl("get", "clusterkopfpeering", f"{full}-{shard}")

@@ -147,3 +147,21 @@ older release: its default).
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
+
+{{/*
+The kopf peering objects, as a JSON list: the peering name; with shards, one per shard
+(<peering>-default and <peering>-<shard>: the operator appends its shard to AKUA_PEERING_NAME).
+*/}}
+{{- define "akua-operator.peeringNames" -}}
+{{- $peering := include "akua-operator.peeringName" . }}
+{{- $shards := .Values.shards | default list }}
+{{- if $shards }}
+{{- $names := list (printf "%s-default" $peering) }}
+{{- range $shards }}
+{{- $names = append $names (printf "%s-%s" $peering .) }}
+{{- end }}
+{{- toJson $names }}
+{{- else }}
+{{- toJson (list $peering) }}
+{{- end }}
+{{- end }}

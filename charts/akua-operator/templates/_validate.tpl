@@ -26,6 +26,12 @@ Included at the top of deployment.yaml, which is always rendered.
 {{- if and (dig "configMap" "name" "" $ca) (dig "secret" "name" "" $ca) }}
 {{- fail "\n\nakua.caBundle.configMap.name and akua.caBundle.secret.name are both set: choose one (the operator reads one CA bundle file)." }}
 {{- end }}
+{{- range ($v.shards | default list) }}
+{{- $name := printf "%s-%s" (include "akua-operator.fullname" $) . }}
+{{- if gt (len $name) 63 }}
+{{- fail (printf "\n\nthe Deployment name %q of shard %q is longer than 63 characters: choose a shorter shard name or fullnameOverride." $name .) }}
+{{- end }}
+{{- end }}
 {{- if and $v.credentials.existingSecret $v.credentials.token }}
 {{- fail "\n\ncredentials.existingSecret and credentials.token are both set: choose one (the token goes into the existing Secret, or the chart creates a Secret from credentials.token)." }}
 {{- end }}
