@@ -37,7 +37,7 @@ VERSION = "v1alpha1"
 PLURAL = "akuaclusters"
 KIND = "AkuaCluster"
 FINALIZER = "akua.dev/finalizer"
-CRD_FILE = REPO_ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
+CRD_FILE = REPO_ROOT / "charts" / "akua-operator" / "files" / "crds" / "akuaclusters.akua.dev.yaml"
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 AUDIT_POLICY = {

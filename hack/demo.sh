@@ -200,7 +200,7 @@ say "Akua API: $AKUA_API_URL (token $TOKEN)"
 phase "Starting the operator: akua-operator run --namespace $NS"
 HEALTH_PORT="$(free_port)"
 METRICS_PORT="$(free_port)"
-run kubectl apply --server-side -f "$REPO/charts/akua-operator/crds/akuaclusters.akua.dev.yaml"
+run kubectl apply --server-side -f "$REPO/charts/akua-operator/files/crds/akuaclusters.akua.dev.yaml"
 run kubectl wait --for=condition=Established crd/akuaclusters.akua.dev --timeout=60s
 run kubectl create namespace "$NS"
 say "environment: KUBECONFIG, AKUA_API_URL, AKUA_TOKEN (see docs/configuration.md)"

@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         tel_settings = telemetry.settings_from_args(
             args, reconcile_interval=settings.observe_interval
         )
+        if settings.ca_file:  # a missing or bad CA file stops the start, not every call later
+            from akua_operator.akua.client import tls_context
+
+            tls_context(settings.ca_file)
     except ValueError as exc:  # a bad environment value (flags are checked by argparse)
         sys.stderr.write(f"akua-operator run: {exc}\n")
         return 2

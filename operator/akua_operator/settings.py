@@ -66,6 +66,17 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("api_url", "--api-url", "AKUA_API_URL", str, DEFAULT_API_URL, "Akua API base URL."),
     Option(
+        "ca_file",
+        "--ca-file",
+        "AKUA_CA_FILE",
+        str,
+        None,
+        "PEM file of CA certificates the Akua client trusts in addition to the system's and "
+        "certifi's roots (a private or corporate CA). The operator refuses to start when the "
+        "file is missing, unreadable or holds no PEM certificate.",
+        metavar="PATH",
+    ),
+    Option(
         "observe_interval",
         "--observe-interval",
         "AKUA_OBSERVE_INTERVAL",
@@ -340,6 +351,7 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     all_namespaces: bool = False
     api_url: str = DEFAULT_API_URL
+    ca_file: str | None = None
     observe_interval: float = 300.0
     observe_jitter: float = 0.2
     wait_timeout: int = 5

@@ -16,7 +16,7 @@ import httpx
 from akua_operator.sim.server import SimServer
 
 REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
+CRD = REPO / "charts" / "akua-operator" / "files" / "crds" / "akuaclusters.akua.dev.yaml"
 TOKEN = "sk_akua_test"
 
 

@@ -69,7 +69,7 @@ def chart_operator(
     args: list[str] = []
     for s in sets:
         args += ["--set", s]
-    helm("install", release, CHART, "-n", ops, *args)
+    helm("install", release, CHART, "-n", ops, "--take-ownership", *args)
     pod = run_like_the_pod(helm, kubectl, cp.kubeconfig, ops, release, tmp)
     try:
         wait_ready(health_port, pod)

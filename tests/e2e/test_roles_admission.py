@@ -35,6 +35,7 @@ def teams(kcm_kubectl: Any, kcm_helm: Any) -> Iterator[tuple[str, str, str, str]
         CHART,
         "-n",
         ops,
+        "--take-ownership",  # the AkuaCluster CRD may exist already (crds.enabled)
         "--set",
         "admissionPolicies.guardedChanges.enabled=true",
         "--set",

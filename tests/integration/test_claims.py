@@ -18,7 +18,7 @@ import pytest
 
 from akua_operator.kube.claims import Claimant, ClaimsIO, lease_name
 
-CRD = Path(__file__).resolve().parents[2] / "charts" / "akua-operator" / "crds"
+CRD = Path(__file__).resolve().parents[2] / "charts" / "akua-operator" / "files" / "crds"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
+CRD = ROOT / "charts" / "akua-operator" / "files" / "crds" / "akuaclusters.akua.dev.yaml"
 
 
 @pytest.fixture(scope="module")

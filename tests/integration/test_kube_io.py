@@ -25,7 +25,7 @@ from akua_operator.kube.io import MESSAGE_LIMIT
 from akua_operator.resource.models import CredentialsSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
+CRD = ROOT / "charts" / "akua-operator" / "files" / "crds" / "akuaclusters.akua.dev.yaml"
 TOKEN = "sk_akua_integration_0123456789abcdef"
 
 

@@ -28,6 +28,9 @@ CHART = REPO_ROOT / "charts" / "akua-operator"
 DEPLOY = REPO_ROOT / "deploy"
 GEN_DEPLOY = REPO_ROOT / "hack" / "gen-deploy.sh"
 TOKEN = "sk_akua_chart_test_0123456789"  # a value only this test uses, to look for leaks
+# The AkuaCluster CRD is part of every release (crds.enabled); in this shared control plane it
+# exists already (applied by other tests, or kept by an earlier release), so a release adopts it.
+TAKE_OWNERSHIP = "--take-ownership"
 
 # The rights the chart grants in a namespace the operator watches, as `kubectl auth can-i --list`
 # prints them: (resource, resource names, verbs). The peering rows name the release's peering.
@@ -96,9 +99,16 @@ def offline_env(testbin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 
 def helm_template(
-    testbin: Path, env: dict[str, str], *sets: str, namespace: str = "akua-system"
+    testbin: Path,
+    env: dict[str, str],
+    *sets: str,
+    namespace: str = "akua-system",
+    tests: bool = False,
 ) -> list[dict[str, Any]]:
+    """The objects an install creates; with `tests`, the `helm test` hook objects too."""
     args: list[str | Path] = [testbin / "helm", "template", "rel", CHART, "-n", namespace]
+    if not tests:
+        args.append("--skip-tests")
     for s in sets:
         args += ["--set", s]
     out = run(args, env).stdout
@@ -654,7 +664,13 @@ def test_service_monitor_only_when_enabled(testbin: Path, offline_env: dict[str,
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["metadata"]["labels"]["release"] == "prom"
     assert sm["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        {
+            "port": "metrics",
+            "path": "/metrics",
+            "interval": "15s",
+            "scrapeTimeout": "10s",
+            "honorLabels": True,
+        }
     ]
     svc = one(docs, "Service")
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
@@ -873,7 +889,7 @@ def test_deploy_is_generated_from_the_chart(testbin: Path, tmp_path: Path) -> No
     )
     # The CRD in deploy/ is the chart's, byte for byte.
     crd = "akuaclusters.akua.dev.yaml"
-    assert (DEPLOY / "crds" / crd).read_bytes() == (CHART / "crds" / crd).read_bytes()
+    assert (DEPLOY / "crds" / crd).read_bytes() == (CHART / "files" / "crds" / crd).read_bytes()
 
 
 def test_kubectl_apply_k_deploy_creates_the_operator(kubectl: Any) -> None:
@@ -930,7 +946,14 @@ def test_helm_install_with_an_existing_secret(
         "create", "secret", "generic", "my-akua", "-n", namespace, f"--from-literal=token={TOKEN}"
     )
     result = helm(
-        "install", release, CHART, "-n", namespace, "--set", "credentials.existingSecret=my-akua"
+        "install",
+        release,
+        CHART,
+        "-n",
+        namespace,
+        TAKE_OWNERSHIP,
+        "--set",
+        "credentials.existingSecret=my-akua",
     )
     assert "STATUS: deployed" in result.stdout
     assert 'Default credentials: key "token" of Secret "my-akua"' in result.stdout
@@ -963,7 +986,10 @@ def test_helm_install_with_an_existing_secret(
 def test_helm_install_with_a_token_then_uninstall_never_strands_akuaclusters(
     helm: Any, kubectl: Any, namespace: str, release: str
 ) -> None:
-    result = helm("install", release, CHART, "-n", namespace, "--set", f"credentials.token={TOKEN}")
+    result = helm(
+        "install", release, CHART, "-n", namespace, TAKE_OWNERSHIP,
+        "--set", f"credentials.token={TOKEN}",
+    )  # fmt: skip
     assert "STATUS: deployed" in result.stdout
     assert TOKEN not in result.stdout
     assert TOKEN not in helm("get", "notes", release, "-n", namespace).stdout
@@ -998,7 +1024,10 @@ def test_helm_install_with_a_token_then_uninstall_never_strands_akuaclusters(
     assert akc["metadata"]["deletionTimestamp"]  # waiting for an operator, not lost
 
     # Reinstall under the same name adopts the kept Secret.
-    result = helm("install", release, CHART, "-n", namespace, "--set", f"credentials.token={TOKEN}")
+    result = helm(
+        "install", release, CHART, "-n", namespace, TAKE_OWNERSHIP,
+        "--set", f"credentials.token={TOKEN}",
+    )  # fmt: skip
     assert "STATUS: deployed" in result.stdout
     secret = kubectl.json("get", "secret", secret_name, "-n", namespace)
     assert secret["metadata"]["annotations"]["meta.helm.sh/release-name"] == release
@@ -1036,7 +1065,7 @@ def _baseline(kubectl: Any, kubeconfig: Path, ns: str, tmp_path: Path, target_ns
 def test_rbac_cluster_scope_grants_exactly_the_listed_rights(
     helm: Any, kubectl: Any, kubeconfig: Path, namespace: str, release: str, tmp_path: Path
 ) -> None:
-    helm("install", release, CHART, "-n", namespace)
+    helm("install", release, CHART, "-n", namespace, TAKE_OWNERSHIP)
     full = f"{release}-akua-operator"
     cfg = _sa_kubeconfig(kubectl, kubeconfig, full, namespace, tmp_path / "op.kubeconfig")
     other = f"t-anywhere-{uid()}"
@@ -1104,6 +1133,7 @@ def test_rbac_namespaced_scope_grants_nothing_outside_the_watched_namespaces(
         CHART,
         "-n",
         namespace,
+        TAKE_OWNERSHIP,
         "--set",
         "rbac.scope=namespaced",
         "--set",
@@ -1154,11 +1184,13 @@ def test_rbac_namespaced_scope_grants_nothing_outside_the_watched_namespaces(
 def test_documented_upgrade_path_applies_the_crds_then_upgrades(
     helm: Any, kubectl: Any, namespace: str, release: str
 ) -> None:
-    """docs/helm.md: Helm never upgrades crds/, so `kubectl apply --server-side -f crds/` first."""
-    helm("install", release, CHART, "-n", namespace)
+    """docs/helm.md: Helm never upgrades crds/ (kopf's peering CRDs), so `kubectl apply
+    --server-side -f crds/` first; the AkuaCluster CRD is the release's (crds.enabled)."""
+    helm("install", release, CHART, "-n", namespace, TAKE_OWNERSHIP)
     applied = kubectl("apply", "--server-side", "-f", CHART / "crds").stdout
-    for crd in ("akuaclusters.akua.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
+    for crd in ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
         assert f"customresourcedefinition.apiextensions.k8s.io/{crd} serverside-applied" in applied
+    assert "akuaclusters" not in applied
     result = helm(
         "upgrade",
         release,
@@ -1175,10 +1207,26 @@ def test_documented_upgrade_path_applies_the_crds_then_upgrades(
     assert env_of(c)["AKUA_LOG_LEVEL"] == "debug"
 
 
+def chart_with_crd_in_crds_dir(dst: Path) -> Path:
+    """A copy of the chart as it was before `crds.enabled`: the AkuaCluster CRD in crds/ (Helm
+    installs it on first install only and never owns it), no templates/crds.yaml, no `crds`."""
+    shutil.copytree(CHART, dst)
+    for crd in (dst / "files" / "crds").glob("*.yaml"):
+        crd.rename(dst / "crds" / crd.name)
+    (dst / "templates" / "crds.yaml").unlink()
+    values = yaml.safe_load((dst / "values.yaml").read_text())
+    schema = json.loads((dst / "values.schema.json").read_text())
+    del values["crds"]
+    del schema["properties"]["crds"]
+    (dst / "values.yaml").write_text(yaml.safe_dump(values))
+    (dst / "values.schema.json").write_text(json.dumps(schema))
+    return dst
+
+
 def _older_chart(dst: Path) -> Path:
     """The chart as a release before issue 15 had it: the same templates, but values.yaml and the
     schema without the values issue 15 added, and that release's updateStrategy and nodeSelector."""
-    shutil.copytree(CHART, dst)
+    chart_with_crd_in_crds_dir(dst)
     values = yaml.safe_load((dst / "values.yaml").read_text())
     schema = json.loads((dst / "values.schema.json").read_text())
     for key in (
@@ -1196,6 +1244,20 @@ def _older_chart(dst: Path) -> Path:
     for key in ("labels", "automountServiceAccountToken"):
         del values["serviceAccount"][key]
         del schema["properties"]["serviceAccount"]["properties"][key]
+    # Session 3 of issue 15.
+    del values["akua"]["caBundle"]
+    del schema["properties"]["akua"]["properties"]["caBundle"]
+    for key in ("akua", "apiRate"), ("akua", "apiBurst"):
+        del values[key[0]][key[1]]
+        del schema["properties"][key[0]]["properties"][key[1]]
+    for key in ("tests", "prometheusRule", "grafanaDashboard", "shards"):
+        del values[key]
+        del schema["properties"][key]
+    del values["metrics"]["podMonitor"]
+    del schema["properties"]["metrics"]["properties"]["podMonitor"]
+    for key in ("relabelings", "metricRelabelings", "honorLabels"):
+        del values["metrics"]["serviceMonitor"][key]
+        del schema["properties"]["metrics"]["properties"]["serviceMonitor"]["properties"][key]
     values["updateStrategy"] = "Recreate"
     values["nodeSelector"] = {}
     (dst / "values.yaml").write_text(yaml.safe_dump(values))
@@ -1209,7 +1271,7 @@ def test_upgrade_with_reuse_values_from_a_release_before_the_new_values(
     """docs/helm.md "--reuse-values and new values", against the real API server."""
     helm("install", release, _older_chart(tmp_path / "older"), "-n", namespace)
     full = f"{release}-akua-operator"
-    result = helm("upgrade", release, CHART, "-n", namespace, "--reuse-values")
+    result = helm("upgrade", release, CHART, "-n", namespace, "--reuse-values", TAKE_OWNERSHIP)
     assert "REVISION: 2" in result.stdout
     dep = kubectl.json("get", "deployment", full, "-n", namespace)
     assert dep["spec"]["strategy"] == {"type": "Recreate"}

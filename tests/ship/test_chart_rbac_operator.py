@@ -29,6 +29,9 @@ from controlplane import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "akua-operator"
 TOKEN = f"sk_akua_rbac_{uuid.uuid4().hex[:12]}"
+# The AkuaCluster CRD is part of every release (crds.enabled); in this shared control plane it
+# exists already (applied by other tests, or kept by an earlier release), so a release adopts it.
+TAKE_OWNERSHIP = "--take-ownership"
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ def test_operator_with_only_the_chart_rbac_creates_and_deletes(
     args: list[str] = []
     for s in sets:
         args += ["--set", s]
-    helm("install", release, CHART, "-n", namespace, *args)
+    helm("install", release, CHART, "-n", namespace, TAKE_OWNERSHIP, *args)
     proc = run_like_the_pod(helm, kubectl, kubeconfig, namespace, release, tmp_path)
     try:
         wait_ready(health_port, proc)
@@ -161,7 +164,7 @@ def test_a_second_replica_waits_through_peering(
     args: list[str] = []
     for s in sets:
         args += ["--set", s]
-    helm("install", release, CHART, "-n", namespace, *args)
+    helm("install", release, CHART, "-n", namespace, TAKE_OWNERSHIP, *args)
     pods = [
         run_like_the_pod(helm, kubectl, kubeconfig, namespace, release, tmp_path / "pod-0"),
         run_like_the_pod(

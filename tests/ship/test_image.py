@@ -45,7 +45,7 @@ BUILD = REPO / "hack" / "image" / "build.sh"
 BAH = REPO / "hack" / "image" / "bah.sh"
 RELEASE = REPO / "hack" / "release.sh"
 PACKAGE = REPO / "operator" / "akua_operator"
-CRD = REPO / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
+CRD = REPO / "charts" / "akua-operator" / "files" / "crds" / "akuaclusters.akua.dev.yaml"
 IMAGE = "localhost/akua-operator:test"
 PROJECT_VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 # Put in the build's environment: it must not end up anywhere in the image.

@@ -21,13 +21,13 @@ from akua_operator.resource.models import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
+COMMITTED = ROOT / "charts" / "akua-operator" / "files" / "crds" / "akuaclusters.akua.dev.yaml"
 
 
 def test_committed_crd_matches_generation() -> None:
     assert COMMITTED.read_text() == crdgen.crd_yaml(), (
-        "charts/akua-operator/crds/akuaclusters.akua.dev.yaml is stale: regenerate it with "
-        "`akua-operator crd > charts/akua-operator/crds/akuaclusters.akua.dev.yaml`"
+        "charts/akua-operator/files/crds/akuaclusters.akua.dev.yaml is stale: regenerate it with "
+        "`akua-operator crd > charts/akua-operator/files/crds/akuaclusters.akua.dev.yaml`"
     )
 
 

@@ -24,7 +24,7 @@ import pytest
 from controlplane import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CRD = REPO_ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
+CRD = REPO_ROOT / "charts" / "akua-operator" / "files" / "crds" / "akuaclusters.akua.dev.yaml"
 TOKEN = "sk_akua_kopfTelemetryProbe_123"
 
 HANDLERS = f"""

@@ -27,7 +27,7 @@ from akua_operator.sim.server import SimServer
 from controlplane import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CRD = REPO_ROOT / "charts" / "akua-operator" / "crds" / "akuaclusters.akua.dev.yaml"
+CRD = REPO_ROOT / "charts" / "akua-operator" / "files" / "crds" / "akuaclusters.akua.dev.yaml"
 TOKEN = "sk_akua_test"
 
 T = TypeVar("T")

@@ -108,3 +108,60 @@ scope; part of the ClusterRole in cluster scope). Keep in step with docs/helm.md
 {{- define "akua-operator.watchedRoleName" -}}
 {{- printf "%s-watched" (include "akua-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/*
+The CA bundle for the Akua API as a dict {kind, name, key} (kind "configMap" or "secret"), or an
+empty dict. Absent with `helm upgrade --reuse-values` from an older release: none.
+*/}}
+{{- define "akua-operator.caBundle" -}}
+{{- $ca := dig "caBundle" dict (.Values.akua | default dict) }}
+{{- $cm := dig "configMap" dict $ca }}
+{{- $sec := dig "secret" dict $ca }}
+{{- if dig "name" "" $cm }}
+{{- toJson (dict "kind" "configMap" "name" $cm.name "key" (dig "key" "ca.crt" $cm)) }}
+{{- else if dig "name" "" $sec }}
+{{- toJson (dict "kind" "secret" "name" $sec.name "key" (dig "key" "ca.crt" $sec)) }}
+{{- else }}
+{{- toJson dict }}
+{{- end }}
+{{- end }}
+
+{{/*
+The scrape options shared by the ServiceMonitor endpoint and the PodMonitor podMetricsEndpoint,
+from metrics.serviceMonitor or metrics.podMonitor (a key absent after `--reuse-values` from an
+older release: its default).
+*/}}
+{{- define "akua-operator.scrapeEndpoint" -}}
+- port: metrics
+  path: /metrics
+  interval: {{ dig "interval" "30s" . }}
+  scrapeTimeout: {{ dig "scrapeTimeout" "10s" . }}
+  {{- /* true by default: the per-object series carry the AkuaCluster's namespace label. */}}
+  honorLabels: {{ dig "honorLabels" true . }}
+  {{- with dig "relabelings" list . }}
+  relabelings:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with dig "metricRelabelings" list . }}
+  metricRelabelings:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+The kopf peering objects, as a JSON list: the peering name; with shards, one per shard
+(<peering>-default and <peering>-<shard>: the operator appends its shard to AKUA_PEERING_NAME).
+*/}}
+{{- define "akua-operator.peeringNames" -}}
+{{- $peering := include "akua-operator.peeringName" . }}
+{{- $shards := .Values.shards | default list }}
+{{- if $shards }}
+{{- $names := list (printf "%s-default" $peering) }}
+{{- range $shards }}
+{{- $names = append $names (printf "%s-%s" $peering .) }}
+{{- end }}
+{{- toJson $names }}
+{{- else }}
+{{- toJson (list $peering) }}
+{{- end }}
+{{- end }}

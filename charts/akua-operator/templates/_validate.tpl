@@ -22,6 +22,16 @@ Included at the top of deployment.yaml, which is always rendered.
 {{- if and (dig "enabled" false $np) (or (empty (dig "apiServerCIDRs" list $np)) (empty (dig "akuaApiCIDRs" list $np))) }}
 {{- fail "\n\nnetworkPolicy.enabled=true needs networkPolicy.apiServerCIDRs and networkPolicy.akuaApiCIDRs (a NetworkPolicy cannot name hosts): the address ranges of the Kubernetes API server and of the Akua API." }}
 {{- end }}
+{{- $ca := dig "caBundle" dict ($v.akua | default dict) }}
+{{- if and (dig "configMap" "name" "" $ca) (dig "secret" "name" "" $ca) }}
+{{- fail "\n\nakua.caBundle.configMap.name and akua.caBundle.secret.name are both set: choose one (the operator reads one CA bundle file)." }}
+{{- end }}
+{{- range ($v.shards | default list) }}
+{{- $name := printf "%s-%s" (include "akua-operator.fullname" $) . }}
+{{- if gt (len $name) 63 }}
+{{- fail (printf "\n\nthe Deployment name %q of shard %q is longer than 63 characters: choose a shorter shard name or fullnameOverride." $name .) }}
+{{- end }}
+{{- end }}
 {{- if and $v.credentials.existingSecret $v.credentials.token }}
 {{- fail "\n\ncredentials.existingSecret and credentials.token are both set: choose one (the token goes into the existing Secret, or the chart creates a Secret from credentials.token)." }}
 {{- end }}
@@ -30,6 +40,9 @@ Included at the top of deployment.yaml, which is always rendered.
 {{- end }}
 {{- if and $v.metrics.serviceMonitor.enabled (not $v.metrics.service.enabled) }}
 {{- fail "\n\nmetrics.serviceMonitor.enabled=true needs metrics.service.enabled=true: the ServiceMonitor scrapes the metrics Service." }}
+{{- end }}
+{{- if and $v.metrics.serviceMonitor.enabled (dig "podMonitor" "enabled" false $v.metrics) }}
+{{- fail "\n\nmetrics.serviceMonitor.enabled and metrics.podMonitor.enabled are both true: choose one (both would scrape the operator twice)." }}
 {{- end }}
 {{- if eq (int $v.metrics.port) (int $v.health.port) }}
 {{- fail (printf "\n\nmetrics.port and health.port are both %v: give them different ports (the pod declares each as a container port)." $v.metrics.port) }}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ from akua_operator.akua.models import (
 )
 from akua_operator.akua.retry import RetryAfterPauses, RetryPolicy, parse_retry_after
 
-__all__ = ["DEFAULT_BASE_URL", "AkuaClient", "ClientConfig", "Credentials"]
+__all__ = ["DEFAULT_BASE_URL", "AkuaClient", "ClientConfig", "Credentials", "tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,46 @@ class ClientConfig:
     wait_timeout_margin: float = 10.0  # :wait read timeout = server-side timeout + this margin
     user_agent: str = "akua-operator/0.1"
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    #: A PEM file of CA certificates trusted IN ADDITION to the system's and certifi's roots
+    #: (``--ca-file``, e.g. a corporate CA of a TLS-intercepting proxy). None: the defaults only.
+    ca_file: str | None = None
+
+
+_UNTRUSTED_HINT = (
+    " (the Akua API's TLS certificate is not signed by a trusted CA: give the CA's PEM file "
+    "with --ca-file / AKUA_CA_FILE)"
+)
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The TLS context of the Akua client: the system's roots and certifi's (httpx's default),
+    plus every certificate of the PEM file ``ca_file`` when given.
+
+    Raises ``ValueError`` with a sentence naming the file when it is missing, unreadable or holds
+    no PEM certificate (the operator refuses to start rather than fail every call later).
+    """
+    ctx = ssl.create_default_context()  # verifies hostnames; loads the system's roots
+    try:
+        import certifi  # httpx's own trust store (a dependency of httpx)
+
+        ctx.load_verify_locations(cafile=certifi.where())
+    except (ImportError, OSError, ssl.SSLError):  # pragma: no cover - httpx ships certifi
+        pass
+    if ca_file:
+        try:
+            with open(ca_file, encoding="ascii", errors="replace") as fh:
+                pem = fh.read()
+        except OSError as exc:
+            raise ValueError(
+                f"--ca-file {ca_file}: cannot read it: {exc.strerror or exc}"
+            ) from None
+        if "-----BEGIN CERTIFICATE-----" not in pem:
+            raise ValueError(f"--ca-file {ca_file}: no PEM certificate in it (BEGIN CERTIFICATE)")
+        try:
+            ctx.load_verify_locations(cadata=pem)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(f"--ca-file {ca_file}: not a valid PEM CA bundle: {exc}") from None
+    return ctx
 
 
 class AkuaClient:
@@ -170,6 +211,7 @@ class AkuaClient:
             ),
             follow_redirects=False,
             headers={"accept": "application/json", "user-agent": self.config.user_agent},
+            verify=tls_context(self.config.ca_file) if self.config.ca_file else True,
         )
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -610,8 +652,10 @@ class AkuaClient:
             ) from safe_cause(exc, secrets)
         except httpx.TransportError as exc:
             self.stats.observe(endpoint, "transport_error", self._clock() - started)
+            hint = _UNTRUSTED_HINT if "CERTIFICATE_VERIFY_FAILED" in str(exc) else ""
             raise AkuaTransportError(
-                safe_text(f"{endpoint}: {type(exc).__name__}: {exc}", secrets), endpoint=endpoint
+                safe_text(f"{endpoint}: {type(exc).__name__}: {exc}{hint}", secrets),
+                endpoint=endpoint,
             ) from safe_cause(exc, secrets)
         except httpx.RequestError as exc:  # e.g. content decoding
             self.stats.observe(endpoint, "transport_error", self._clock() - started)

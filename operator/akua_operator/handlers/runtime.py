@@ -217,6 +217,7 @@ class Runtime:
             self._client = AkuaClient(
                 ClientConfig(
                     base_url=s.api_url,
+                    ca_file=s.ca_file,
                     timeout=s.api_timeout,
                     max_retries=s.api_max_retries,
                     backoff_base=min(1.0, s.backoff_base),

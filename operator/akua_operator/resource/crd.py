@@ -1,7 +1,8 @@
 """Generate the ``akuaclusters.akua.dev`` CustomResourceDefinition from the pydantic models.
 
 ``akua-operator crd`` prints :func:`crd_yaml`; the committed copy lives at
-``charts/akua-operator/crds/akuaclusters.akua.dev.yaml`` and a unit test fails when it differs.
+``charts/akua-operator/files/crds/akuaclusters.akua.dev.yaml`` (the chart renders it when
+``crds.enabled``) and a unit test fails when it differs.
 
 The pydantic JSON schema is turned into a structural OpenAPI v3 schema: ``$ref`` inlined,
 ``Optional[X]`` becomes ``X`` (absent, not null), titles dropped, enums typed, status defaults

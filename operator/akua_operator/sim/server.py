@@ -58,8 +58,13 @@ class SimServer:
         *,
         clock: Clock | None = None,
         log_level: str = "warning",
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
         self.sim = create_app(config, clock=clock)
+        # TLS (https://) when a certificate and its key are given (PEM files).
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile = ssl_keyfile
         self.host = host
         self.port = port
         self.log_level = log_level
@@ -68,7 +73,8 @@ class SimServer:
 
     @property
     def base(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -95,6 +101,8 @@ class SimServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="akua-sim", daemon=True)
