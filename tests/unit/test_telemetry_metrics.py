@@ -349,3 +349,12 @@ def test_build_info_and_handler_errors() -> None:
     m.handler_error_inc("delete")
     assert value(m, "akua_operator_handler_errors_total", handler="delete") == 2
     assert value(m, "akua_operator_handler_errors_total", handler="observe") == 0
+
+
+def test_ready_gauge_follows_the_readiness_verdict() -> None:
+    tel = Telemetry(process_metrics=False)
+    assert value(tel.metrics, "akua_operator_ready") == 0  # startup not completed
+    tel.tracker.mark_started()
+    assert value(tel.metrics, "akua_operator_ready") == 1
+    tel.tracker.mark_stopping()
+    assert value(tel.metrics, "akua_operator_ready") == 0

@@ -333,6 +333,7 @@ class Telemetry:
             per_object_limit=self.settings.per_object_metrics_limit,
         )
         self.tracker = ProgressTracker(self.settings.thresholds, clock=monotonic)
+        self.metrics.set_ready_source(lambda: self.tracker.readiness().ok)
         self._api_progress: _ApiProgress | None = None
         self._operations_seen: dict[str, None] = {}
         self.server = TelemetryServer(

@@ -232,6 +232,7 @@ class _StateCollector(Collector):
                 "akua_operator_resource_stalled", "", labels=["namespace", "name", "reason"]
             ),
             GaugeMetricFamily("akua_operator_resource_stalled_overflow", ""),
+            GaugeMetricFamily("akua_operator_ready", ""),
             CounterMetricFamily("akua_operator_api_requests", "", labels=["endpoint", "status"]),
             SummaryMetricFamily(
                 "akua_operator_api_request_duration_seconds", "", labels=["endpoint"]
@@ -266,6 +267,7 @@ class OperatorMetrics:
         #: uid -> (deletionTimestamp as epoch, namespace, name) of held finalizers.
         self._finalizers: dict[str, tuple[float, str, str]] = {}
         self._api_stats: ApiStatsSource | None = api_stats
+        self._ready: Callable[[], bool] | None = None
         self.operations = Counter(
             "akua_operator_operations",
             "Akua operations the operator saw finish, by operation type and outcome.",
@@ -409,6 +411,11 @@ class OperatorMetrics:
         with self._lock:
             self._api_stats = source
 
+    def set_ready_source(self, source: Callable[[], bool] | None) -> None:
+        """Export ``akua_operator_ready`` (1/0) from ``source`` (the readiness verdict)."""
+        with self._lock:
+            self._ready = source
+
     # -- exposition ---------------------------------------------------------------------------
 
     def exposition(self) -> bytes:
@@ -424,6 +431,7 @@ class OperatorMetrics:
                 (ns, nm, reason, since) for (ns, nm), (reason, since) in self._stalled.items()
             ]
             api_stats = self._api_stats
+            ready_source = self._ready
             limit = self.per_object_limit
         finalizers = [since for since, _, _ in held]
         now = self._clock()
@@ -455,6 +463,16 @@ class OperatorMetrics:
             value=oldest,
         )
         yield from _per_object_families(now, held, stalled, limit)
+        if ready_source is not None:
+            try:
+                ready = 1 if ready_source() else 0
+            except Exception:  # noqa: BLE001 - a broken source must not break /metrics
+                ready = 0
+            yield GaugeMetricFamily(
+                "akua_operator_ready",
+                "1 while /readyz passes (startup done, not stopping, event loop alive), else 0.",
+                value=ready,
+            )
         yield from _api_families(api_stats)
 
 
