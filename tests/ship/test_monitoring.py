@@ -29,7 +29,10 @@ DASHBOARD = MONITORING / "dashboard.json"
 RULE_TESTS = sorted((Path(__file__).parent / "monitoring").glob("*.test.yaml"))
 
 #: Series the queries may use that the operator does not export itself.
-EXTERNAL = {"up"}  # Prometheus's own per-target series (AkuaOperatorDown)
+EXTERNAL = {
+    "up",  # Prometheus's own per-target series (AkuaOperatorDown)
+    "kube_pod_status_ready",  # kube-state-metrics: the kubelet's verdict (AkuaOperatorNotReady)
+}
 
 #: Metrics added in the same session by other helpers (issue 12), not yet merged into this
 #: branch: the operation tracker, the Akua budget and the cluster sweeper. Drop this set once
