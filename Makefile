@@ -29,7 +29,7 @@ venv: $(UV) ## Create .venv from uv.lock (exact pinned versions; with the simula
 	$(UV) sync --frozen --extra sim --python $(PYTHON)
 
 .PHONY: testbin
-testbin: ## Build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd and helm from Go modules
+testbin: ## Build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd, helm and promtool from Go modules
 	hack/testbin/build.sh
 
 .PHONY: system-deps

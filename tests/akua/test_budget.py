@@ -384,4 +384,4 @@ async def test_budget_waits_per_class_reach_the_metrics(
     assert 'akua_operator_budget_wait_seconds_total{priority="observe"} 3.0' in text
     assert 'akua_operator_budget_wait_seconds_total{priority="completion"} 0.0' in text
     assert 'akua_operator_budget_waiting{priority="observe"} 0.0' in text
-    assert "akua_ratelimit_wait_seconds_total 3.0" in text
+    assert "akua_operator_ratelimit_wait_seconds_total 3.0" in text

@@ -262,7 +262,7 @@ class Replica:
         return bool(peering["paused"])
 
     def akua_requests(self) -> dict[tuple[str, str], float]:
-        """akua_api_requests_total of this run, by (endpoint, status)."""
+        """akua_operator_api_requests_total of this run, by (endpoint, status)."""
         from prometheus_client.parser import text_string_to_metric_families
 
         got = self._get(self.metrics_port, "/metrics")
@@ -270,7 +270,7 @@ class Replica:
         out: dict[tuple[str, str], float] = {}
         for family in text_string_to_metric_families(got[1]):
             for sample in family.samples:
-                if sample.name == "akua_api_requests_total":
+                if sample.name == "akua_operator_api_requests_total":
                     out[(sample.labels["endpoint"], sample.labels["status"])] = sample.value
         return out
 

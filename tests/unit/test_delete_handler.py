@@ -20,6 +20,7 @@ import kopf
 import pytest
 from pydantic import SecretStr
 
+from akua_operator import telemetry
 from akua_operator.core.types import Action, Release, Requeue
 from akua_operator.handlers.akuacluster import register
 from akua_operator.handlers.runtime import ResourceState, Runtime
@@ -106,6 +107,26 @@ async def test_any_exception_keeps_the_finalizer(error: Exception) -> None:
     assert not isinstance(raised.value, kopf.PermanentError)
     assert raised.value.delay is not None and raised.value.delay > 0
     assert runtime.calls == 1
+
+
+async def test_an_exception_is_counted_in_handler_errors() -> None:
+    registry = telemetry.current().metrics.registry
+
+    def errors() -> float | None:
+        return registry.get_sample_value(
+            "akua_operator_handler_errors_total", {"handler": "delete"}
+        )
+
+    before = errors() or 0.0
+    with pytest.raises(kopf.TemporaryError):
+        await call(RaisingRuntime(RuntimeError("boom")), body({"clusterId": "clu_abc123"}))
+    assert errors() == before + 1
+    with pytest.raises(kopf.TemporaryError):  # an invalid spec is not an unexpected error
+        await call(
+            Runtime(settings(), token_source=TokenSource(token=SecretStr("sk_akua_x"))),
+            body(UNPARSEABLE[0]),
+        )
+    assert errors() == before + 1
 
 
 async def test_an_exception_keeps_the_finalizer_even_with_the_orphan_annotation() -> None:

@@ -39,12 +39,12 @@ TOKEN = "sk_akua_test"
 
 
 def operations_counted(op_type: str, outcome: str) -> float:
-    """``akua_operations_total{type, outcome}`` of the process's telemetry."""
+    """``akua_operator_operations_total{type, outcome}`` of the process's telemetry."""
     text = telemetry.current().metrics.exposition().decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if (
-                sample.name == "akua_operations_total"
+                sample.name == "akua_operator_operations_total"
                 and sample.labels.get("type") == op_type
                 and sample.labels.get("outcome") == outcome
             ):
@@ -231,7 +231,7 @@ async def test_crash_after_the_delete_answer_replays_the_request_and_follows_one
     assert operation["state"] == "SUCCEEDED"
     assert cluster_id in sim.state.dump()["deleted_cluster_ids"]
     assert [e.reason for e in kube.events].count("Deleted") == 1
-    # The operation is counted once in akua_operations_total.
+    # The operation is counted once in akua_operator_operations_total.
     assert operations_counted("cluster.delete", "succeeded") - counted_before == 1
 
 

@@ -106,7 +106,7 @@ async def test_a_delete_beyond_the_budget_waits_unwritten_and_goes_when_a_slot_f
     assert runtime.budget.try_take()  # another resource took this minute's slot
     state = ResourceState()
     await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
-    deferred_before = counter("akua_deletions_deferred_total")
+    deferred_before = counter("akua_operator_deletions_deferred_total")
 
     action = await runtime.cycle(body(cluster_id, kube.status, deleting=True), state, deleting=True)
     assert isinstance(action, Requeue)
@@ -118,7 +118,7 @@ async def test_a_delete_beyond_the_budget_waits_unwritten_and_goes_when_a_slot_f
     # the refused decision's patch was never written: no key, nothing pending
     assert not any((p.get("deletion") or {}).get("pending") for p, _ in kube.writes)
     assert [e.reason for e in kube.events].count("DeletionBudgetWait") == 1
-    assert counter("akua_deletions_deferred_total") - deferred_before == 1
+    assert counter("akua_operator_deletions_deferred_total") - deferred_before == 1
 
     # Still no slot: it waits again, without a second Event.
     await runtime.cycle(body(cluster_id, kube.status, deleting=True), state, deleting=True)
@@ -168,7 +168,7 @@ async def test_crd_deletion_releases_records_and_counts_without_any_delete() -> 
     runtime = make(kube, sim, operator_namespace="akua-system")
     state = ResourceState()
     await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
-    released_before = counter("akua_released_by_crd_deletion_total")
+    released_before = counter("akua_operator_released_by_crd_deletion_total")
     kube.crd_is_deleting = True
 
     action = await runtime.cycle(body(cluster_id, kube.status, deleting=True), state, deleting=True)
@@ -182,7 +182,7 @@ async def test_crd_deletion_releases_records_and_counts_without_any_delete() -> 
     assert record["clusterId"] == cluster_id
     assert (record["namespace"], record["name"], record["uid"]) == ("ns", "prod", UID)
     assert record["releasedAt"]
-    assert counter("akua_released_by_crd_deletion_total") - released_before == 1
+    assert counter("akua_operator_released_by_crd_deletion_total") - released_before == 1
     await runtime.client.aclose()
 
 

@@ -145,16 +145,18 @@ def test_kopf_process_serves_metrics_probes_and_json_logs(
             }
         ),
     )
-    sample = 'akua_resources{condition="Ready",reason="WaitingForOperation",status="False"}'
+    sample = (
+        'akua_operator_resources{condition="Ready",reason="WaitingForOperation",status="False"}'
+    )
     eventually(lambda: _assert_equal(metric(metrics_port, sample), 1.0))
     live = get(health_port, "/healthz").json()
     assert live["checks"]["watch"]["active_resources"] == 1
     assert live["status"] == "ok"
 
     kubectl("delete", "akuacluster", "watched", "-n", namespace, "--wait=false")
-    eventually(lambda: _assert_equal(metric(metrics_port, "akua_finalizers_held"), 1.0))
+    eventually(lambda: _assert_equal(metric(metrics_port, "akua_operator_finalizers_held"), 1.0))
     time.sleep(1.1)
-    assert metric(metrics_port, "akua_oldest_finalizer_age_seconds") >= 1.0
+    assert metric(metrics_port, "akua_operator_oldest_finalizer_age_seconds") >= 1.0
 
     kubectl(
         "patch",
@@ -166,8 +168,8 @@ def test_kopf_process_serves_metrics_probes_and_json_logs(
         "-p",
         '{"metadata": {"finalizers": null}}',
     )
-    eventually(lambda: _assert_equal(metric(metrics_port, "akua_finalizers_held"), 0.0))
-    assert metric(metrics_port, "akua_oldest_finalizer_age_seconds") == 0.0
+    eventually(lambda: _assert_equal(metric(metrics_port, "akua_operator_finalizers_held"), 0.0))
+    assert metric(metrics_port, "akua_operator_oldest_finalizer_age_seconds") == 0.0
     assert metric(metrics_port, sample) == 0.0
     assert get(health_port, "/healthz").json()["checks"]["watch"]["state"] == "idle"
 

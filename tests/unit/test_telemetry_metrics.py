@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import math
+import platform
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import akua_operator
 from akua_operator.akua.metrics import ClientStats
 from akua_operator.akua.models import Operation
 from akua_operator.telemetry import Telemetry
@@ -52,10 +55,21 @@ def test_resources_by_condition_status_and_reason() -> None:
             Cond("Deleting", "True", "OperationRunning"),
         ],
     )
-    assert value(m, "akua_resources", condition="Ready", status="True", reason="Active") == 2
-    assert value(m, "akua_resources", condition="Ready", status="False", reason="Deleting") == 1
     assert (
-        value(m, "akua_resources", condition="Deleting", status="True", reason="OperationRunning")
+        value(m, "akua_operator_resources", condition="Ready", status="True", reason="Active") == 2
+    )
+    assert (
+        value(m, "akua_operator_resources", condition="Ready", status="False", reason="Deleting")
+        == 1
+    )
+    assert (
+        value(
+            m,
+            "akua_operator_resources",
+            condition="Deleting",
+            status="True",
+            reason="OperationRunning",
+        )
         == 1
     )
 
@@ -64,19 +78,26 @@ def test_recording_a_resource_again_replaces_its_conditions_and_forget_removes_i
     m = OperatorMetrics(process_metrics=False)
     m.record_resource("ns", "a", [{"type": "Ready", "status": "False", "reason": "Creating"}])
     m.record_resource("ns", "a", [{"type": "Ready", "status": "True", "reason": "Active"}])
-    assert value(m, "akua_resources", condition="Ready", status="True", reason="Active") == 1
+    assert (
+        value(m, "akua_operator_resources", condition="Ready", status="True", reason="Active") == 1
+    )
     # A combination seen before stays exported at 0, so sums over it stay continuous.
-    assert value(m, "akua_resources", condition="Ready", status="False", reason="Creating") == 0
+    assert (
+        value(m, "akua_operator_resources", condition="Ready", status="False", reason="Creating")
+        == 0
+    )
     m.forget_resource("ns", "a")
     m.forget_resource("ns", "a")  # idempotent
-    assert value(m, "akua_resources", condition="Ready", status="True", reason="Active") == 0
+    assert (
+        value(m, "akua_operator_resources", condition="Ready", status="True", reason="Active") == 0
+    )
     assert m.resource_count == 0
 
 
 def test_condition_without_reason_gets_an_empty_reason_label() -> None:
     m = OperatorMetrics(process_metrics=False)
     m.record_resource("ns", "a", [{"type": "Ready", "status": "Unknown"}])
-    assert value(m, "akua_resources", condition="Ready", status="Unknown", reason="") == 1
+    assert value(m, "akua_operator_resources", condition="Ready", status="Unknown", reason="") == 1
 
 
 def test_operations_counter_and_duration_histogram() -> None:
@@ -84,35 +105,37 @@ def test_operations_counter_and_duration_histogram() -> None:
     m.observe_operation("cluster.delete", "succeeded", 42.0)
     m.observe_operation("cluster.delete", "succeeded", 700.0)
     m.observe_operation("cluster.create", "failed", 3.0)
-    assert value(m, "akua_operations_total", type="cluster.delete", outcome="succeeded") == 2
-    assert value(m, "akua_operations_total", type="cluster.create", outcome="failed") == 1
+    assert (
+        value(m, "akua_operator_operations_total", type="cluster.delete", outcome="succeeded") == 2
+    )
+    assert value(m, "akua_operator_operations_total", type="cluster.create", outcome="failed") == 1
     labels = {"type": "cluster.delete", "outcome": "succeeded"}
-    assert value(m, "akua_operation_duration_seconds_count", **labels) == 2
-    assert value(m, "akua_operation_duration_seconds_sum", **labels) == 742.0
+    assert value(m, "akua_operator_operation_duration_seconds_count", **labels) == 2
+    assert value(m, "akua_operator_operation_duration_seconds_sum", **labels) == 742.0
     # Buckets cover 1 s to 1 h.
-    assert value(m, "akua_operation_duration_seconds_bucket", le="1.0", **labels) == 0
-    assert value(m, "akua_operation_duration_seconds_bucket", le="60.0", **labels) == 1
-    assert value(m, "akua_operation_duration_seconds_bucket", le="900.0", **labels) == 2
-    assert value(m, "akua_operation_duration_seconds_bucket", le="3600.0", **labels) == 2
+    assert value(m, "akua_operator_operation_duration_seconds_bucket", le="1.0", **labels) == 0
+    assert value(m, "akua_operator_operation_duration_seconds_bucket", le="60.0", **labels) == 1
+    assert value(m, "akua_operator_operation_duration_seconds_bucket", le="900.0", **labels) == 2
+    assert value(m, "akua_operator_operation_duration_seconds_bucket", le="3600.0", **labels) == 2
 
 
 def test_oldest_finalizer_age_follows_held_and_released() -> None:
     now = [10_000.0]
     m = OperatorMetrics(clock=lambda: now[0], process_metrics=False)
-    assert value(m, "akua_oldest_finalizer_age_seconds") == 0
-    assert value(m, "akua_finalizers_held") == 0
+    assert value(m, "akua_operator_oldest_finalizer_age_seconds") == 0
+    assert value(m, "akua_operator_finalizers_held") == 0
     m.record_finalizer_held("uid-1", 9_900.0)
     m.record_finalizer_held("uid-2", datetime.datetime.fromtimestamp(9_400.0, tz=datetime.UTC))
-    assert value(m, "akua_oldest_finalizer_age_seconds") == 600
-    assert value(m, "akua_finalizers_held") == 2
+    assert value(m, "akua_operator_oldest_finalizer_age_seconds") == 600
+    assert value(m, "akua_operator_finalizers_held") == 2
     now[0] = 10_060.0
-    assert value(m, "akua_oldest_finalizer_age_seconds") == 660
+    assert value(m, "akua_operator_oldest_finalizer_age_seconds") == 660
     m.finalizer_released("uid-2")
-    assert value(m, "akua_oldest_finalizer_age_seconds") == 160
+    assert value(m, "akua_operator_oldest_finalizer_age_seconds") == 160
     m.finalizer_released("uid-1")
     m.finalizer_released("uid-1")  # idempotent
-    assert value(m, "akua_oldest_finalizer_age_seconds") == 0
-    assert value(m, "akua_finalizers_held") == 0
+    assert value(m, "akua_operator_oldest_finalizer_age_seconds") == 0
+    assert value(m, "akua_operator_finalizers_held") == 0
 
 
 def test_finalizer_held_accepts_rfc3339_and_keeps_the_earliest() -> None:
@@ -120,7 +143,7 @@ def test_finalizer_held_accepts_rfc3339_and_keeps_the_earliest() -> None:
     m = OperatorMetrics(clock=lambda: since.timestamp() + 30, process_metrics=False)
     m.record_finalizer_held("uid", "2026-11-28T12:00:00Z")
     m.record_finalizer_held("uid", "2026-11-28T12:00:20Z")  # a later re-report keeps the first
-    assert value(m, "akua_oldest_finalizer_age_seconds") == 30
+    assert value(m, "akua_operator_oldest_finalizer_age_seconds") == 30
 
 
 def test_api_series_come_from_the_akua_client_stats_at_scrape_time() -> None:
@@ -133,21 +156,33 @@ def test_api_series_come_from_the_akua_client_stats_at_scrape_time() -> None:
     stats.count_retry("GET /clusters/{id}")
     stats.rate_limited(1.25)
     ep = "GET /clusters/{id}"
-    assert value(m, "akua_api_requests_total", endpoint=ep, status="200") == 1
-    assert value(m, "akua_api_requests_total", endpoint=ep, status="503") == 1
+    assert value(m, "akua_operator_api_requests_total", endpoint=ep, status="200") == 1
+    assert value(m, "akua_operator_api_requests_total", endpoint=ep, status="503") == 1
     assert (
-        value(m, "akua_api_requests_total", endpoint="DELETE /clusters/{id}", status="timeout") == 1
+        value(
+            m,
+            "akua_operator_api_requests_total",
+            endpoint="DELETE /clusters/{id}",
+            status="timeout",
+        )
+        == 1
     )
-    assert value(m, "akua_api_request_duration_seconds_count", endpoint=ep) == 2
-    assert math.isclose(value(m, "akua_api_request_duration_seconds_sum", endpoint=ep) or 0, 0.32)
-    assert value(m, "akua_api_request_duration_seconds_bucket", endpoint=ep, le="0.025") == 1
-    assert value(m, "akua_api_request_duration_seconds_bucket", endpoint=ep, le="0.5") == 2
-    assert value(m, "akua_api_request_duration_seconds_bucket", endpoint=ep, le="+Inf") == 2
-    assert value(m, "akua_api_retries_total", endpoint=ep) == 1
-    assert value(m, "akua_ratelimit_wait_seconds_total") == 1.25
+    assert value(m, "akua_operator_api_request_duration_seconds_count", endpoint=ep) == 2
+    assert math.isclose(
+        value(m, "akua_operator_api_request_duration_seconds_sum", endpoint=ep) or 0, 0.32
+    )
+    assert (
+        value(m, "akua_operator_api_request_duration_seconds_bucket", endpoint=ep, le="0.025") == 1
+    )
+    assert value(m, "akua_operator_api_request_duration_seconds_bucket", endpoint=ep, le="0.5") == 2
+    assert (
+        value(m, "akua_operator_api_request_duration_seconds_bucket", endpoint=ep, le="+Inf") == 2
+    )
+    assert value(m, "akua_operator_api_retries_total", endpoint=ep) == 1
+    assert value(m, "akua_operator_ratelimit_wait_seconds_total") == 1.25
     # Read at scrape time: later calls show up without any push.
     stats.observe(ep, "200", 0.01)
-    assert value(m, "akua_api_requests_total", endpoint=ep, status="200") == 2
+    assert value(m, "akua_operator_api_requests_total", endpoint=ep, status="200") == 2
 
 
 def test_api_latency_without_buckets_is_a_summary() -> None:
@@ -159,8 +194,13 @@ def test_api_latency_without_buckets_is_a_summary() -> None:
         )
     )
     text = m.exposition().decode()
-    assert "# TYPE akua_api_request_duration_seconds summary" in text
-    assert value(m, "akua_api_request_duration_seconds_count", endpoint="GET /operations/{id}") == 4
+    assert "# TYPE akua_operator_api_request_duration_seconds summary" in text
+    assert (
+        value(
+            m, "akua_operator_api_request_duration_seconds_count", endpoint="GET /operations/{id}"
+        )
+        == 4
+    )
 
 
 def test_a_broken_stats_source_does_not_break_the_scrape() -> None:
@@ -171,15 +211,20 @@ def test_a_broken_stats_source_does_not_break_the_scrape() -> None:
 
     m.set_api_stats_source(broken)
     m.observe_operation("cluster.delete", "succeeded", 1.0)
-    assert value(m, "akua_operations_total", type="cluster.delete", outcome="succeeded") == 1
-    assert value(m, "akua_ratelimit_wait_seconds_total") == 0
+    assert (
+        value(m, "akua_operator_operations_total", type="cluster.delete", outcome="succeeded") == 1
+    )
+    assert value(m, "akua_operator_ratelimit_wait_seconds_total") == 0
 
 
 def test_registries_are_isolated_and_process_metrics_are_included() -> None:
     a = OperatorMetrics()
     b = OperatorMetrics(process_metrics=False)
     a.observe_operation("cluster.delete", "succeeded", 1.0)
-    assert value(b, "akua_operations_total", type="cluster.delete", outcome="succeeded") is None
+    assert (
+        value(b, "akua_operator_operations_total", type="cluster.delete", outcome="succeeded")
+        is None
+    )
     assert value(a, "process_resident_memory_bytes") is not None
     assert value(b, "process_resident_memory_bytes") is None
 
@@ -188,8 +233,8 @@ def test_registries_are_isolated_and_process_metrics_are_included() -> None:
 def test_unparseable_deletion_timestamp_counts_from_now(bad: object) -> None:
     m = OperatorMetrics(clock=lambda: 500.0, process_metrics=False)
     m.record_finalizer_held("uid", bad)  # type: ignore[arg-type]
-    assert value(m, "akua_finalizers_held") == 1
-    assert value(m, "akua_oldest_finalizer_age_seconds") == 0
+    assert value(m, "akua_operator_finalizers_held") == 1
+    assert value(m, "akua_operator_oldest_finalizer_age_seconds") == 0
 
 
 def _operation(op_id: str, state: str, done: bool, completed_at: int | None) -> Operation:
@@ -222,6 +267,94 @@ def test_a_done_operation_is_counted_once_with_its_duration() -> None:
     assert tel.observe_operation_done(_operation("op_2", "FAILED", True, 1_010))
     m = tel.metrics
     ok = {"type": "cluster.delete", "outcome": "succeeded"}
-    assert value(m, "akua_operations_total", **ok) == 1
-    assert value(m, "akua_operation_duration_seconds_sum", **ok) == 75
-    assert value(m, "akua_operations_total", type="cluster.delete", outcome="failed") == 1
+    assert value(m, "akua_operator_operations_total", **ok) == 1
+    assert value(m, "akua_operator_operation_duration_seconds_sum", **ok) == 75
+    assert value(m, "akua_operator_operations_total", type="cluster.delete", outcome="failed") == 1
+
+
+def per_object(m: OperatorMetrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {labels: v for (n, labels), v in samples(m).items() if n == name}
+
+
+def test_deletion_held_per_object_series_are_capped_oldest_first_and_removed_on_release() -> None:
+    now = [10_000.0]
+    m = OperatorMetrics(clock=lambda: now[0], process_metrics=False, per_object_limit=2)
+    m.record_finalizer_held("u1", 9_900.0, "team-a", "newest")
+    m.record_finalizer_held("u2", 9_000.0, "team-a", "oldest")
+    m.record_finalizer_held("u3", 9_500.0, "team-b", "middle")
+    m.record_finalizer_held("u4", 9_950.0)  # no name known: counted in the totals only
+    held = per_object(m, "akua_operator_deletion_held_seconds")
+    assert held == {
+        (("name", "oldest"), ("namespace", "team-a")): 1000.0,
+        (("name", "middle"), ("namespace", "team-b")): 500.0,
+    }
+    assert value(m, "akua_operator_deletion_held_overflow") == 1  # "newest" left out
+    assert value(m, "akua_operator_finalizers_held") == 4
+
+    m.finalizer_released("u2")  # the series of a released object goes away, "newest" moves in
+    now[0] = 10_100.0
+    held = per_object(m, "akua_operator_deletion_held_seconds")
+    assert held == {
+        (("name", "middle"), ("namespace", "team-b")): 600.0,
+        (("name", "newest"), ("namespace", "team-a")): 200.0,
+    }
+    assert value(m, "akua_operator_deletion_held_overflow") == 0
+
+
+def test_stalled_per_object_series_follow_the_condition_and_are_capped() -> None:
+    now = [10_000.0]
+    m = OperatorMetrics(clock=lambda: now[0], process_metrics=False, per_object_limit=1)
+    stalled_old = {
+        "type": "Stalled",
+        "status": "True",
+        "reason": "CredentialsRejected",
+        "lastTransitionTime": "1970-01-01T02:00:00Z",
+    }
+    stalled_new = dict(
+        stalled_old, reason="DeleteFailed", lastTransitionTime="1970-01-01T02:30:00Z"
+    )
+    m.record_resource("ns", "late", [stalled_new])
+    m.record_resource("ns", "early", [stalled_old])
+    m.record_resource("ns", "fine", [{"type": "Stalled", "status": "False", "reason": "Active"}])
+    assert per_object(m, "akua_operator_resource_stalled") == {
+        (("name", "early"), ("namespace", "ns"), ("reason", "CredentialsRejected")): 1.0
+    }
+    assert value(m, "akua_operator_resource_stalled_overflow") == 1
+
+    m.record_resource("ns", "early", [dict(stalled_old, status="False", reason="Active")])
+    assert per_object(m, "akua_operator_resource_stalled") == {
+        (("name", "late"), ("namespace", "ns"), ("reason", "DeleteFailed")): 1.0
+    }
+    assert value(m, "akua_operator_resource_stalled_overflow") == 0
+    m.forget_resource("ns", "late")
+    assert per_object(m, "akua_operator_resource_stalled") == {}
+
+
+def test_a_per_object_limit_of_zero_exports_only_the_overflow() -> None:
+    m = OperatorMetrics(process_metrics=False, per_object_limit=0)
+    m.record_finalizer_held("u1", 1.0, "ns", "a")
+    assert per_object(m, "akua_operator_deletion_held_seconds") == {}
+    assert value(m, "akua_operator_deletion_held_overflow") == 1
+
+
+def test_build_info_and_handler_errors() -> None:
+    m = OperatorMetrics(process_metrics=False)
+    (labels,) = per_object(m, "akua_operator_build_info")
+    info = dict(labels)
+    assert info["version"] == akua_operator.__version__
+    assert info["python"] == platform.python_version()
+    assert info["kopf"] == importlib.metadata.version("kopf")
+    assert value(m, "akua_operator_handler_errors_total", handler="delete") == 0
+    m.handler_error_inc("delete")
+    m.handler_error_inc("delete")
+    assert value(m, "akua_operator_handler_errors_total", handler="delete") == 2
+    assert value(m, "akua_operator_handler_errors_total", handler="observe") == 0
+
+
+def test_ready_gauge_follows_the_readiness_verdict() -> None:
+    tel = Telemetry(process_metrics=False)
+    assert value(tel.metrics, "akua_operator_ready") == 0  # startup not completed
+    tel.tracker.mark_started()
+    assert value(tel.metrics, "akua_operator_ready") == 1
+    tel.tracker.mark_stopping()
+    assert value(tel.metrics, "akua_operator_ready") == 0

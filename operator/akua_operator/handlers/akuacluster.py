@@ -206,6 +206,7 @@ def register(registry: Any, runtime: Runtime) -> None:
             raise kopf.PermanentError(f"invalid spec: {exc}") from None
         except Exception as exc:
             logger.exception("reconcile failed")
+            telemetry.current().handler_error("observe")
             raise kopf.TemporaryError(
                 f"internal error: {type(exc).__name__}", delay=INTERNAL_ERROR_DELAY
             ) from None
@@ -250,6 +251,7 @@ def register(registry: Any, runtime: Runtime) -> None:
             action = await _run(body, memo, logger, deleting=False)
         except Exception:  # the next tick tries again
             logger.exception("periodic observation failed")
+            telemetry.current().handler_error("observe-periodic")
             return
         finally:
             telemetry.current().tracker.mark_reconcile()
@@ -274,6 +276,7 @@ def register(registry: Any, runtime: Runtime) -> None:
         except Exception as exc:
             # Never a permanent failure: that would release the finalizer and orphan the cluster.
             logger.exception("deletion cycle failed; keeping the finalizer")
+            telemetry.current().handler_error("delete")
             raise kopf.TemporaryError(
                 f"internal error: {type(exc).__name__}", delay=INTERNAL_ERROR_DELAY
             ) from None

@@ -791,7 +791,8 @@ def _deletion_seen_at(body: Mapping[str, Any], state: ResourceState) -> float:
 
 
 def _count_operation(obs: OperationObserved) -> None:
-    """``akua_operations_total`` / ``akua_operation_duration_seconds`` (each operation once)."""
+    """``akua_operator_operations_total`` / ``akua_operator_operation_duration_seconds``
+    (each operation once)."""
     try:
         telemetry.current().observe_operation_done(obs.operation)
     except Exception:  # metrics never break reconciliation

@@ -34,6 +34,7 @@ from akua_operator.telemetry.health import (
 )
 from akua_operator.telemetry.logging import LogFormat, configure_logging
 from akua_operator.telemetry.metrics import (
+    DEFAULT_PER_OBJECT_LIMIT,
     Condition,
     OperatorMetrics,
     client_stats_source,
@@ -68,6 +69,8 @@ class TelemetrySettings:
     log_format: LogFormat = "text"
     log_level: str = "INFO"
     thresholds: HealthThresholds = field(default_factory=HealthThresholds)
+    #: Cap of each per-object series family (deletions held, stalled resources).
+    per_object_metrics_limit: int = DEFAULT_PER_OBJECT_LIMIT
 
 
 def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -80,6 +83,19 @@ def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
         raise ValueError(f"{key} must be an integer port, got {raw!r}") from None
     if not 0 <= value <= 65535:
         raise ValueError(f"{key} must be between 0 and 65535, got {value}")
+    return value
+
+
+def _env_count(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{key} must be 0 or more, got {value}")
     return value
 
 
@@ -105,7 +121,8 @@ def _log_format(value: str, key: str = "--log-format") -> LogFormat:
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> TelemetrySettings:
     """Settings from ``AKUA_METRICS_PORT``, ``AKUA_HEALTH_PORT``, ``AKUA_LOG_FORMAT``,
-    ``AKUA_LOG_LEVEL``, ``AKUA_WATCH_STALL_SECONDS`` and ``AKUA_API_UNREACHABLE_SECONDS``."""
+    ``AKUA_LOG_LEVEL``, ``AKUA_WATCH_STALL_SECONDS``, ``AKUA_API_UNREACHABLE_SECONDS`` and
+    ``AKUA_PER_OBJECT_METRICS_LIMIT``."""
     env = os.environ if env is None else env
     defaults = HealthThresholds()
     return TelemetrySettings(
@@ -120,6 +137,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> TelemetrySettings
             api_unreachable_after=_env_float(
                 env, "AKUA_API_UNREACHABLE_SECONDS", defaults.api_unreachable_after
             ),
+        ),
+        per_object_metrics_limit=_env_count(
+            env, "AKUA_PER_OBJECT_METRICS_LIMIT", DEFAULT_PER_OBJECT_LIMIT
         ),
     )
 
@@ -144,6 +164,16 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {count}")
+    return count
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, log_level: bool = True) -> None:
     """Add the telemetry flags; each defaults to its environment variable, then the default.
 
@@ -151,7 +181,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, log_level: bool = True) ->
     8081), ``--log-format`` (``AKUA_LOG_FORMAT``, text|json), ``--log-level``
     (``AKUA_LOG_LEVEL``, INFO; omit with ``log_level=False`` if the caller has its own),
     ``--watch-stall-seconds`` (``AKUA_WATCH_STALL_SECONDS``, 900) and
-    ``--api-unreachable-seconds`` (``AKUA_API_UNREACHABLE_SECONDS``, 120).
+    ``--api-unreachable-seconds`` (``AKUA_API_UNREACHABLE_SECONDS``, 120) and
+    ``--per-object-metrics-limit`` (``AKUA_PER_OBJECT_METRICS_LIMIT``, 100).
     Environment values are validated when :func:`settings_from_args` runs.
     """
     group = parser.add_argument_group("telemetry")
@@ -193,8 +224,17 @@ def add_arguments(parser: argparse.ArgumentParser, *, log_level: bool = True) ->
         "--api-unreachable-seconds",
         type=_seconds,
         default=None,
-        help="readiness fails after Akua API calls failed for this long without a success "
-        "(env AKUA_API_UNREACHABLE_SECONDS, default 120)",
+        help="after Akua API calls failed for this long without a success, /readyz reports "
+        "the API as unreachable (informational: readiness does not fail; alert on the "
+        "metrics instead) (env AKUA_API_UNREACHABLE_SECONDS, default 120)",
+    )
+    group.add_argument(
+        "--per-object-metrics-limit",
+        type=_count,
+        default=None,
+        help="at most this many per-object series for deletions held and for stalled "
+        "AkuaClusters each (the oldest first; the rest counted in an _overflow gauge) "
+        "(env AKUA_PER_OBJECT_METRICS_LIMIT, default 100)",
     )
 
 
@@ -241,6 +281,7 @@ def settings_from_args(
             loop_stall_after=base.thresholds.loop_stall_after,
             startup_grace=base.thresholds.startup_grace,
         ),
+        per_object_metrics_limit=pick("per_object_metrics_limit", base.per_object_metrics_limit),
     )
 
 
@@ -286,8 +327,13 @@ class Telemetry:
         process_metrics: bool = True,
     ) -> None:
         self.settings = settings or TelemetrySettings()
-        self.metrics = OperatorMetrics(clock=clock, process_metrics=process_metrics)
+        self.metrics = OperatorMetrics(
+            clock=clock,
+            process_metrics=process_metrics,
+            per_object_limit=self.settings.per_object_metrics_limit,
+        )
         self.tracker = ProgressTracker(self.settings.thresholds, clock=monotonic)
+        self.metrics.set_ready_source(lambda: self.tracker.readiness().ok)
         self._api_progress: _ApiProgress | None = None
         self._operations_seen: dict[str, None] = {}
         self.server = TelemetryServer(
@@ -322,7 +368,7 @@ class Telemetry:
         *,
         reconciled: bool = True,
     ) -> None:
-        """Current conditions of an AkuaCluster (for ``akua_resources`` and the watch rule).
+        """Current conditions of an AkuaCluster (``akua_operator_resources``, the watch rule).
 
         Handlers call it after each reconcile cycle, so by default it also marks a reconcile
         tick: a resource being deleted has no periodic timer (kopf stops timers once deletion
@@ -364,9 +410,19 @@ class Telemetry:
         )
         return True
 
-    def record_finalizer_held(self, uid: str, since_ts: float | datetime.datetime | str) -> None:
+    def record_finalizer_held(
+        self,
+        uid: str,
+        since_ts: float | datetime.datetime | str,
+        namespace: str = "",
+        name: str = "",
+    ) -> None:
         """An AkuaCluster being deleted whose finalizer is still held."""
-        self.metrics.record_finalizer_held(uid, since_ts)
+        self.metrics.record_finalizer_held(uid, since_ts, namespace, name)
+
+    def handler_error(self, handler: str) -> None:
+        """A handler caught an unexpected exception (``akua_operator_handler_errors_total``)."""
+        self.metrics.handler_error_inc(handler)
 
     def finalizer_released(self, uid: str) -> None:
         """The finalizer of ``uid`` was released (or the object is gone)."""

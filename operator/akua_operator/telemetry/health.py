@@ -16,12 +16,18 @@ Liveness (``/healthz``) fails when any of these holds:
   operator keeps marking progress; an operator that knows no AkuaCluster has nothing to make
   progress on and stays live.
 
-Readiness (``/readyz``) fails when any of these holds:
+Readiness (``/readyz``) is about this process only, and fails when any of these holds:
 
-* ``startup``: startup has not completed, or shutdown has begun;
-* ``akua_api``: the Akua API calls have failed without a single success for
-  ``api_unreachable_after`` seconds (measured from the first failure after the last success).
-  An operator that made no call at all, or whose last call succeeded, is ready.
+* ``startup``: startup has not completed (kopf runs the operator's startup handlers, then
+  watches), or shutdown has begun;
+* ``event_loop``: the loop heartbeat is older than ``loop_stall_after`` seconds (as liveness).
+
+The check ``akua_api`` is informational and never fails readiness: it says ``unreachable`` once
+Akua calls have failed without a single success for ``api_unreachable_after`` seconds. Taking
+every replica out of its Service during an Akua outage fixes nothing (the operator is the only
+client of the Akua API; nobody is routed to it), turns the Deployment unavailable and fails
+``helm upgrade --wait``; the Akua API's health is exported as metrics and alerted on instead
+(``akua_operator_api_requests_total`` by status, the AkuaApiErrors alert).
 
 With kopf peering, a replica that waits for another one (paused) is a healthy standby: it stays
 ready (a not-ready standby would stall a rolling update whose new pod waits), ``/readyz`` shows
@@ -63,7 +69,8 @@ class HealthThresholds:
     #: Liveness fails if no watch event / reconcile tick for this long while resources exist.
     #: Keep it above three periods of the per-resource timer.
     watch_stall_after: float = 900.0
-    #: Readiness fails if Akua calls failed continuously for this long.
+    #: After Akua calls failed continuously for this long, ``/readyz`` reports the API
+    #: ``unreachable`` (informational: readiness does not fail).
     api_unreachable_after: float = 120.0
     #: Liveness fails if the event loop heartbeat is older than this.
     loop_stall_after: float = 30.0
@@ -252,15 +259,22 @@ class ProgressTracker:
                 "started": self._started is not None,
                 "stopping": self._stopping is not None,
             }
+            tick_age = _age(now, self._last_loop_tick)
+            checks["event_loop"] = {
+                # No heartbeat yet (the server starts it): the answer itself proves the loop runs.
+                "ok": tick_age is None or tick_age < t.loop_stall_after,
+                "seconds_since_heartbeat": tick_age,
+                "threshold_seconds": t.loop_stall_after,
+            }
             failing_for = _age(now, self._api_failing_since)
             if self._api_failing_since is None:
-                api_ok = True
                 state = "reachable" if self._last_api_success is not None else "no_calls_yet"
+            elif now - self._api_failing_since < t.api_unreachable_after:
+                state = "failing"
             else:
-                api_ok = now - self._api_failing_since < t.api_unreachable_after
-                state = "failing" if api_ok else "unreachable"
+                state = "unreachable"
             checks["akua_api"] = {
-                "ok": api_ok,
+                "ok": True,  # informational: the Akua API's health is a metric and an alert
                 "state": state,
                 "seconds_since_success": _age(now, self._last_api_success),
                 "seconds_since_failure": _age(now, self._last_api_failure),

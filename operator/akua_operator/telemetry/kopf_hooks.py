@@ -8,7 +8,8 @@
 * a cleanup handler that fails readiness and stops the server;
 * a probe (kopf's own ``--liveness`` endpoint then also shows our progress);
 * with ``watch=True``, an event handler on AkuaClusters that marks every watch event and keeps
-  ``akua_resources``, ``akua_finalizers_held`` and ``akua_oldest_finalizer_age_seconds`` current
+  ``akua_operator_resources``, ``akua_operator_finalizers_held``,
+  ``akua_operator_oldest_finalizer_age_seconds`` and ``akua_operator_deletion_held_seconds`` current
   from the objects themselves, so the operator's handlers need not call anything for those.
   kopf logs "Handler ... succeeded." for each event handler run; :class:`_QuietWatchHook`
   drops exactly those lines for this handler.
@@ -59,7 +60,7 @@ def apply_watch_event(
     )
     deleting = meta.get("deletionTimestamp")
     if uid and deleting and finalizer in (meta.get("finalizers") or []):
-        tel.record_finalizer_held(uid, str(deleting))
+        tel.record_finalizer_held(uid, str(deleting), namespace, name)
     elif uid:
         tel.finalizer_released(uid)
 

@@ -7,17 +7,27 @@ running two operators in one process) never share series.
 Three kinds of series:
 
 * plain ``prometheus_client`` counters/histograms updated by the handlers
-  (``akua_operations_total``, ``akua_operation_duration_seconds``);
+  (``akua_operator_operations_total``, ``akua_operator_operation_duration_seconds``);
 * series computed at scrape time from state the handlers keep up to date
-  (``akua_resources``, ``akua_oldest_finalizer_age_seconds``, ``akua_finalizers_held``), so that a
-  resource that disappears takes its contribution with it;
+  (``akua_operator_resources``, ``akua_operator_oldest_finalizer_age_seconds``,
+  ``akua_operator_finalizers_held``), so that a resource that disappears takes its
+  contribution with it;
 * series read at scrape time from the Akua client's own statistics
-  (``akua_api_requests_total``, ``akua_api_request_duration_seconds``,
-  ``akua_ratelimit_wait_seconds_total``, ``akua_operator_budget_wait_seconds_total{priority}``,
-  ``akua_operator_budget_waiting{priority}``) through an :data:`ApiStatsSource` callable.
+  (``akua_operator_api_requests_total``, ``akua_operator_api_request_duration_seconds``,
+  ``akua_operator_ratelimit_wait_seconds_total``,
+  ``akua_operator_budget_wait_seconds_total{priority}``, ``akua_operator_budget_waiting{priority}``)
+  through an :data:`ApiStatsSource` callable.
 
-Plus the counters of the guards against mass deletion (``akua_released_by_crd_deletion_total``,
-``akua_deletions_deferred_total``).
+Plus the counters of the guards against mass deletion
+(``akua_operator_released_by_crd_deletion_total``, ``akua_operator_deletions_deferred_total``),
+``akua_operator_handler_errors_total`` and ``akua_operator_build_info``.
+
+Per-object series (``akua_operator_deletion_held_seconds{namespace,name}``,
+``akua_operator_resource_stalled{namespace,name,reason}``) exist only for the objects that need
+a person's attention (a deletion in progress, a Stalled resource) and are bounded: at most
+``per_object_limit`` series each, the oldest first; the objects left out are counted in
+``akua_operator_deletion_held_overflow`` / ``akua_operator_resource_stalled_overflow``. They are
+computed at scrape time, so the series of an object that is released or recovers disappears.
 
 The list of metrics, labels and meaning is in ``docs/observability.md``.
 """
@@ -25,6 +35,8 @@ The list of metrics, labels and meaning is in ``docs/observability.md``.
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,6 +46,7 @@ from typing import Any, Final, Protocol
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -55,6 +68,7 @@ BUDGET_PRIORITIES: Final = ("completion", "write", "step", "observe")
 
 __all__ = [
     "API_LATENCY_BUCKETS",
+    "DEFAULT_PER_OBJECT_LIMIT",
     "OPERATION_BUCKETS",
     "ApiStatsSnapshot",
     "ApiStatsSource",
@@ -65,7 +79,7 @@ __all__ = [
     "histogram_buckets",
 ]
 
-#: Buckets of ``akua_operation_duration_seconds``: Akua operations last from about a second
+#: Buckets of ``akua_operator_operation_duration_seconds``: Akua operations last from about a second
 #: (a rejected request) to an hour (a large cluster's deletion).
 OPERATION_BUCKETS: Final[tuple[float, ...]] = (
     1.0,
@@ -84,7 +98,10 @@ OPERATION_BUCKETS: Final[tuple[float, ...]] = (
     3600.0,
 )
 
-#: Default buckets of ``akua_api_request_duration_seconds`` when the client gives raw latencies.
+#: Default cap of each per-object series family (``--per-object-metrics-limit``).
+DEFAULT_PER_OBJECT_LIMIT: Final[int] = 100
+
+#: Default buckets of ``akua_operator_api_request_duration_seconds`` (raw latencies given).
 API_LATENCY_BUCKETS: Final[tuple[float, ...]] = (
     0.005,
     0.01,
@@ -164,6 +181,31 @@ def _condition_key(condition: Condition) -> tuple[str, str, str]:
     return (str(ctype or ""), str(status or "Unknown"), str(reason or ""))
 
 
+def _stalled_since(conditions: Iterable[Condition]) -> tuple[str, float | None] | None:
+    """``(reason, lastTransitionTime as epoch or None)`` if ``Stalled`` is ``True``, else None."""
+    for condition in conditions:
+        ctype, status, reason = _condition_key(condition)
+        if ctype != "Stalled" or status != "True":
+            continue
+        if isinstance(condition, Mapping):
+            raw = condition.get("lastTransitionTime")
+        else:
+            raw = getattr(condition, "last_transition_time", None)
+        try:
+            since = None if raw is None else _to_epoch(raw)
+        except (TypeError, ValueError):
+            since = None
+        return reason, since
+    return None
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _to_epoch(value: float | datetime.datetime | str) -> float:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
@@ -186,13 +228,26 @@ class _StateCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         # Describing returns the families without samples so registration does not call collect.
         return [
-            GaugeMetricFamily("akua_resources", "", labels=["condition", "status", "reason"]),
-            GaugeMetricFamily("akua_finalizers_held", ""),
-            GaugeMetricFamily("akua_oldest_finalizer_age_seconds", ""),
-            CounterMetricFamily("akua_api_requests", "", labels=["endpoint", "status"]),
-            SummaryMetricFamily("akua_api_request_duration_seconds", "", labels=["endpoint"]),
-            CounterMetricFamily("akua_api_retries", "", labels=["endpoint"]),
-            CounterMetricFamily("akua_ratelimit_wait_seconds", ""),
+            GaugeMetricFamily(
+                "akua_operator_resources", "", labels=["condition", "status", "reason"]
+            ),
+            GaugeMetricFamily("akua_operator_finalizers_held", ""),
+            GaugeMetricFamily("akua_operator_oldest_finalizer_age_seconds", ""),
+            GaugeMetricFamily(
+                "akua_operator_deletion_held_seconds", "", labels=["namespace", "name"]
+            ),
+            GaugeMetricFamily("akua_operator_deletion_held_overflow", ""),
+            GaugeMetricFamily(
+                "akua_operator_resource_stalled", "", labels=["namespace", "name", "reason"]
+            ),
+            GaugeMetricFamily("akua_operator_resource_stalled_overflow", ""),
+            GaugeMetricFamily("akua_operator_ready", ""),
+            CounterMetricFamily("akua_operator_api_requests", "", labels=["endpoint", "status"]),
+            SummaryMetricFamily(
+                "akua_operator_api_request_duration_seconds", "", labels=["endpoint"]
+            ),
+            CounterMetricFamily("akua_operator_api_retries", "", labels=["endpoint"]),
+            CounterMetricFamily("akua_operator_ratelimit_wait_seconds", ""),
             CounterMetricFamily("akua_operator_budget_wait_seconds", "", labels=["priority"]),
             GaugeMetricFamily("akua_operator_budget_waiting", "", labels=["priority"]),
         ]
@@ -210,40 +265,66 @@ class OperatorMetrics:
         clock: Callable[[], float] = time.time,
         process_metrics: bool = True,
         api_stats: ApiStatsSource | None = None,
+        per_object_limit: int = DEFAULT_PER_OBJECT_LIMIT,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._clock = clock
         self._lock = threading.Lock()
+        self.per_object_limit = max(0, int(per_object_limit))
         self._resources: dict[tuple[str, str], frozenset[tuple[str, str, str]]] = {}
         self._seen_conditions: set[tuple[str, str, str]] = set()
-        self._finalizers: dict[str, float] = {}
+        #: (namespace, name) -> (reason, since) of the resources whose Stalled is True.
+        self._stalled: dict[tuple[str, str], tuple[str, float]] = {}
+        #: uid -> (deletionTimestamp as epoch, namespace, name) of held finalizers.
+        self._finalizers: dict[str, tuple[float, str, str]] = {}
         self._api_stats: ApiStatsSource | None = api_stats
+        self._ready: Callable[[], bool] | None = None
         self.operations = Counter(
-            "akua_operations",
+            "akua_operator_operations",
             "Akua operations the operator saw finish, by operation type and outcome.",
             ["type", "outcome"],
             registry=self.registry,
         )
         self.operation_duration = Histogram(
-            "akua_operation_duration_seconds",
+            "akua_operator_operation_duration_seconds",
             "Duration of finished Akua operations from start to end, by type and outcome.",
             ["type", "outcome"],
             buckets=OPERATION_BUCKETS,
             registry=self.registry,
         )
         self.released_by_crd_deletion = Counter(
-            "akua_released_by_crd_deletion",
+            "akua_operator_released_by_crd_deletion",
             "AkuaClusters released WITHOUT deleting their Akua cluster because the AkuaCluster "
             "CRD was being deleted (the CRD guard); their ids are in the released-clusters "
             "ConfigMap.",
             registry=self.registry,
         )
         self.deletions_deferred = Counter(
-            "akua_deletions_deferred",
+            "akua_operator_deletions_deferred",
             "New Akua deletes the deletion budget deferred (each refusal counts; a resource "
             "that waits several times counts several times).",
             registry=self.registry,
         )
+        self.handler_errors = Counter(
+            "akua_operator_handler_errors",
+            "Unexpected exceptions a handler caught (logged with their traceback, retried), by "
+            "handler.",
+            ["handler"],
+            registry=self.registry,
+        )
+        for handler in ("observe", "delete"):
+            self.handler_errors.labels(handler=handler)  # exported at 0 from the start
+        self.build_info = Gauge(
+            "akua_operator_build_info",
+            "Always 1; the labels tell the operator's version and those of Python and kopf.",
+            ["version", "python", "kopf"],
+            registry=self.registry,
+        )
+        self.build_info.labels(
+            version=_version("akua-operator"),
+            python=platform.python_version(),
+            kopf=_version("kopf"),
+        ).set(1)
         self.registry.register(_StateCollector(self))
         if process_metrics:
             ProcessCollector(registry=self.registry)
@@ -253,15 +334,26 @@ class OperatorMetrics:
 
     def record_resource(self, namespace: str, name: str, conditions: Iterable[Condition]) -> None:
         """Set the conditions of one AkuaCluster (replaces what was recorded for it before)."""
+        conditions = list(conditions)
         keys = frozenset(_condition_key(c) for c in conditions)
+        stalled = _stalled_since(conditions)
         with self._lock:
             self._resources[(namespace, name)] = keys
             self._seen_conditions.update(keys)
+            if stalled is None:
+                self._stalled.pop((namespace, name), None)
+            else:
+                reason, since = stalled
+                previous = self._stalled.get((namespace, name))
+                if since is None:  # no transition time: since first seen stalled
+                    since = previous[1] if previous is not None else self._clock()
+                self._stalled[(namespace, name)] = (reason, since)
 
     def forget_resource(self, namespace: str, name: str) -> None:
         """Drop an AkuaCluster that is gone (idempotent)."""
         with self._lock:
             self._resources.pop((namespace, name), None)
+            self._stalled.pop((namespace, name), None)
 
     @property
     def resource_count(self) -> int:
@@ -277,6 +369,10 @@ class OperatorMetrics:
         self.operations.labels(**labels).inc()
         self.operation_duration.labels(**labels).observe(max(0.0, float(duration_seconds)))
 
+    def handler_error_inc(self, handler: str) -> None:
+        """A handler caught an unexpected exception (``observe``, ``delete``, ...)."""
+        self.handler_errors.labels(handler=handler or "unknown").inc()
+
     # -- guards against mass deletion ---------------------------------------------------------
 
     def released_by_crd_deletion_inc(self) -> None:
@@ -289,11 +385,19 @@ class OperatorMetrics:
 
     # -- finalizers ---------------------------------------------------------------------------
 
-    def record_finalizer_held(self, uid: str, since_ts: float | datetime.datetime | str) -> None:
+    def record_finalizer_held(
+        self,
+        uid: str,
+        since_ts: float | datetime.datetime | str,
+        namespace: str = "",
+        name: str = "",
+    ) -> None:
         """An AkuaCluster marked for deletion (since ``since_ts``, its deletionTimestamp: epoch
         seconds, a datetime, or an RFC 3339 string) still carries our finalizer.
 
-        Calling it again for the same uid keeps the earliest timestamp.
+        Calling it again for the same uid keeps the earliest timestamp (and the latest known
+        namespace/name). Without a name the object counts in the totals but has no per-object
+        series.
         """
         try:
             since = _to_epoch(since_ts)
@@ -301,7 +405,10 @@ class OperatorMetrics:
             since = self._clock()
         with self._lock:
             previous = self._finalizers.get(uid)
-            self._finalizers[uid] = since if previous is None else min(previous, since)
+            if previous is not None:
+                since = min(previous[0], since)
+                namespace, name = namespace or previous[1], name or previous[2]
+            self._finalizers[uid] = (since, namespace, name)
 
     def finalizer_released(self, uid: str) -> None:
         """The finalizer of ``uid`` was removed, or the object is gone (idempotent)."""
@@ -315,6 +422,11 @@ class OperatorMetrics:
         with self._lock:
             self._api_stats = source
 
+    def set_ready_source(self, source: Callable[[], bool] | None) -> None:
+        """Export ``akua_operator_ready`` (1/0) from ``source`` (the readiness verdict)."""
+        with self._lock:
+            self._ready = source
+
     # -- exposition ---------------------------------------------------------------------------
 
     def exposition(self) -> bytes:
@@ -325,8 +437,14 @@ class OperatorMetrics:
         with self._lock:
             resources = list(self._resources.values())
             seen = sorted(self._seen_conditions)
-            finalizers = list(self._finalizers.values())
+            held = list(self._finalizers.values())
+            stalled = [
+                (ns, nm, reason, since) for (ns, nm), (reason, since) in self._stalled.items()
+            ]
             api_stats = self._api_stats
+            ready_source = self._ready
+            limit = self.per_object_limit
+        finalizers = [since for since, _, _ in held]
         now = self._clock()
 
         counts = dict.fromkeys(seen, 0)
@@ -334,7 +452,7 @@ class OperatorMetrics:
             for key in keys:
                 counts[key] = counts.get(key, 0) + 1
         family = GaugeMetricFamily(
-            "akua_resources",
+            "akua_operator_resources",
             "AkuaClusters by condition type, condition status and reason "
             "(a resource counts once per condition it carries).",
             labels=["condition", "status", "reason"],
@@ -344,18 +462,72 @@ class OperatorMetrics:
         yield family
 
         yield GaugeMetricFamily(
-            "akua_finalizers_held",
+            "akua_operator_finalizers_held",
             "AkuaClusters marked for deletion whose finalizer the operator still holds.",
             value=len(finalizers),
         )
         oldest = max(0.0, now - min(finalizers)) if finalizers else 0.0
         yield GaugeMetricFamily(
-            "akua_oldest_finalizer_age_seconds",
+            "akua_operator_oldest_finalizer_age_seconds",
             "Seconds since the deletionTimestamp of the oldest AkuaCluster whose finalizer is "
             "still held (0 when none).",
             value=oldest,
         )
+        yield from _per_object_families(now, held, stalled, limit)
+        if ready_source is not None:
+            try:
+                ready = 1 if ready_source() else 0
+            except Exception:  # noqa: BLE001 - a broken source must not break /metrics
+                ready = 0
+            yield GaugeMetricFamily(
+                "akua_operator_ready",
+                "1 while /readyz passes (startup done, not stopping, event loop alive), else 0.",
+                value=ready,
+            )
         yield from _api_families(api_stats)
+
+
+def _per_object_families(
+    now: float,
+    held: Sequence[tuple[float, str, str]],
+    stalled: Sequence[tuple[str, str, str, float]],
+    limit: int,
+) -> Iterator[Metric]:
+    """The bounded per-object series: the ``limit`` oldest objects of each kind, the rest
+    counted in an overflow gauge (ties broken by namespace/name, so the set is stable)."""
+    named = sorted((since, ns, nm) for since, ns, nm in held if nm)
+    family = GaugeMetricFamily(
+        "akua_operator_deletion_held_seconds",
+        "Seconds since the deletionTimestamp of an AkuaCluster whose finalizer is still held "
+        "(the oldest --per-object-metrics-limit ones; the rest in "
+        "akua_operator_deletion_held_overflow).",
+        labels=["namespace", "name"],
+    )
+    for since, ns, nm in named[:limit]:
+        family.add_metric([ns, nm], max(0.0, now - since))
+    yield family
+    yield GaugeMetricFamily(
+        "akua_operator_deletion_held_overflow",
+        "AkuaClusters with a held finalizer left out of akua_operator_deletion_held_seconds by "
+        "the per-object limit.",
+        value=max(0, len(named) - limit),
+    )
+
+    ordered = sorted(stalled, key=lambda s: (s[3], s[0], s[1]))
+    family = GaugeMetricFamily(
+        "akua_operator_resource_stalled",
+        "1 for an AkuaCluster whose Stalled condition is True, with its reason (the oldest "
+        "--per-object-metrics-limit ones; the rest in akua_operator_resource_stalled_overflow).",
+        labels=["namespace", "name", "reason"],
+    )
+    for ns, nm, reason, _since in ordered[:limit]:
+        family.add_metric([ns, nm, reason], 1)
+    yield family
+    yield GaugeMetricFamily(
+        "akua_operator_resource_stalled_overflow",
+        "Stalled AkuaClusters left out of akua_operator_resource_stalled by the per-object limit.",
+        value=max(0, len(ordered) - limit),
+    )
 
 
 def _api_families(source: ApiStatsSource | None) -> Iterator[Metric]:
@@ -369,7 +541,7 @@ def _api_families(source: ApiStatsSource | None) -> Iterator[Metric]:
         snapshot = ApiStatsSnapshot()
 
     requests = CounterMetricFamily(
-        "akua_api_requests",
+        "akua_operator_api_requests",
         "Requests the Akua client sent, by endpoint and HTTP status (or timeout/transport_error).",
         labels=["endpoint", "status"],
     )
@@ -381,21 +553,21 @@ def _api_families(source: ApiStatsSource | None) -> Iterator[Metric]:
     help_text = "Latency of Akua API requests by endpoint (each attempt, retries included)."
     if latencies and all(lat.buckets is not None for _, lat in latencies):
         histogram = HistogramMetricFamily(
-            "akua_api_request_duration_seconds", help_text, labels=["endpoint"]
+            "akua_operator_api_request_duration_seconds", help_text, labels=["endpoint"]
         )
         for endpoint, lat in latencies:
             histogram.add_metric([endpoint], _bucket_samples(lat.buckets or ()), lat.sum)
         yield histogram
     else:
         summary = SummaryMetricFamily(
-            "akua_api_request_duration_seconds", help_text, labels=["endpoint"]
+            "akua_operator_api_request_duration_seconds", help_text, labels=["endpoint"]
         )
         for endpoint, lat in latencies:
             summary.add_metric([endpoint], lat.count, lat.sum)
         yield summary
 
     retries = CounterMetricFamily(
-        "akua_api_retries",
+        "akua_operator_api_retries",
         "Akua API attempts that repeated an earlier failed attempt, by endpoint.",
         labels=["endpoint"],
     )
@@ -404,7 +576,7 @@ def _api_families(source: ApiStatsSource | None) -> Iterator[Metric]:
     yield retries
 
     yield CounterMetricFamily(
-        "akua_ratelimit_wait_seconds",
+        "akua_operator_ratelimit_wait_seconds",
         "Seconds Akua requests spent waiting for a token of the client's shared rate limiter.",
         value=snapshot.ratelimit_wait_seconds,
     )
