@@ -44,11 +44,12 @@ def test_one_operation_loops_on_wait_with_timeout_5_when_waits_carry_steps() -> 
 
 
 def test_without_steps_in_waits_the_wait_lasts_10s_and_a_step_read_goes_in_between() -> None:
-    p = plan(NOW, [op(1)], BUDGET, SweepState())
+    no_steps = SweepState(waits_carry_steps=False)
+    p = plan(NOW, [op(1)], BUDGET, no_steps)
     assert p.calls == (Wait("op-1", 10),)
     waiting = replace(charge(op(1), NOW, 1.0), waiting=True, last_call_at=NOW)
-    assert plan(NOW + 1, [waiting], BUDGET, SweepState()).calls == ()
-    assert plan(NOW + 5, [waiting], BUDGET, SweepState()).calls == (Read("op-1", step=True),)
+    assert plan(NOW + 1, [waiting], BUDGET, no_steps).calls == ()
+    assert plan(NOW + 5, [waiting], BUDGET, no_steps).calls == (Read("op-1", step=True),)
 
 
 def test_switch_to_sweeps_above_w() -> None:
@@ -246,3 +247,17 @@ def test_at_most_one_call_per_5s_per_running_operation_over_300s(n: int) -> None
     else:
         assert sim.sweeps >= 300 / 3
     assert sim.step_reads > 0
+
+
+def test_operations_not_read_yet_count_as_running() -> None:
+    # the first ones read get no :wait while the others' reads are out: R counts them all
+    unknown = [OpView(id=f"op-u{i}", started_at=0.0, reading=True) for i in range(50)]
+    p = plan(NOW, [op(1), *unknown], BUDGET, SweepState())
+    assert p.mode == "sweep"
+    assert not any(isinstance(c, Wait) for c in p.calls)
+
+
+def test_a_wait_is_never_shorter_than_the_window() -> None:
+    # one :wait per 5 s must cover every moment, whatever --wait-timeout says
+    p = plan(NOW, [op(1)], BUDGET, SweepState(waits_carry_steps=True), PlanTuning(wait_timeout=1))
+    assert p.calls == (Wait("op-1", 5),)

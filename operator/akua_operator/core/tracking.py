@@ -105,7 +105,9 @@ class SweepState:
     last_at: float | None = None  # when the last sweep ended
     last_pages: int = 0
     step_reads: tuple[float, ...] = ()  # when the step reads of the last second were sent
-    waits_carry_steps: bool = False  # the last :wait answer carried steps
+    # The last :wait answer carried steps (the API's README promises them: assumed until an
+    # answer says otherwise).
+    waits_carry_steps: bool = True
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,9 @@ def plan(
     young = [v for v in running if v.known and not _old(v, now, tuning)]
     own_waits = sum(1 for v in views if v.waiting)
     capacity = wait_capacity(budget, own_waits)
-    sweeping = len(young) > capacity
+    # R counts the operations not read yet too (as far as is known, they run and are young):
+    # otherwise the first ones read would each get a :wait before the mode is known.
+    sweeping = len(young) + sum(1 for v in running if not v.known) > capacity
     long_free = max(0, budget.long_slots_free)
 
     # 1. One completion GET: a new operation (nothing known), one passed by a sweep unseen, an
@@ -236,7 +240,10 @@ def plan(
     # 3. Completions of the young running operations: :wait each, or sweep them all.
     step_candidates: list[OpView] = []
     if not sweeping:
-        timeout = tuning.wait_timeout if sweep.waits_carry_steps else 2 * tuning.wait_timeout
+        # never shorter than the cap's window: one :wait per 5 s must cover every moment
+        timeout = max(tuning.wait_timeout, math.ceil(WINDOW))
+        if not sweep.waits_carry_steps:
+            timeout *= 2
         for v in young:
             if _busy(v) or v.needs_read:
                 continue
