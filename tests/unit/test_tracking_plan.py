@@ -45,9 +45,9 @@ def test_one_operation_loops_on_wait_with_timeout_5_when_waits_carry_steps() -> 
 
 def test_without_steps_in_waits_the_wait_lasts_10s_and_a_step_read_goes_in_between() -> None:
     no_steps = SweepState(waits_carry_steps=False)
-    p = plan(NOW, [op(1)], BUDGET, no_steps)
+    p = plan(NOW, [op(1, last_steps_at=NOW)], BUDGET, no_steps)
     assert p.calls == (Wait("op-1", 10),)
-    waiting = replace(charge(op(1), NOW, 1.0), waiting=True, last_call_at=NOW)
+    waiting = replace(charge(op(1, last_steps_at=NOW), NOW, 1.0), waiting=True, last_call_at=NOW)
     assert plan(NOW + 1, [waiting], BUDGET, no_steps).calls == ()
     assert plan(NOW + 5, [waiting], BUDGET, no_steps).calls == (Read("op-1", step=True),)
 
@@ -261,3 +261,15 @@ def test_a_wait_is_never_shorter_than_the_window() -> None:
     # one :wait per 5 s must cover every moment, whatever --wait-timeout says
     p = plan(NOW, [op(1)], BUDGET, SweepState(waits_carry_steps=True), PlanTuning(wait_timeout=1))
     assert p.calls == (Wait("op-1", 5),)
+
+
+def test_without_steps_in_waits_steps_older_than_two_windows_are_read_before_the_next_wait() -> (
+    None
+):
+    # a :wait that came back early (the operation moved fast, or a fake clock) leaves no wait
+    # to read the steps beside: the steps come first
+    no_steps = SweepState(waits_carry_steps=False)
+    stale = op(1, last_steps_at=NOW - 10)
+    assert plan(NOW, [stale], BUDGET, no_steps).calls == (Read("op-1", step=True),)
+    fresh = op(1, last_steps_at=NOW - 6)
+    assert plan(NOW, [fresh], BUDGET, no_steps).calls == (Wait("op-1", 10),)

@@ -248,7 +248,16 @@ def plan(
             if _busy(v) or v.needs_read:
                 continue
             if credit_of(v, now) >= 1.0:
-                acc.calls.append(Wait(v.id, timeout))
+                if (
+                    not sweep.waits_carry_steps
+                    and budget.writes_waiting == 0
+                    and (v.last_steps_at is None or v.last_steps_at <= now - 2 * WINDOW)
+                ):
+                    # no :wait in flight to read the steps beside (a :wait that came back
+                    # early): the steps first, the next :wait once the credit is back
+                    acc.calls.append(Read(v.id, step=True))
+                else:
+                    acc.calls.append(Wait(v.id, timeout))
             else:
                 acc.at(_refilled_at(v, now))
         if not sweep.waits_carry_steps:

@@ -95,6 +95,10 @@ def _signature(op: Operation) -> tuple[Any, ...]:
     )
 
 
+def _all_finished(op: Operation) -> bool:
+    return all(str(s.status) in ("completed", "skipped") for s in op.steps)
+
+
 def _transitions(old: Operation | None, new: Operation) -> int:
     if not new.steps_reported:
         return 0
@@ -124,6 +128,7 @@ class OperationTracker:
         self._loop: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self._mode = "wait"  # of the last plan
 
     # --- what handlers call -------------------------------------------------------------------
 
@@ -218,6 +223,7 @@ class OperationTracker:
                 return  # started again by the next follow()
             views = [t.view for t in self._ops.values() if not t.parked]
             p = plan(now, views, self._budget_view(), self._sweep, self.tuning)
+            self._mode = p.mode
             for call in p.calls:
                 self._send(call, now)
             if p.calls:
@@ -404,10 +410,17 @@ class OperationTracker:
         if (
             op.done
             and not op.steps_reported
-            and (str(op.state) in NEEDS_STEPS_WHEN_ENDED or not view.steps_known)
+            and (
+                str(op.state) in NEEDS_STEPS_WHEN_ENDED
+                or not view.steps_known
+                or (self._mode == "wait" and not _all_finished(merged))
+            )
         ):
             # FAILED/CANCELLED: the core needs the failed step (retryable); any other end
-            # whose steps were never read: one GET before the handler hears of it.
+            # whose steps were never read, or (while the budget allows a :wait per operation)
+            # whose last steps read are not all finished: one GET before the handler hears of
+            # it. In sweep mode a SUCCEEDED operation keeps the last steps read: a GET per
+            # completion would cost as much budget as the DELETEs.
             tracked.view = replace(view, needs_read=True)
             tracked.ended = merged
             return
