@@ -78,8 +78,9 @@ OPTIONS: tuple[Option, ...] = (
         "AKUA_WAIT_TIMEOUT",
         int,
         5,
-        "Server-side timeout (1-60 s) of each POST /operations/{id}:wait long poll; step "
-        "changes reach the status within about this long.",
+        "Server-side timeout (1-60 s) of each POST /operations/{id}:wait long poll of the "
+        "operation tracker, never less than 5 s (at most one call per 5 s per running "
+        "operation); step changes reach the status within about this long.",
     ),
     Option(
         "backoff_base",
