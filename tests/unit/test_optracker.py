@@ -9,8 +9,10 @@ import itertools
 from collections import Counter
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
 from akua_operator.akua.errors import AkuaNotFound
 from akua_operator.akua.models import Operation
@@ -61,6 +63,15 @@ def calls_about(sim: SimApp, op_id: str) -> list[dict[str, object]]:
     return [e for e in sim.journal.read(0) if str(e["path"]).startswith(f"/operations/{op_id}")]
 
 
+def tracker_metric(name: str) -> float:
+    text = telemetry.current().metrics.exposition().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} is not exported")
+
+
 def test_the_key_names_no_token() -> None:
     key = credentials_key(CREDS)
     assert TOKEN not in repr(key) and len(key[0]) == 16 and key[1] is None
@@ -96,6 +107,9 @@ async def test_above_w_completions_come_from_list_sweeps_and_a_failed_one_from_a
     ops = await start_deletes(sim, 12)
     akua = client(sim, rate=4)  # W = floor(0.5 * 4 * 5) = 10 < 12 running
     tracker = OperationTracker(akua, CREDS)
+    pages_before = tracker_metric("akua_operator_tracker_sweep_pages_total")
+    sweeps_before = tracker_metric("akua_operator_tracker_sweeps_total")
+    followed_before = tracker_metric("akua_operator_tracker_operations")
     for op_id in ops:
         tracker.follow(op_id)
     try:
@@ -111,6 +125,11 @@ async def test_above_w_completions_come_from_list_sweeps_and_a_failed_one_from_a
         assert any(e["path"] == "/operations" for e in journal)  # list sweeps
         assert not any(str(e["path"]).endswith(":wait") for e in journal)
         assert ("GET", f"/operations/{failed.id}") in [(e["method"], e["path"]) for e in journal]
+        # what the benchmark scrapes
+        pages = sum(1 for e in journal if e["path"] == "/operations")
+        assert tracker_metric("akua_operator_tracker_sweep_pages_total") - pages_before == pages
+        assert tracker_metric("akua_operator_tracker_sweeps_total") > sweeps_before
+        assert tracker_metric("akua_operator_tracker_operations") == followed_before + 12
     finally:
         await tracker.stop()
         await akua.aclose()
