@@ -98,8 +98,9 @@ OPTIONS: tuple[Option, ...] = (
         "AKUA_WAIT_TIMEOUT",
         int,
         5,
-        "Server-side timeout (1-60 s) of each POST /operations/{id}:wait long poll; step "
-        "changes reach the status within about this long.",
+        "Server-side timeout (1-60 s) of each POST /operations/{id}:wait long poll of the "
+        "operation tracker, never less than 5 s (at most one call per 5 s per running "
+        "operation); step changes reach the status within about this long.",
     ),
     Option(
         "backoff_base",
@@ -185,6 +186,26 @@ OPTIONS: tuple[Option, ...] = (
         "Akua requests per second over all resources (0: no limit).",
     ),
     Option("api_burst", "--api-burst", "AKUA_API_BURST", int, 40, "Burst of the rate limit."),
+    Option(
+        "sweep_horizon",
+        "--sweep-horizon",
+        "AKUA_SWEEP_HORIZON",
+        float,
+        600.0,
+        "Seconds: an Akua operation that started longer ago (an approval pending for hours) "
+        "is followed on its own (one :wait?timeout=60 or GET a minute), never by the "
+        "operation tracker's list sweeps, so it never makes a sweep page through the "
+        "workspace.",
+    ),
+    Option(
+        "step_read_rate",
+        "--step-read-rate",
+        "AKUA_STEP_READ_RATE",
+        float,
+        None,
+        "Most GET /operations/{id} step reads per second of the operation tracker (the "
+        "steps shown in status); unset: the --api-rate, or 20 when the rate limit is off.",
+    ),
     Option(
         "standalone",
         "--standalone",
@@ -366,6 +387,9 @@ class Settings:
     api_retry_after_cap: float = 5.0
     api_rate: float = 20.0
     api_burst: int = 40
+    sweep_horizon: float = 600.0
+    #: None: the api_rate (20 when that is 0); see :attr:`step_reads_per_second`.
+    step_read_rate: float | None = None
     standalone: bool = True
     peering_name: str | None = None
     #: "" = the default shard; ``shard_names`` every named shard (empty: not sharded).
@@ -449,6 +473,9 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         values["peering_priority"] = default_priority()
     values["wait_timeout"] = max(1, min(60, int(values["wait_timeout"])))
     values["deletion_budget_per_minute"] = max(0, int(values["deletion_budget_per_minute"]))
+    values["sweep_horizon"] = max(60.0, float(values["sweep_horizon"]))
+    if values["step_read_rate"] is not None:
+        values["step_read_rate"] = max(0.1, float(values["step_read_rate"]))
     selector = values["default_credentials_namespace_selector"]
     if selector is not None and not selector.strip():
         values["default_credentials_namespace_selector"] = None

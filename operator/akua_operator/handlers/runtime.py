@@ -20,9 +20,12 @@ version of the body it handed to the handler, and the finalizer patch would fail
 event of our own writes caught up. The core never releases with an empty status
 (``status.deletion.releasedAt``), so that PATCH always happens.
 
-A run follows an operation (``:wait`` long polls) for at most ``FOLLOW_SECONDS``, then returns
-``Requeue(0)``: the handler asks kopf to re-run it at once (one progress write), so annotations
-(akua.dev/orphan, akua.dev/retry) are read again within about that long.
+A run follows an operation for at most ``FOLLOW_SECONDS``, then returns ``Requeue(0)``: the
+handler asks kopf to re-run it at once (one progress write), so annotations (akua.dev/orphan,
+akua.dev/retry) are read again within about that long. Following makes no Akua call of its own:
+the operation tracker of the credentials (handlers/optracker.py, one per workspace, shared by
+every resource) follows every operation, and the run waits for its operation's next change
+(``OperationTracker.changed``), never polling.
 
 Guards against mass deletion (core/guards.py): while deleting, the runtime reads the AkuaCluster
 CRD (``Facts.crd_deleting``) and records releases by the CRD guard (log, metric, ConfigMap); a
@@ -46,7 +49,7 @@ from pydantic import ValidationError
 
 from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
-from akua_operator.akua.errors import AkuaError, AkuaNotFound, AkuaResponseError
+from akua_operator.akua.errors import AkuaError, AkuaNotFound, AkuaResponseError, AkuaTimeout
 from akua_operator.akua.models import Operation
 from akua_operator.core import Decision, Facts, Meta, Tuning, advance, decide, tenancy
 from akua_operator.core.deletion import orphan_asked
@@ -55,6 +58,7 @@ from akua_operator.core.lifecycle import token_workspace_needed
 from akua_operator.core.lifecycle_actions import LIFECYCLE_ACTIONS
 from akua_operator.core.remote import cluster_id_of
 from akua_operator.core.shards import Shards
+from akua_operator.core.tracking import PlanTuning
 from akua_operator.core.types import (
     Action,
     ApiFailed,
@@ -75,6 +79,7 @@ from akua_operator.core.types import (
 )
 from akua_operator.handlers.budget import DeletionBudget
 from akua_operator.handlers.lifecycle import perform_lifecycle
+from akua_operator.handlers.optracker import OperationTracker, Trackers
 from akua_operator.kube import (
     CRDUnreadable,
     CredentialsError,
@@ -94,12 +99,13 @@ from akua_operator.settings import Settings
 
 log = logging.getLogger("akua_operator")
 
-# Bounds of one cycle: at most MAX_ACTIONS Akua calls besides the :wait long polls; no new long
-# poll once one more could end later than FOLLOW_SECONDS after the cycle started (a first one
-# always goes out), and at most one per wait timeout in that time. Each run that ends this way
-# costs kopf one write (its progress record), and the next run reads the annotations
-# (akua.dev/orphan, akua.dev/retry) again: they act within about FOLLOW_SECONDS.
+# Bounds of one cycle: at most MAX_ACTIONS Akua calls; following an operation (the tracker's
+# changes, at most MAX_FOLLOWS of them) ends FOLLOW_SECONDS after the cycle started (a first
+# wait always gets at least the wait timeout). Each run that ends this way costs kopf one write
+# (its progress record), and the next run reads the annotations (akua.dev/orphan,
+# akua.dev/retry) again: they act within about FOLLOW_SECONDS.
 MAX_ACTIONS = 8
+MAX_FOLLOWS = 64
 FOLLOW_SECONDS = 20.0
 
 REASON_CACHED_CREDENTIALS = "CachedCredentials"
@@ -160,6 +166,10 @@ class ResourceState:
     # caused it (the API server marks the CRD before it deletes the AkuaClusters).
     deletion_seen: tuple[str, str] | None = None
     deletion_seen_at: float = 0.0
+    # The operation this resource follows through its tracker (one reference held there) and
+    # the tracker's version of it the core last decided on.
+    following: tuple[OperationTracker, str] | None = field(default=None, repr=False)
+    followed_version: int = 0
 
 
 class Runtime:
@@ -190,6 +200,25 @@ class Runtime:
         self._crd_lock = asyncio.Lock()
         self._crd_unreadable_logged = False
         self._no_namespace_logged = False
+        self._trackers: Trackers | None = None
+
+    @property
+    def trackers(self) -> Trackers:
+        """The operation trackers, one per credentials key (handlers/optracker.py)."""
+        if self._trackers is None:
+            s = self.settings
+            rate = s.step_read_rate
+            if rate is None:
+                rate = s.api_rate if s.api_rate > 0 else 20.0
+            self._trackers = Trackers(
+                self.client,
+                PlanTuning(
+                    horizon=s.sweep_horizon,
+                    step_read_rate=rate,
+                    wait_timeout=max(1, min(60, s.wait_timeout)),
+                ),
+            )
+        return self._trackers
 
     @property
     def kube(self) -> KubeIO:
@@ -232,7 +261,10 @@ class Runtime:
             telemetry.current().attach_client(self._client)
 
     async def stop(self) -> None:
-        """Close the shared clients (kopf cleanup)."""
+        """Stop the operation trackers, close the shared clients (kopf cleanup)."""
+        if self._trackers is not None:
+            await self._trackers.stop()
+            self._trackers = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -288,12 +320,11 @@ class Runtime:
                     creds = found
                     facts = replace(facts, token_workspace=await self._token_workspace(creds))
             started = time.monotonic()
-            max_waits = int(FOLLOW_SECONDS // max(1, self.tuning.wait_timeout)) + 1
-            waits = calls = 0
-            # MAX_ACTIONS calls and max_waits long polls at most, and the core decides on the
+            follows = calls = 0
+            # MAX_ACTIONS calls and MAX_FOLLOWS changes at most, and the core decides on the
             # answer to each of them (the last included, hence + 1): an answer never decided on
             # would leave its request recorded as pending, and the next run would send it again.
-            for _ in range(MAX_ACTIONS + max_waits + 1):
+            for _ in range(MAX_ACTIONS + MAX_FOLLOWS + 1):
                 decision = decide(facts, obs)
                 decision = self._apply_budget(facts, decision, logger)
                 status_patch = decision.status_patch
@@ -319,14 +350,13 @@ class Runtime:
                 if isinstance(action, Release):
                     await self._release_claim(facts, action, logger)
                 if isinstance(action, Release | Requeue | Idle):
+                    _unfollow(state)
                     return action
-                if isinstance(action, FollowOperation) and action.wait:
-                    elapsed = time.monotonic() - started
-                    if waits >= max_waits or (
-                        waits and elapsed + self.tuning.wait_timeout > FOLLOW_SECONDS
-                    ):
+                if isinstance(action, FollowOperation):
+                    remaining = FOLLOW_SECONDS - (time.monotonic() - started)
+                    if follows >= MAX_FOLLOWS or (follows and action.wait and remaining <= 0):
                         return Requeue(0.0, "continue following")
-                    waits += 1
+                    follows += 1
                 elif calls >= MAX_ACTIONS:
                     return Requeue(0.0, "continue")
                 else:
@@ -349,7 +379,17 @@ class Runtime:
                 if shard_record is not None:
                     await self._write_status(ref, shard_record, state)
                     shard_record = None
-                obs = await self.perform(action, creds)
+                if isinstance(action, FollowOperation):
+                    seed = obs.operation if isinstance(obs, OperationObserved) else None
+                    timeout = FOLLOW_SECONDS - (time.monotonic() - started)
+                    if follows == 1:  # the first wait of a run: at least one wait timeout
+                        timeout = max(timeout, float(self.tuning.wait_timeout))
+                    seen = await self._follow(action, creds, state, timeout, seed)
+                    if seen is None:  # nothing changed in time
+                        return Requeue(0.0, "continue following")
+                    obs = seen
+                else:
+                    obs = await self.perform(action, creds)
                 if isinstance(obs, OperationObserved):
                     _count_operation(obs)
             return Requeue(0.0, "continue")
@@ -596,6 +636,39 @@ class Runtime:
             return None
         return page.data[0].id if len(page.data) == 1 and not page.has_more else None
 
+    async def _follow(
+        self,
+        action: FollowOperation,
+        creds: Credentials,
+        state: ResourceState,
+        timeout: float,  # noqa: ASYNC109 - bounded by the run's follow budget
+        seed: Operation | None,
+    ) -> Observation | None:
+        """Follow ``action``'s operation through the tracker of ``creds`` (in the workspace
+        the core chose): its next change after the version the core last decided on (what
+        is known now for ``wait=False``), or None when nothing changed within ``timeout``. A
+        call about it that failed for good (401/403/404) comes back as that failure."""
+        workspace = action.workspace
+        if workspace is not None and workspace != creds.context:
+            try:
+                creds = replace(creds, context=workspace)
+            except ValueError:
+                return ApiFailed(AkuaResponseError("the workspace id is not valid"), action)
+        tracker = self.trackers.get(creds)
+        op_id = action.operation_id
+        if state.following != (tracker, op_id):
+            _unfollow(state)
+            tracker.follow(op_id, seed=seed if seed is not None and seed.id == op_id else None)
+            state.following, state.followed_version = (tracker, op_id), 0
+        seen = state.followed_version if action.wait else 0
+        found, version = await tracker.changed(op_id, seen, max(0.0, timeout))
+        if found is None or (action.wait and version == seen):
+            return None
+        state.followed_version = version
+        if isinstance(found, AkuaError):
+            return ApiFailed(found, action)
+        return OperationObserved(found)
+
     async def perform(self, action: Action, creds: Credentials) -> Observation:
         """One Akua call; every outcome becomes an observation (nothing raises).
 
@@ -618,13 +691,25 @@ class Runtime:
                         )
                     except AkuaNotFound:
                         return ClusterGone(cluster_id, via="GET", workspace=creds.context)
-                case FollowOperation(operation_id=op_id, wait=True):
-                    op = await self.client.wait_operation(
-                        op_id, creds=creds, timeout=self.tuning.wait_timeout
-                    )
-                    return OperationObserved(await self._with_steps(op, creds))
-                case FollowOperation(operation_id=op_id):
-                    return OperationObserved(await self.client.get_operation(op_id, creds=creds))
+                case FollowOperation(operation_id=op_id, wait=wait):
+                    # through the tracker, as the cycle does: the next change (wait) or what
+                    # is known now, within about one wait timeout
+                    tracker = self.trackers.get(creds)
+                    tracker.follow(op_id)
+                    try:
+                        after = tracker.version(op_id) if wait else 0
+                        found, _ = await tracker.changed(
+                            op_id, after, float(self.tuning.wait_timeout)
+                        )
+                        if found is None:
+                            found, _ = await tracker.changed(op_id, 0, self.settings.api_timeout)
+                    finally:
+                        tracker.unfollow(op_id)
+                    if isinstance(found, AkuaError):
+                        raise found
+                    if found is None:
+                        raise AkuaTimeout(f"no answer about operation {op_id} yet")
+                    return OperationObserved(found)
                 case DeleteCluster(cluster_id=cluster_id, if_match=etag, idempotency_key=key):
                     try:
                         op = await self.client.delete_cluster(
@@ -778,6 +863,14 @@ def _merge_into(target: MutableMapping[str, Any], patch: Mapping[str, Any]) -> N
             _merge_into(current, value)
         else:
             target[key] = copy.deepcopy(value)
+
+
+def _unfollow(state: ResourceState) -> None:
+    """Drop the resource's reference to the operation it followed (if any)."""
+    if state.following is not None:
+        tracker, op_id = state.following
+        tracker.unfollow(op_id)
+        state.following, state.followed_version = None, 0
 
 
 def _deletion_seen_at(body: Mapping[str, Any], state: ResourceState) -> float:

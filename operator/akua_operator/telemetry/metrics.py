@@ -325,6 +325,38 @@ class OperatorMetrics:
             python=platform.python_version(),
             kopf=_version("kopf"),
         ).set(1)
+
+        # The operation tracker (handlers/optracker.py), every workspace together.
+        self.tracker_sweeps = Counter(
+            "akua_operator_tracker_sweeps",
+            "GET /operations list sweeps of the operation tracker.",
+            registry=self.registry,
+        )
+        self.tracker_sweep_pages = Counter(
+            "akua_operator_tracker_sweep_pages",
+            "Pages read by the operation tracker's list sweeps.",
+            registry=self.registry,
+        )
+        self.tracker_waits = Counter(
+            "akua_operator_tracker_waits",
+            "POST /operations/{id}:wait long polls sent by the operation tracker.",
+            registry=self.registry,
+        )
+        self.tracker_step_reads = Counter(
+            "akua_operator_tracker_step_reads",
+            "GET /operations/{id} step reads of running operations by the operation tracker.",
+            registry=self.registry,
+        )
+        self.tracker_operations = Gauge(
+            "akua_operator_tracker_operations",
+            "Akua operations the operation tracker follows.",
+            registry=self.registry,
+        )
+        self.tracker_step_transitions = Counter(
+            "akua_operator_tracker_step_transitions",
+            "Step status changes the operation tracker saw (and handed to the resources).",
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(self))
         if process_metrics:
             ProcessCollector(registry=self.registry)
@@ -372,6 +404,27 @@ class OperatorMetrics:
     def handler_error_inc(self, handler: str) -> None:
         """A handler caught an unexpected exception (``observe``, ``delete``, ...)."""
         self.handler_errors.labels(handler=handler or "unknown").inc()
+
+    # -- the operation tracker ----------------------------------------------------------------
+
+    def tracker_sweep(self, pages: int) -> None:
+        """One list sweep of ``pages`` pages."""
+        self.tracker_sweeps.inc()
+        self.tracker_sweep_pages.inc(max(0, pages))
+
+    def tracker_wait(self) -> None:
+        self.tracker_waits.inc()
+
+    def tracker_step_read(self) -> None:
+        self.tracker_step_reads.inc()
+
+    def tracker_followed(self, delta: int) -> None:
+        """``delta`` more (or fewer) operations followed."""
+        self.tracker_operations.inc(delta)
+
+    def tracker_step_transitions_inc(self, count: int) -> None:
+        if count > 0:
+            self.tracker_step_transitions.inc(count)
 
     # -- guards against mass deletion ---------------------------------------------------------
 
