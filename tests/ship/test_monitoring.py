@@ -38,12 +38,6 @@ EXTERNAL = {
 #: branch: the operation tracker, the Akua budget and the cluster sweeper. Drop this set once
 #: they are merged (the test then checks them against the registry like every other name).
 PENDING_FROM_OTHER_BRANCHES = {
-    "akua_operator_tracker_sweeps_total",
-    "akua_operator_tracker_waits_total",
-    "akua_operator_tracker_step_reads_total",
-    "akua_operator_tracker_operations",
-    "akua_operator_budget_wait_seconds_total",
-    "akua_operator_budget_waiting",
     "akua_operator_observe_sweeps_total",
 }
 
