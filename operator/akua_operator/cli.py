@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
     # A registry with kopf's default login handlers (kubeconfig, in-cluster service account).
     registry = SmartOperatorRegistry()
     runtime = Runtime(settings)
-    register(registry, runtime)
+    observer = register(registry, runtime)
     register_access_guard(registry, runtime)
-    kopf_hooks.register(tel, registry=registry, watch=True)
+    kopf_hooks.register(tel, registry=registry, watch=True, listeners=[observer.on_event])
     if not settings.standalone:
         # A paused replica (another one is active) stays ready; /readyz shows the state.
         toggles = 1 if settings.all_namespaces else len(settings.namespaces)

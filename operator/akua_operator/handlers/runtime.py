@@ -245,8 +245,13 @@ class Runtime:
         observe_only: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
         kopf_patch: MutableMapping[str, Any] | None = None,
+        seed: ClusterObserved | None = None,
     ) -> Action:
         """Run decide/apply/perform until the core says Release, Requeue or Idle.
+
+        ``seed``: the cluster as a list sweep showed it (handlers/observer.py). When the core's
+        first read of the cluster is ``ObserveCluster`` of that cluster, it decides on the seed
+        instead of a ``GET /clusters/{id}`` (every other action is performed as usual).
 
         ``kopf_patch`` (the delete handler's kopf ``patch``): the status patch of a ``Release``
         goes into it instead of being written here, so kopf writes it just before it removes
@@ -327,6 +332,14 @@ class Runtime:
                     if owner is not None:
                         facts, obs = replace(facts, claimed_by=owner), None
                         continue
+                if (
+                    seed is not None
+                    and isinstance(action, ObserveCluster)
+                    and action.cluster_id == seed.cluster.id
+                    and action.workspace in (None, seed.cluster.workspace_id)
+                ):
+                    obs, seed = seed, None  # the list item instead of a GET
+                    continue
                 if creds is None:
                     found = await self._credentials(facts, state, ref, logger)
                     if isinstance(found, CredentialsUnavailable):

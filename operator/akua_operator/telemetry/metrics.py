@@ -234,6 +234,18 @@ class OperatorMetrics:
             "that waits several times counts several times).",
             registry=self.registry,
         )
+        self.observe_sweeps = Counter(
+            "akua_operator_observe_sweeps",
+            "Iterations of the routine observation's list sweeps, by outcome (ok, idle: nothing "
+            "to sweep, failed: the list or its credentials failed; handled).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.observe_pages = Counter(
+            "akua_operator_observe_pages",
+            "Pages of GET /clusters read by the routine observation's list sweeps.",
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(self))
         if process_metrics:
             ProcessCollector(registry=self.registry)
@@ -276,6 +288,16 @@ class OperatorMetrics:
     def deletion_deferred_inc(self) -> None:
         """The deletion budget refused one new DELETE."""
         self.deletions_deferred.inc()
+
+    # -- routine observation ------------------------------------------------------------------
+
+    def observe_sweep_inc(self, outcome: str) -> None:
+        """One list sweep iteration ended (``ok``, ``idle`` or ``failed``)."""
+        self.observe_sweeps.labels(outcome=outcome).inc()
+
+    def observe_page_inc(self) -> None:
+        """One page of GET /clusters was read by a sweep."""
+        self.observe_pages.inc()
 
     # -- finalizers ---------------------------------------------------------------------------
 
