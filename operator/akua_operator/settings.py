@@ -62,7 +62,8 @@ OPTIONS: tuple[Option, ...] = (
         "AKUA_OBSERVE_INTERVAL",
         float,
         300.0,
-        "Seconds between periodic observations of each cluster (GET /clusters/{id}).",
+        "Seconds between the list sweeps that observe the clusters (paged GET /clusters, one "
+        "sweep per credentials and workspace).",
     ),
     Option(
         "observe_jitter",
@@ -70,7 +71,7 @@ OPTIONS: tuple[Option, ...] = (
         "AKUA_OBSERVE_JITTER",
         float,
         0.2,
-        "Fraction of the interval used to spread the first observation of each resource.",
+        "Fraction of the interval used to spread the first list sweep of each credentials key.",
     ),
     Option(
         "wait_timeout",
