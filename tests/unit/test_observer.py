@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from typing import Any
 
 import httpx
+import kopf
 from pydantic import SecretStr
 
 from akua_operator import telemetry
 from akua_operator.akua.client import Credentials
 from akua_operator.akua.models import Cluster
 from akua_operator.core.status import merge_patch
+from akua_operator.core.types import Action, Idle
+from akua_operator.handlers.akuacluster import register
 from akua_operator.handlers.observer import (
     ASK_DEBOUNCE,
     ASK_MAX_DELAY,
@@ -309,4 +313,65 @@ async def test_a_changed_cluster_is_decided_on_the_list_item_without_a_get() -> 
             assert kube.reads == 1  # read once from Kubernetes
             await observer.stop()
         finally:
+            await runtime.stop()
+
+
+# --- the create/resume handlers take their cluster from a sweep ----------------------------------
+
+
+class SeedRecorder(Runtime):
+    """A Runtime whose cycle records what it was given (the handler glue is what is tested)."""
+
+    def __init__(self, settings: Settings, kube: Kube) -> None:
+        super().__init__(settings, token_source=TokenSource(token=SecretStr(TOKEN)), kube=kube)  # type: ignore[arg-type]
+        self.calls: list[dict[str, Any]] = []
+
+    async def cycle(self, body: Any, state: Any, **kwargs: Any) -> Action:
+        self.calls.append(kwargs)
+        return Idle("observed")
+
+
+async def test_resumed_resources_take_their_clusters_from_one_debounced_sweep() -> None:
+    telemetry.setup(telemetry.TelemetrySettings())
+    with SimServer(SimConfig(tokens=[TOKEN])) as server:
+        async with httpx.AsyncClient(timeout=10) as admin:
+            cids = [
+                (await admin.post(f"{server.admin_url}/clusters", json={"name": f"r{i}"})).json()[
+                    "id"
+                ]
+                for i in range(30)
+            ]
+        settings = Settings(namespaces=("ns",), api_url=server.url, api_rate=0)
+        runtime = SeedRecorder(settings, Kube())
+        await runtime.start()
+        registry = kopf.OperatorRegistry()
+        observer = register(registry, runtime)
+        observer.start()
+        (resume,) = [h for h in registry._changing.get_all_handlers() if h.id == "observe-resume"]
+        try:
+            before = len(server.sim.journal.read(0))
+            runs = [
+                resume.fn(
+                    body=body(f"u{i}", None, clusterId=cid),
+                    memo=kopf.Memo(runtime=runtime),
+                    logger=logging.getLogger("test"),
+                    retry=0,
+                )
+                for i, cid in enumerate(cids)
+            ]
+            await asyncio.wait_for(asyncio.gather(*runs), 60)
+            calls = server.sim.journal.read(before)
+            assert [(e["method"], e["path"]) for e in calls] == [("GET", "/clusters")]
+            seeds = [c["seed"] for c in runtime.calls]
+            assert sorted(s.cluster.id for s in seeds) == sorted(cids)
+            # A re-run (kopf retry) reads the cluster itself: no seed, no sweep.
+            await resume.fn(
+                body=body("u0", None, clusterId=cids[0]),
+                memo=kopf.Memo(runtime=runtime),
+                logger=logging.getLogger("test"),
+                retry=1,
+            )
+            assert runtime.calls[-1]["seed"] is None
+        finally:
+            await observer.stop()
             await runtime.stop()
