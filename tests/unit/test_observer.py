@@ -273,6 +273,10 @@ async def test_one_sweep_acts_only_on_what_changed_or_is_absent() -> None:
             before = len(server.sim.journal.read(0))
 
             sweeper = ClusterSweeper(observer, (None, workspace))
+            observer.set_paused(True)  # a standby replica (kopf peering) does not act
+            assert await sweeper.sweep() == "paused"
+            assert server.sim.journal.read(before) == []
+            observer.set_paused(False)
             asked = sweeper.ask(ids[-1])  # a resume handler waiting for its cluster
             assert await sweeper.sweep() == "ok"
 

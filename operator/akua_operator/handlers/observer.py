@@ -253,8 +253,6 @@ class Follower:
                     task.add_done_callback(self._tasks.discard)
                 waiting = [t for u, (t, _) in self._due.items() if u not in self._running]
                 timeout = max(0.0, min(waiting) - now) if waiting else None
-                if timeout is None and not self._tasks:
-                    continue  # only uids that are running, and none is: loop re-checks
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
@@ -342,10 +340,14 @@ class ClusterSweeper:
 
     async def sweep(self) -> str:
         """One sweep: page the list, act on what changed. Returns its outcome for the metric
-        (``ok``, ``idle``: nothing to sweep, ``failed``: a handled failure)."""
+        (``ok``, ``idle``: nothing to sweep, ``failed``: a handled failure, ``paused``: kopf
+        peering paused this replica)."""
         observer = self.observer
         asked = {cid: list(futs) for cid, futs in self._asks.items()}
         entries = [e for e in observer.entries.values() if e.key == self.key and e.cluster_id]
+        if observer.paused:
+            self._answer(asked, None)
+            return "paused"
         if not entries and not asked:
             return "idle"
         try:
@@ -432,6 +434,12 @@ class Observer:
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: kopf peering paused this replica (another one is active): no sweep acts, as kopf's
+        #: own handlers do not run (handlers/peering.py calls :meth:`set_paused`).
+        self.paused = False
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
 
     # --- the index --------------------------------------------------------------------------
 
@@ -548,7 +556,7 @@ class Observer:
     async def _observe(self, uid: str, seed: ClusterObserved | None) -> float | None:
         """Read the object, run the cycle (observe only); the delay of a follow-up or None."""
         entry = self.entries.get(uid)
-        if entry is None or entry.skip:
+        if entry is None or entry.skip or self.paused:
             return None
         body = await self.runtime.kube.get_akuacluster(entry.namespace, entry.name)
         if body is None or str((body.get("metadata") or {}).get("uid") or "") != uid:

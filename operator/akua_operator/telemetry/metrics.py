@@ -237,7 +237,8 @@ class OperatorMetrics:
         self.observe_sweeps = Counter(
             "akua_operator_observe_sweeps",
             "Iterations of the routine observation's list sweeps, by outcome (ok, idle: nothing "
-            "to sweep, failed: the list or its credentials failed; handled).",
+            "to sweep, failed: the list or its credentials failed; handled, paused: a standby "
+            "replica).",
             ["outcome"],
             registry=self.registry,
         )
