@@ -332,6 +332,14 @@ class Runtime:
                     if owner is not None:
                         facts, obs = replace(facts, claimed_by=owner), None
                         continue
+                if creds is None:
+                    # (also before a seed stands in for the read: the Secret is checked and the
+                    # copy of its token a deletion may need later is kept, as with a GET)
+                    found = await self._credentials(facts, state, ref, logger)
+                    if isinstance(found, CredentialsUnavailable):
+                        obs = found
+                        continue
+                    creds = found
                 if (
                     seed is not None
                     and isinstance(action, ObserveCluster)
@@ -340,12 +348,6 @@ class Runtime:
                 ):
                     obs, seed = seed, None  # the list item instead of a GET
                     continue
-                if creds is None:
-                    found = await self._credentials(facts, state, ref, logger)
-                    if isinstance(found, CredentialsUnavailable):
-                        obs = found
-                        continue
-                    creds = found
                 obs = await self.perform(action, creds)
                 if isinstance(obs, OperationObserved):
                     _count_operation(obs)
