@@ -75,13 +75,24 @@ def run(args: argparse.Namespace) -> int:
     # A registry with kopf's default login handlers (kubeconfig, in-cluster service account).
     registry = SmartOperatorRegistry()
     runtime = Runtime(settings)
-    register(registry, runtime)
+    observer = register(registry, runtime)
     register_access_guard(registry, runtime)
-    kopf_hooks.register(tel, registry=registry, watch=True, finalizer=runtime.shards.finalizer)
+    kopf_hooks.register(
+        tel,
+        registry=registry,
+        watch=True,
+        finalizer=runtime.shards.finalizer,
+        listeners=[observer.on_event],
+    )
     if not settings.standalone:
         # A paused replica (another one is active) stays ready; /readyz shows the state.
         toggles = 1 if settings.all_namespaces else len(settings.namespaces)
-        watch_peering(toggles, tel.tracker.set_peering_paused)
+
+        def on_peering(paused: bool) -> None:
+            tel.tracker.set_peering_paused(paused)
+            observer.set_paused(paused)
+
+        watch_peering(toggles, on_peering)
     log.info(
         "akua-operator %s: Akua API %s, %s, %s",
         __version__,

@@ -82,7 +82,8 @@ OPTIONS: tuple[Option, ...] = (
         "AKUA_OBSERVE_INTERVAL",
         float,
         300.0,
-        "Seconds between periodic observations of each cluster (GET /clusters/{id}).",
+        "Seconds between the list sweeps that observe the clusters (paged GET /clusters, one "
+        "sweep per credentials and workspace).",
     ),
     Option(
         "observe_jitter",
@@ -90,7 +91,7 @@ OPTIONS: tuple[Option, ...] = (
         "AKUA_OBSERVE_JITTER",
         float,
         0.2,
-        "Fraction of the interval used to spread the first observation of each resource.",
+        "Fraction of the interval used to spread the first list sweep of each credentials key.",
     ),
     Option(
         "wait_timeout",

@@ -38,7 +38,6 @@ EXTERNAL = {
 #: branch: the operation tracker, the Akua budget and the cluster sweeper. Drop this set once
 #: they are merged (the test then checks them against the registry like every other name).
 PENDING_FROM_OTHER_BRANCHES = {
-    "akua_operator_observe_sweeps_total",
 }
 
 # PromQL words that are not metric names.

@@ -318,30 +318,6 @@ class ScriptedRuntime(Runtime):
         return self.actions.pop(0)
 
 
-def periodic_handler(runtime: Runtime) -> Any:
-    registry = kopf.OperatorRegistry()
-    register(registry, runtime)
-    (handler,) = [h for h in registry._spawning.get_all_handlers() if h.id == "observe-periodic"]
-    return handler
-
-
-async def test_the_periodic_observation_comes_back_when_the_core_asks_for_it() -> None:
-    # A busy cluster (another operation running) or a rename/suspend/resume the periodic
-    # observation started: the core says Requeue, and kopf must run the handler again after
-    # that delay (a TemporaryError), not after the observe interval.
-    runtime = ScriptedRuntime(Requeue(10.0, "cluster busy"), Idle("up to date"))
-    handler = periodic_handler(runtime)
-    kwargs = {"body": body("clu_x", {}, deleting=False), "memo": kopf.Memo(runtime=runtime)}
-    kwargs["meta"] = kwargs["body"]["metadata"]
-    with pytest.raises(kopf.TemporaryError) as raised:
-        await handler.fn(logger=logging.getLogger("test"), **kwargs)
-    assert raised.value.delay == 10.0
-    assert runtime.calls[0]["observe_only"] is True
-    # Once the core is done, the handler returns: kopf waits the observe interval.
-    assert await handler.fn(logger=logging.getLogger("test"), **kwargs) is None
-    assert handler.interval == 300.0
-
-
 async def test_a_long_retry_after_is_left_to_the_requeue_instead_of_slept_in_the_call() -> None:
     # A Retry-After beyond --api-retry-after-cap is not waited for in the call, nor is the
     # request resent early: the core's requeue (status.deletion.nextAttemptAt) serves it, so no

@@ -150,13 +150,16 @@ def test_operator_metrics_and_probes_through_a_deletion(
         return samples
 
     samples = eventually(adopted_and_ready)
-    get_cluster = value(
-        samples, "akua_operator_api_requests_total", endpoint="GET /clusters/{id}", status="200"
+    # Adopted from the list sweep (one page), not a GET of the cluster.
+    listed = value(
+        samples, "akua_operator_api_requests_total", endpoint="GET /clusters", status="200"
     )
-    assert get_cluster is not None and get_cluster >= 1
+    assert listed is not None and listed >= 1
     assert value(
-        samples, "akua_operator_api_request_duration_seconds_count", endpoint="GET /clusters/{id}"
+        samples, "akua_operator_api_request_duration_seconds_count", endpoint="GET /clusters"
     )
+    pages = value(samples, "akua_operator_observe_pages_total")
+    assert pages is not None and pages >= 1
     live = httpx.get(f"{health}/healthz", timeout=5).json()
     assert live["status"] == "ok"
     assert live["checks"]["watch"]["active_resources"] == 1

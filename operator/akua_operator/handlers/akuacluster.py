@@ -2,9 +2,10 @@
 
 - ``on.startup``: kopf settings (our finalizer, storage prefixes) and the shared clients.
 - ``on.create`` / ``on.resume`` / ``on.update``: observe (the lifecycle work extends the core,
-  not these handlers).
-- ``timer``: the periodic observation (interval from the settings, first run jittered); when
-  the core asks to come back (``Requeue``) kopf reruns it after that delay, until the core is done.
+  not these handlers). Create and resume take the cluster from the next list sweep
+  (handlers/observer.py: one ``GET /clusters`` page per 100 resources instead of a GET each).
+- The periodic observation is no kopf timer: one ``ClusterSweeper`` per credentials key pages
+  ``GET /clusters`` every ``--observe-interval`` and runs a cycle only for what changed.
 - ``on.delete``: the deletion flow. It never fails permanently (no ``timeout=``/``retries=``,
   every exception becomes a TemporaryError); returning from it releases the finalizer, and it
   returns only when the core decided ``Release``. The release's final status goes into kopf's
@@ -21,7 +22,6 @@ unless it lasted less than ``MIN_RUN_SECONDS`` (then it waits out the rest: neve
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
@@ -33,7 +33,8 @@ from kopf._core.actions.execution import HandlerChildrenRetry  # a TemporaryErro
 from akua_operator import telemetry
 from akua_operator.core.deletion import orphan_requested
 from akua_operator.core.shards import Shards
-from akua_operator.core.types import Action, Idle, Release, Requeue
+from akua_operator.core.types import Action, ClusterObserved, Idle, Release, Requeue
+from akua_operator.handlers.observer import Observer
 from akua_operator.handlers.runtime import InvalidSpecError, ResourceState, Runtime
 from akua_operator.resource.models import (
     GROUP,
@@ -136,6 +137,7 @@ async def _run(
     *,
     deleting: bool,
     kopf_patch: MutableMapping[str, Any] | None = None,
+    seed: ClusterObserved | None = None,
 ) -> Action:
     runtime = _runtime(memo)
     return await runtime.cycle(
@@ -145,6 +147,7 @@ async def _run(
         observe_only=not deleting,
         logger=logger,
         kopf_patch=kopf_patch,
+        seed=seed,
     )
 
 
@@ -182,26 +185,32 @@ def shard_filter(runtime: Runtime) -> dict[str, Any]:
     return {"when": handled}
 
 
-def register(registry: Any, runtime: Runtime) -> None:
-    """Register every handler on ``registry`` with timings from ``runtime.settings``."""
-    settings = runtime.settings
+def register(registry: Any, runtime: Runtime) -> Observer:
+    """Register every handler on ``registry`` with timings from ``runtime.settings``; returns
+    the observer (its ``on_event`` is the telemetry watch hook's listener, cli.py)."""
+    observer = Observer(runtime)
     shard = shard_filter(runtime)
-    jitter = max(0.0, settings.observe_jitter) * settings.observe_interval
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         configure_kopf(settings, runtime.settings)
         memo["runtime"] = runtime
         await runtime.start()
+        observer.start()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        await observer.stop()
         await runtime.stop()
 
-    async def observe(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    async def observe(body: Any, memo: Any, logger: Any, *, listed: bool) -> None:
         started = time.monotonic()
         try:
-            action = await _run(body, memo, logger, deleting=False)
+            seed = None
+            if listed:
+                observer.note(body, _state(memo))
+                seed = await observer.lookup(body)
+            action = await _run(body, memo, logger, deleting=False, seed=seed)
         except InvalidSpecError as exc:
             raise kopf.PermanentError(f"invalid spec: {exc}") from None
         except Exception as exc:
@@ -215,48 +224,22 @@ def register(registry: Any, runtime: Runtime) -> None:
         if isinstance(action, Release):  # pragma: no cover - only while deleting
             return
 
-    kopf.on.create(GROUP, VERSION, PLURAL, id="observe-create", registry=registry, **shard)(observe)
-    kopf.on.resume(GROUP, VERSION, PLURAL, id="observe-resume", registry=registry, **shard)(observe)
-    kopf.on.update(GROUP, VERSION, PLURAL, id="observe-update", registry=registry, **shard)(observe)
+    async def observe_listed(body: Any, memo: Any, logger: Any, retry: int, **_: Any) -> None:
+        # The first run takes the cluster from a list sweep; a re-run (ComeBack) reads it.
+        await observe(body, memo, logger, listed=retry == 0)
 
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        id="observe-periodic",
-        interval=settings.observe_interval,
-        initial_delay=lambda **_: random.uniform(0, jitter),  # noqa: S311 - jitter
-        registry=registry,
-        **shard,
+    async def observe_now(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+        await observe(body, memo, logger, listed=False)
+
+    kopf.on.create(GROUP, VERSION, PLURAL, id="observe-create", registry=registry, **shard)(
+        observe_listed
     )
-    async def periodic(body: Any, meta: Any, memo: Any, logger: Any, **_: Any) -> None:
-        """The periodic observation, and following what it finds until the core is done.
-
-        When the core answers ``Requeue`` (a busy cluster, or a rename/suspend/resume this
-        observation started and now follows), the handler raises ``ComeBack(delay)``: kopf's
-        timer runs a handler that failed temporarily again after the error's delay, not after
-        the interval, so the operation is mirrored (steps, Events) until it ends; when the
-        core says ``Idle`` the handler returns and the next run is an interval later. This is
-        kopf's own timer, not a hand-written loop: it never sleeps in the handler and kopf
-        stops it when the resource is marked for deletion. The cycle is observe-only: if the
-        resource is being deleted by the time it holds the lock, it does nothing (the delete
-        handler alone runs the deletion flow).
-
-        The create/update/resume handlers follow their own work the same way (``ComeBack``);
-        when both run at once the per-resource lock serialises them.
-        """
-        if meta.get("deletionTimestamp"):
-            return
-        try:
-            action = await _run(body, memo, logger, deleting=False)
-        except Exception:  # the next tick tries again
-            logger.exception("periodic observation failed")
-            telemetry.current().handler_error("observe-periodic")
-            return
-        finally:
-            telemetry.current().tracker.mark_reconcile()
-        if isinstance(action, Requeue):
-            raise ComeBack(action.reason or "retry", delay=_min_delay(action.delay))
+    kopf.on.resume(GROUP, VERSION, PLURAL, id="observe-resume", registry=registry, **shard)(
+        observe_listed
+    )
+    kopf.on.update(GROUP, VERSION, PLURAL, id="observe-update", registry=registry, **shard)(
+        observe_now
+    )
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete", registry=registry, **shard)
     async def delete(body: Any, memo: Any, logger: Any, patch: Any, **_: Any) -> None:
@@ -288,3 +271,5 @@ def register(registry: Any, runtime: Runtime) -> None:
         delay = action.delay if isinstance(action, Requeue) else 0.0
         reason = action.reason if isinstance(action, Requeue) else "continue"
         raise ComeBack(reason or "continue", delay=_rerun_delay(delay, started))
+
+    return observer

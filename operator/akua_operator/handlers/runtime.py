@@ -280,8 +280,13 @@ class Runtime:
         observe_only: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
         kopf_patch: MutableMapping[str, Any] | None = None,
+        seed: ClusterObserved | None = None,
     ) -> Action:
         """Run decide/apply/perform until the core says Release, Requeue or Idle.
+
+        ``seed``: the cluster as a list sweep showed it (handlers/observer.py). When the core's
+        first read of the cluster is ``ObserveCluster`` of that cluster, it decides on the seed
+        instead of a ``GET /clusters/{id}`` (every other action is performed as usual).
 
         ``kopf_patch`` (the delete handler's kopf ``patch``): the status patch of a ``Release``
         goes into it instead of being written here, so kopf writes it just before it removes
@@ -371,20 +376,30 @@ class Runtime:
                         facts, obs = replace(facts, claimed_by=owner), None
                         continue
                 if creds is None:
+                    # (also before a seed stands in for the read: the Secret is checked and the
+                    # copy of its token a deletion may need later is kept, as with a GET)
                     found = await self._credentials(facts, state, ref, logger)
                     if isinstance(found, CredentialsUnavailable):
                         obs = found
                         continue
                     creds = found
+                if (
+                    seed is not None
+                    and isinstance(action, ObserveCluster)
+                    and action.cluster_id == seed.cluster.id
+                    and action.workspace in (None, seed.cluster.workspace_id)
+                ):
+                    obs, seed = seed, None  # the list item instead of a GET
+                    continue
                 if shard_record is not None:
                     await self._write_status(ref, shard_record, state)
                     shard_record = None
                 if isinstance(action, FollowOperation):
-                    seed = obs.operation if isinstance(obs, OperationObserved) else None
+                    op_seed = obs.operation if isinstance(obs, OperationObserved) else None
                     timeout = FOLLOW_SECONDS - (time.monotonic() - started)
                     if follows == 1:  # the first wait of a run: at least one wait timeout
                         timeout = max(timeout, float(self.tuning.wait_timeout))
-                    seen = await self._follow(action, creds, state, timeout, seed)
+                    seen = await self._follow(action, creds, state, timeout, op_seed)
                     if seen is None:  # nothing changed in time
                         return Requeue(0.0, "continue following")
                     obs = seen

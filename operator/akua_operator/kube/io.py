@@ -158,6 +158,21 @@ class KubeIO:
         """JSON-merge-patch ``status`` (the status subresource); returns the new object."""
         return await asyncio.to_thread(self.patch_status_sync, namespace, name, patch)
 
+    def get_akuacluster_sync(self, namespace: str, name: str) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def get_akuacluster(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The AkuaCluster as the API server has it now (None: it does not exist)."""
+        found = await asyncio.to_thread(self.get_akuacluster_sync, namespace, name)
+        return dict(found) if isinstance(found, dict) else None
+
     # --- the AkuaCluster CRD and the released-clusters record ----------------------------------
 
     def crd_deleting_sync(self, name: str) -> bool:

@@ -579,10 +579,24 @@ class SimState:
             page = items[:limit]
             has_more = len(items) > limit
             return {
-                "data": [self.cluster_json(c) for c in page],
+                "data": [
+                    shown
+                    for c in page
+                    if (shown := self._listed(c, ws, now=self.clock.now())) is not None
+                ],
                 "has_more": has_more,
                 "next_cursor": encode_cursor(page[-1].seq) if has_more and page else None,
             }
+
+    def _listed(self, cluster: ClusterRec, ws: str, *, now: float) -> dict[str, Any] | None:
+        """A list item: within the stale-read window after a write, what ``GET
+        /clusters/{id}`` would show then (a list is a read too); None: not listed then."""
+        stale = self.stale.get(cluster.id)
+        if stale is not None and stale.until > now:
+            if stale.snapshot is None or stale.snapshot.get("workspace_id") != ws:
+                return None
+            return copy.deepcopy(stale.snapshot)
+        return self.cluster_json(cluster)
 
     def seed_cluster(
         self,

@@ -9,7 +9,8 @@ The operator wires it in with a handful of calls (see ``docs/observability.md``)
 
 and the handlers report through ``telemetry.current()``: ``record_resource``, ``forget_resource``,
 ``observe_operation``, ``record_finalizer_held``, ``finalizer_released`` and the tracker's
-``mark_watch_event`` / ``mark_reconcile``.
+``mark_watch_event`` / ``mark_reconcile`` / ``mark_sweep`` (each iteration of the routine
+observation's list sweeps, handlers/observer.py).
 """
 
 from __future__ import annotations
@@ -216,9 +217,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, log_level: bool = True) ->
         "--watch-stall-seconds",
         type=_seconds,
         default=None,
-        help="liveness fails after this long without watch events or reconcile ticks while "
-        "AkuaClusters exist (env AKUA_WATCH_STALL_SECONDS, default 900, at least 3 periodic "
-        "observation intervals)",
+        help="liveness fails after this long without watch events or list sweep iterations "
+        "while AkuaClusters exist (env AKUA_WATCH_STALL_SECONDS, default 900, raised to 3 x "
+        "--observe-interval when that is longer)",
     )
     group.add_argument(
         "--api-unreachable-seconds",
@@ -246,9 +247,10 @@ def settings_from_args(
 ) -> TelemetrySettings:
     """Flags over environment over defaults.
 
-    ``reconcile_interval``: the period of the per-resource timer that marks reconcile ticks.
-    When the watch stall threshold is not set explicitly, it becomes at least three such periods,
-    so an idle operator whose only sign of life is that timer stays live.
+    ``reconcile_interval``: the period of the routine observation's list sweeps
+    (``--observe-interval``), each of which marks a sweep iteration. When the watch stall
+    threshold is not set explicitly, it becomes at least three such periods, so an idle operator
+    whose only sign of life is its sweeps stays live.
     """
     env = os.environ if env is None else env
     base = settings_from_env(env)
@@ -371,9 +373,9 @@ class Telemetry:
         """Current conditions of an AkuaCluster (``akua_operator_resources``, the watch rule).
 
         Handlers call it after each reconcile cycle, so by default it also marks a reconcile
-        tick: a resource being deleted has no periodic timer (kopf stops timers once deletion
-        begins), and a deletion that waits (backoff, ``onFailure: Retain``) may write no status
-        for a long time, yet its handler runs. ``reconciled=False`` records without the tick
+        tick: the routine observation skips a resource being deleted, and a deletion that
+        waits (backoff, ``onFailure: Retain``) may write no status for a long time, yet its
+        handler runs. ``reconciled=False`` records without the tick
         (the watch hook, whose events mark the watch instead).
         """
         self.metrics.record_resource(namespace, name, conditions)

@@ -10,11 +10,14 @@ Liveness (``/healthz``) fails when any of these holds:
 * ``event_loop``: the loop heartbeat (:meth:`ProgressTracker.mark_loop_tick`, ticked every second
   by the telemetry server) is older than ``loop_stall_after`` seconds;
 * ``watch``: at least one AkuaCluster is known (``active_resources > 0``) and neither a watch event
-  nor a reconcile tick has been marked for ``watch_stall_after`` seconds. The clock of this rule
-  starts at the latest of: startup, the last progress mark, the moment resources became known.
-  Each known AkuaCluster has a periodic timer that marks a reconcile tick, so a healthy but idle
-  operator keeps marking progress; an operator that knows no AkuaCluster has nothing to make
-  progress on and stays live.
+  nor a sweeper iteration (nor a handler run) has been marked for ``watch_stall_after`` seconds
+  (by default max(900 s, 3 x the observe interval)). The clock of this rule starts at the latest
+  of: startup, the last progress mark, the moment resources became known. The routine
+  observation (handlers/observer.py) marks every iteration of its list sweeps with
+  :meth:`ProgressTracker.mark_sweep` (a success, a handled API failure, or nothing to sweep),
+  once per observe interval at least, so a healthy but idle operator keeps marking progress; an
+  Akua outage is readiness's business (a restart would not help). An operator that knows no
+  AkuaCluster has nothing to make progress on and stays live.
 
 Readiness (``/readyz``) is about this process only, and fails when any of these holds:
 
@@ -66,8 +69,8 @@ def is_api_failure(status: int | str | None) -> bool:
 class HealthThresholds:
     """Seconds after which a missing sign of progress fails a probe."""
 
-    #: Liveness fails if no watch event / reconcile tick for this long while resources exist.
-    #: Keep it above three periods of the per-resource timer.
+    #: Liveness fails if no watch event / sweeper iteration for this long while resources exist.
+    #: Keep it above three observe intervals (the sweeps' period).
     watch_stall_after: float = 900.0
     #: After Akua calls failed continuously for this long, ``/readyz`` reports the API
     #: ``unreachable`` (informational: readiness does not fail).
@@ -115,6 +118,7 @@ class ProgressTracker:
         self._stopping: float | None = None
         self._last_watch_event: float | None = None
         self._last_reconcile: float | None = None
+        self._last_sweep: float | None = None
         self._last_api_success: float | None = None
         self._last_api_failure: float | None = None
         self._api_failing_since: float | None = None
@@ -145,9 +149,15 @@ class ProgressTracker:
             self._last_watch_event = self._clock()
 
     def mark_reconcile(self) -> None:
-        """A handler or periodic timer ran to completion (successfully or with a retry)."""
+        """A handler run decided something (successfully or with a retry)."""
         with self._lock:
             self._last_reconcile = self._clock()
+
+    def mark_sweep(self) -> None:
+        """An iteration of the routine observation ended: a list sweep (successful or with a
+        handled failure) or a tick with nothing to sweep."""
+        with self._lock:
+            self._last_sweep = self._clock()
 
     def mark_api_success(self) -> None:
         """An Akua API call got an answer (any status but 5xx)."""
@@ -220,7 +230,11 @@ class ProgressTracker:
             }
 
             progress = max(
-                (v for v in (self._last_watch_event, self._last_reconcile) if v is not None),
+                (
+                    v
+                    for v in (self._last_watch_event, self._last_sweep, self._last_reconcile)
+                    if v is not None
+                ),
                 default=None,
             )
             if self._active_resources == 0 or self._started is None or self._peering_paused:
@@ -243,6 +257,7 @@ class ProgressTracker:
                 "state": reason,
                 "active_resources": self._active_resources,
                 "seconds_since_watch_event": _age(now, self._last_watch_event),
+                "seconds_since_sweep": _age(now, self._last_sweep),
                 "seconds_since_reconcile": _age(now, self._last_reconcile),
                 "threshold_seconds": t.watch_stall_after,
             }

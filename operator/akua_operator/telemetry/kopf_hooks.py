@@ -12,13 +12,15 @@
   ``akua_operator_oldest_finalizer_age_seconds`` and ``akua_operator_deletion_held_seconds`` current
   from the objects themselves, so the operator's handlers need not call anything for those.
   kopf logs "Handler ... succeeded." for each event handler run; :class:`_QuietWatchHook`
-  drops exactly those lines for this handler.
+  drops exactly those lines for this handler. ``listeners`` get every such event too
+  (``listener(event_type, body, memo)``, memo: kopf's per-object memo): the operator's index of
+  resources for its list sweeps (handlers/observer.py) is fed this way.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -75,8 +77,10 @@ def register(
     version: str = "v1alpha1",
     plural: str = "akuaclusters",
     finalizer: str = FINALIZER,
+    listeners: Iterable[Callable[[str | None, Mapping[str, Any], Any], None]] = (),
 ) -> None:
     """Register the telemetry's kopf handlers (see the module docstring)."""
+    notify = tuple(listeners)
 
     @kopf.on.startup(id="akua_telemetry_start", registry=registry)
     async def _telemetry_start(**_: Any) -> None:
@@ -103,8 +107,12 @@ def register(
     if watch:
 
         @kopf.on.event(group, version, plural, id=WATCH_HANDLER_ID, registry=registry)
-        def _telemetry_watch(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+        def _telemetry_watch(
+            event: Mapping[str, Any], body: Mapping[str, Any], memo: Any = None, **_: Any
+        ) -> None:
             apply_watch_event(tel, event.get("type"), body, finalizer)
+            for listener in notify:
+                listener(event.get("type"), body, memo)
 
         objects = logging.getLogger("kopf.objects")
         if not any(isinstance(f, _QuietWatchHook) for f in objects.filters):

@@ -312,7 +312,7 @@ class OperatorMetrics:
             ["handler"],
             registry=self.registry,
         )
-        for handler in ("observe", "delete"):
+        for handler in ("observe", "delete", "sweep", "observe-follow"):
             self.handler_errors.labels(handler=handler)  # exported at 0 from the start
         self.build_info = Gauge(
             "akua_operator_build_info",
@@ -355,6 +355,19 @@ class OperatorMetrics:
         self.tracker_step_transitions = Counter(
             "akua_operator_tracker_step_transitions",
             "Step status changes the operation tracker saw (and handed to the resources).",
+            registry=self.registry,
+        )
+        self.observe_sweeps = Counter(
+            "akua_operator_observe_sweeps",
+            "Iterations of the routine observation's list sweeps, by outcome (ok, idle: nothing "
+            "to sweep, failed: the list or its credentials failed; handled, paused: a standby "
+            "replica).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.observe_pages = Counter(
+            "akua_operator_observe_pages",
+            "Pages of GET /clusters read by the routine observation's list sweeps.",
             registry=self.registry,
         )
         self.registry.register(_StateCollector(self))
@@ -435,6 +448,16 @@ class OperatorMetrics:
     def deletion_deferred_inc(self) -> None:
         """The deletion budget refused one new DELETE."""
         self.deletions_deferred.inc()
+
+    # -- routine observation ------------------------------------------------------------------
+
+    def observe_sweep_inc(self, outcome: str) -> None:
+        """One list sweep iteration ended (``ok``, ``idle`` or ``failed``)."""
+        self.observe_sweeps.labels(outcome=outcome).inc()
+
+    def observe_page_inc(self) -> None:
+        """One page of GET /clusters was read by a sweep."""
+        self.observe_pages.inc()
 
     # -- finalizers ---------------------------------------------------------------------------
 
