@@ -34,12 +34,6 @@ EXTERNAL = {
     "kube_pod_status_ready",  # kube-state-metrics: the kubelet's verdict (AkuaOperatorNotReady)
 }
 
-#: Metrics added in the same session by other helpers (issue 12), not yet merged into this
-#: branch: the operation tracker, the Akua budget and the cluster sweeper. Drop this set once
-#: they are merged (the test then checks them against the registry like every other name).
-PENDING_FROM_OTHER_BRANCHES = {
-}
-
 # PromQL words that are not metric names.
 _PROMQL_WORDS = {
     "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
@@ -187,10 +181,8 @@ def test_every_queried_metric_is_exported(source: str) -> None:
     exprs = rule_expressions() if source == "rules" else dashboard_expressions()
     assert exprs
     queried = set().union(*(metric_names(e) for e in exprs))
-    allowed = exported_names() | EXTERNAL | PENDING_FROM_OTHER_BRANCHES
+    allowed = exported_names() | EXTERNAL
     assert queried - allowed == set()
-    # The pending names must still be pending: once exported here, drop them from the list.
-    assert PENDING_FROM_OTHER_BRANCHES.isdisjoint(exported_names())
 
 
 def test_the_dashboard_is_a_grafana_dashboard_for_the_sidecar() -> None:
