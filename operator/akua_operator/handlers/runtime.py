@@ -102,6 +102,9 @@ MAX_ACTIONS = 8
 FOLLOW_SECONDS = 20.0
 
 REASON_CACHED_CREDENTIALS = "CachedCredentials"
+#: The reason of the Requeue(0) that ends a delete run on a change it shows (handed to kopf):
+#: the handler comes back at once whatever the run lasted (an Akua answer moved it on: no spin).
+RERUN_SHOWN = "continue following: a change shown"
 
 #: A read of the AkuaCluster CRD is reused for this long (and only by resources whose deletion
 #: this process saw before the read was sent: see Runtime._crd_deleting).
@@ -287,19 +290,57 @@ class Runtime:
             # MAX_ACTIONS calls and max_waits long polls at most, and the core decides on the
             # answer to each of them (the last included, hence + 1): an answer never decided on
             # would leave its request recorded as pending, and the next run would send it again.
+            known: Mapping[str, Any] | None = _known_status(body, state)
+            # Read stamps (operation.lastReadAt alone) held back for the run's last write.
+            held: dict[str, Any] = {}
             for _ in range(MAX_ACTIONS + max_waits + 1):
                 decision = decide(facts, obs)
                 decision = self._apply_budget(facts, decision, logger)
-                if decision.status_patch is not None:
-                    if kopf_patch is not None and isinstance(decision.action, Release):
-                        _merge_into(kopf_patch.setdefault("status", {}), decision.status_patch)
+                action = decision.action
+                ends: Requeue | None = None  # the run ends after this decision, going on later
+                if isinstance(action, FollowOperation) and action.wait:
+                    elapsed = time.monotonic() - started
+                    if waits >= max_waits or (
+                        waits and elapsed + self.tuning.wait_timeout > FOLLOW_SECONDS
+                    ):
+                        ends = Requeue(0.0, "continue following")
+                elif not isinstance(action, Release | Requeue | Idle) and calls >= MAX_ACTIONS:
+                    ends = Requeue(0.0, "continue")
+                patch = decision.status_patch
+                if (
+                    kopf_patch is not None
+                    and patch is not None
+                    and ends is None
+                    and obs is not None
+                    and isinstance(action, FollowOperation)
+                ):
+                    # An answer changed what the resource shows while it follows an operation
+                    # (a step boundary, the DELETE's answer): nothing is sent before the next
+                    # run, so the run ends here and kopf writes the change together with its
+                    # progress record, one PATCH (handlers/akuacluster.py: progress_storage).
+                    # A read stamp alone waits for the run's last write.
+                    if _only_read_stamp(patch):
+                        _merge_into(held, patch)
+                        patch = None
                     else:
-                        await self._write_status(ref, decision.status_patch, state)
+                        ends = Requeue(0.0, RERUN_SHOWN)
+                if kopf_patch is not None and (
+                    ends is not None or isinstance(action, Release | Requeue | Idle)
+                ):
+                    if patch is not None:
+                        _merge_into(held, patch)
+                    if held:
+                        _merge_into(kopf_patch.setdefault("status", {}), held)
+                        held = {}
+                elif patch is not None:
+                    if held:
+                        _merge_into(held, patch)
+                        patch, held = held, {}
+                    known = await self._write_status(ref, patch, state, known)
                 for event in decision.events:
                     logger.info("%s: %s", event.reason, event.message)
                     await self.kube.emit_event(ref, event)
                 facts = replace(advance(facts, decision), now=_now())
-                action = decision.action
                 self._report(ref, facts, action)
                 if isinstance(action, Release) and action.cause == CAUSE_CRD_GUARD:
                     await self._released_by_crd_guard(ref, facts, logger)
@@ -307,15 +348,10 @@ class Runtime:
                     await self._release_claim(facts, action, logger)
                 if isinstance(action, Release | Requeue | Idle):
                     return action
+                if ends is not None:
+                    return ends
                 if isinstance(action, FollowOperation) and action.wait:
-                    elapsed = time.monotonic() - started
-                    if waits >= max_waits or (
-                        waits and elapsed + self.tuning.wait_timeout > FOLLOW_SECONDS
-                    ):
-                        return Requeue(0.0, "continue following")
                     waits += 1
-                elif calls >= MAX_ACTIONS:
-                    return Requeue(0.0, "continue")
                 else:
                     calls += 1
                 cluster_id = cluster_id_of(facts, facts.status)
@@ -336,6 +372,8 @@ class Runtime:
                 obs = await self.perform(action, creds)
                 if isinstance(obs, OperationObserved):
                     _count_operation(obs)
+            if held and kopf_patch is not None:  # pragma: no cover - the bounds return first
+                _merge_into(kopf_patch.setdefault("status", {}), held)
             return Requeue(0.0, "continue")
 
     # --- many teams (core/tenancy.py) -------------------------------------------------------
@@ -718,12 +756,23 @@ class Runtime:
         )
 
     async def _write_status(
-        self, ref: ObjectRef, patch: dict[str, Any], state: ResourceState
-    ) -> None:
+        self,
+        ref: ObjectRef,
+        patch: dict[str, Any],
+        state: ResourceState,
+        known: Mapping[str, Any] | None = None,
+    ) -> Mapping[str, Any] | None:
+        """Write ``patch`` to the status, unless it changes nothing in ``known`` (the status as
+        last read or written). Returns the status known after it (None: unknown)."""
+        if known is not None and merge_apply(known, patch) == known:
+            log.debug("status of %s/%s unchanged: not written", ref.namespace, ref.name)
+            return known
         result = await self.kube.patch_status(ref.namespace, ref.name, patch)
-        if isinstance(result, Mapping):
-            state.resource_version = result.get("metadata", {}).get("resourceVersion")
-            state.status = dict(result.get("status") or {})
+        if not isinstance(result, Mapping):
+            return None
+        state.resource_version = result.get("metadata", {}).get("resourceVersion")
+        state.status = dict(result.get("status") or {})
+        return state.status
 
     def _report(self, ref: ObjectRef, facts: Facts, action: Action) -> None:
         tel = telemetry.current()
@@ -742,6 +791,34 @@ def released_key(ref: ObjectRef) -> str:
     older record). ConfigMap keys allow ``[-._a-zA-Z0-9]``, at most 253 characters."""
     suffix = f".{ref.uid}"
     return f"{ref.namespace}.{ref.name}"[: 253 - len(suffix)] + suffix
+
+
+def _known_status(body: Mapping[str, Any], state: ResourceState) -> Mapping[str, Any]:
+    """The status as last read (the body) or written by this process, whichever is newer."""
+    rv = (body.get("metadata") or {}).get("resourceVersion")
+    if state.status is not None and _older(rv, state.resource_version):
+        return state.status
+    status = body.get("status")
+    return status if isinstance(status, Mapping) else {}
+
+
+def merge_apply(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``target`` with the JSON merge patch ``patch`` applied (RFC 7386); neither is changed."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping):
+            current = out.get(key)
+            out[key] = merge_apply(current if isinstance(current, Mapping) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _only_read_stamp(patch: Mapping[str, Any]) -> bool:
+    """The patch changes only ``operation.lastReadAt`` (when Akua last answered)."""
+    return set(patch) == {"operation"} and set(patch["operation"] or {}) == {"lastReadAt"}
 
 
 def _merge_into(target: MutableMapping[str, Any], patch: Mapping[str, Any]) -> None:
