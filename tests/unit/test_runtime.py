@@ -800,3 +800,20 @@ async def test_a_created_cluster_is_claimed_before_the_first_call_about_it(
         assert (stalled["status"], stalled["reason"]) == ("True", "ClusterClaimed")
         assert owner in stalled["message"]
     await runtime.client.aclose()
+
+
+def test_the_status_copy_is_used_for_an_older_body_and_dropped_once_the_watch_caught_up() -> None:
+    # Memory: an idle resource keeps no copy of its status; a stale body still loses to our write.
+    runtime = Runtime(Settings(namespaces=("ns",)), token_source=TokenSource(token=None))
+    state = ResourceState(resource_version="10", status={"etag": "e-new"})
+
+    def at(rv: str, etag: str) -> dict[str, Any]:
+        b = body("clu_x", {"etag": etag}, deleting=False)
+        b["metadata"]["resourceVersion"] = rv
+        return b
+
+    assert runtime._facts(at("9", "e-old"), state, deleting=False).status.etag == "e-new"
+    assert state.status is not None  # still needed: the watch has not shown our write yet
+    assert runtime._facts(at("10", "e-new"), state, deleting=False).status.etag == "e-new"
+    assert state.status is None
+    assert runtime._facts(at("11", "e-later"), state, deleting=False).status.etag == "e-later"

@@ -144,9 +144,10 @@ def tuning_from(settings: Settings) -> Tuning:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class ResourceState:
-    """Per-resource memory (kept in kopf's per-object memo)."""
+    """Per-resource memory (kept in kopf's per-object memo). ``status`` is held only until a
+    body at or past that write comes back (``Runtime._facts``): an idle resource keeps no copy."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resource_version: str | None = None  # of our last status write
@@ -719,11 +720,14 @@ class Runtime:
     def _facts(self, body: Mapping[str, Any], state: ResourceState, *, deleting: bool) -> Facts:
         metadata = body.get("metadata", {})
         status_raw = dict(body.get("status") or {})
-        if state.status is not None and _older(
-            metadata.get("resourceVersion"), state.resource_version
-        ):
-            # kopf handed us a body older than our own last status write: trust our write.
-            status_raw = dict(state.status)
+        if state.status is not None:
+            if _older(metadata.get("resourceVersion"), state.resource_version):
+                # kopf handed us a body older than our own last status write: trust our write.
+                status_raw = dict(state.status)
+            elif metadata.get("resourceVersion") is not None:
+                # The watch has caught up with that write (kopf's later bodies are newer still):
+                # the copy is no longer needed, and an idle resource keeps none.
+                state.status = None
         try:
             spec = AkuaClusterSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
