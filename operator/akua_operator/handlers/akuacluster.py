@@ -136,6 +136,7 @@ async def _run(
     *,
     deleting: bool,
     kopf_patch: MutableMapping[str, Any] | None = None,
+    retry: int | None = None,
 ) -> Action:
     runtime = _runtime(memo)
     return await runtime.cycle(
@@ -145,6 +146,7 @@ async def _run(
         observe_only=not deleting,
         logger=logger,
         kopf_patch=kopf_patch,
+        retry=retry,
     )
 
 
@@ -240,10 +242,12 @@ def register(registry: Any, runtime: Runtime) -> None:
             raise ComeBack(action.reason or "retry", delay=_min_delay(action.delay))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete", registry=registry)
-    async def delete(body: Any, memo: Any, logger: Any, patch: Any, **_: Any) -> None:
+    async def delete(
+        body: Any, memo: Any, logger: Any, patch: Any, retry: int = 0, **_: Any
+    ) -> None:
         started = time.monotonic()
         try:
-            action = await _run(body, memo, logger, deleting=True, kopf_patch=patch)
+            action = await _run(body, memo, logger, deleting=True, kopf_patch=patch, retry=retry)
         except InvalidSpecError as exc:
             # The core cannot decide without a spec; the escape hatch still works.
             if orphan_requested(dict(body.get("metadata", {}).get("annotations") or {})):

@@ -152,6 +152,11 @@ class ResourceState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resource_version: str | None = None  # of our last status write
     status: dict[str, Any] | None = None  # the status as we last wrote it
+    # The status as it is once kopf has written the patch a delete run ended with, and kopf's
+    # retry count in that write (the run's ``retry`` + 1). A run handed an older body (kopf's
+    # ``retry`` is lower: the watch had not shown that write yet) decides on this instead.
+    handed: dict[str, Any] | None = None
+    handed_retry: int = 0
     # The last credentials read from spec.credentials.secretRef and the Secret they came from
     # (namespace, name, key, workspace). Memory only: never status, logs or Events. A deletion
     # whose Secret was deleted first (GitOps prune, namespace deletion) finishes with them.
@@ -249,8 +254,12 @@ class Runtime:
         observe_only: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
         kopf_patch: MutableMapping[str, Any] | None = None,
+        retry: int | None = None,
     ) -> Action:
         """Run decide/apply/perform until the core says Release, Requeue or Idle.
+
+        ``retry`` (kopf's retry count of the delete handler): tells a body older than kopf's
+        write of the previous run's patch (``ResourceState.handed``) from a current one.
 
         ``kopf_patch`` (the delete handler's kopf ``patch``): the status patch of a ``Release``
         goes into it instead of being written here, so kopf writes it just before it removes
@@ -263,6 +272,8 @@ class Runtime:
         ``finalizer_released`` metric happen once.
         """
         async with state.lock:
+            if kopf_patch is not None:
+                _forget_handed(state, retry)
             facts = self._facts(body, state, deleting=deleting)
             if observe_only and facts.meta.deleting:
                 return Idle("being deleted: the delete handler owns the resource")
@@ -333,6 +344,7 @@ class Runtime:
                     if held:
                         _merge_into(kopf_patch.setdefault("status", {}), held)
                         held = {}
+                    _remember_handed(state, known, kopf_patch, retry)
                 elif patch is not None:
                     if held:
                         _merge_into(held, patch)
@@ -720,7 +732,10 @@ class Runtime:
     def _facts(self, body: Mapping[str, Any], state: ResourceState, *, deleting: bool) -> Facts:
         metadata = body.get("metadata", {})
         status_raw = dict(body.get("status") or {})
-        if state.status is not None:
+        if state.handed is not None:
+            # kopf handed us a body older than its own write of our last run's patch.
+            status_raw = dict(state.handed)
+        elif state.status is not None:
             if _older(metadata.get("resourceVersion"), state.resource_version):
                 # kopf handed us a body older than our own last status write: trust our write.
                 status_raw = dict(state.status)
@@ -799,11 +814,34 @@ def released_key(ref: ObjectRef) -> str:
 
 def _known_status(body: Mapping[str, Any], state: ResourceState) -> Mapping[str, Any]:
     """The status as last read (the body) or written by this process, whichever is newer."""
+    if state.handed is not None:
+        return state.handed
     rv = (body.get("metadata") or {}).get("resourceVersion")
     if state.status is not None and _older(rv, state.resource_version):
         return state.status
     status = body.get("status")
     return status if isinstance(status, Mapping) else {}
+
+
+def _remember_handed(
+    state: ResourceState,
+    known: Mapping[str, Any] | None,
+    kopf_patch: Mapping[str, Any],
+    retry: int | None,
+) -> None:
+    """Remember the status kopf is about to write (see ResourceState.handed)."""
+    if retry is None or known is None:
+        state.handed = None
+        return
+    state.handed = merge_apply(known, kopf_patch.get("status") or {})
+    state.handed.pop("kopf", None)
+    state.handed_retry = retry + 1
+
+
+def _forget_handed(state: ResourceState, retry: int | None) -> None:
+    """Drop ``state.handed`` once a body carries kopf's write of it (its retry count)."""
+    if state.handed is not None and (retry is None or retry >= state.handed_retry):
+        state.handed = None
 
 
 def merge_apply(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
