@@ -323,18 +323,19 @@ class Runtime:
                     kopf_patch is not None
                     and patch is not None
                     and ends is None
-                    and obs is not None
+                    and isinstance(obs, OperationObserved)
                     and isinstance(action, FollowOperation)
                 ):
                     # An answer changed what the resource shows while it follows an operation
-                    # (a step boundary, the DELETE's answer): nothing is sent before the next
-                    # run, so the run ends here and kopf writes the change together with its
+                    # (a step boundary, the DELETE's answer). A read stamp alone waits for the
+                    # run's last write. Otherwise, if a new run would go on following the same
+                    # operation (the core decides so from this status alone), nothing is sent
+                    # before it: the run ends here and kopf writes the change together with its
                     # progress record, one PATCH (handlers/akuacluster.py: progress_storage).
-                    # A read stamp alone waits for the run's last write.
                     if _only_read_stamp(patch):
                         _merge_into(held, patch)
                         patch = None
-                    else:
+                    elif _resumes(facts, decision, action):
                         ends = Requeue(0.0, RERUN_SHOWN)
                 if kopf_patch is not None and (
                     ends is not None or isinstance(action, Release | Requeue | Idle)
@@ -821,6 +822,15 @@ def _known_status(body: Mapping[str, Any], state: ResourceState) -> Mapping[str,
         return state.status
     status = body.get("status")
     return status if isinstance(status, Mapping) else {}
+
+
+def _resumes(facts: Facts, decision: Decision, action: FollowOperation) -> bool:
+    """A run that starts from ``decision``'s status (no observation yet) follows the same
+    operation: ending the run there loses nothing (a 409's "wait for the other operation" is
+    followed within its run instead: a new run would send the DELETE again)."""
+    after = replace(advance(facts, decision), now=facts.now)
+    again = decide(after, None).action
+    return isinstance(again, FollowOperation) and again.operation_id == action.operation_id
 
 
 def _remember_handed(
