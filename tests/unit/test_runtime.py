@@ -856,3 +856,29 @@ async def test_a_body_older_than_kopfs_write_of_the_last_run_is_not_trusted() ->
     )
     assert len([e for e in sim.journal.read(0) if e["method"] == "DELETE"]) == 1
     await runtime.client.aclose()
+
+
+async def test_runs_that_wait_for_another_operation_send_the_delete_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A DELETE answered 409 (a suspend is running): the runs follow the suspend. A run ends on
+    # a change only when a new run would go on following the same operation; otherwise the
+    # new run would send the DELETE again (a spin of 409s while the suspend runs).
+    monkeypatch.setattr(runtime_mod, "FOLLOW_SECONDS", 2.0)
+    sim = create_app(SimConfig(step_seconds=30.0, seed=67))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))  # wait_timeout 1 s
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    async with httpx.AsyncClient(transport=SimTransport(sim), base_url="http://sim/v1") as http:
+        resp = await http.post(
+            f"/clusters/{cluster_id}:suspend",
+            headers={"if-match": kube.status["etag"], "authorization": f"Bearer {TOKEN}"},
+        )
+        assert resp.status_code == 202, resp.text
+    runs = await delete_runs_until(runtime, kube, cluster_id, state, runs=4)
+    assert all(isinstance(a, Requeue) for a in runs)
+    deletes = [e for e in sim.journal.read(0) if e["method"] == "DELETE"]
+    assert [e["status"] for e in deletes] == [409]
+    await runtime.client.aclose()
