@@ -138,7 +138,8 @@ class AuditEvent:
 def patch_detail(request: Any) -> str:
     """What an AkuaCluster patch body touches, e.g. ``json-patch finalizers`` (kopf's release),
     ``annotations: progress`` (kopf's progress record), ``annotations: touch-dummy``,
-    ``status`` (a status merge patch), joined with ``+``."""
+    ``status`` (a status merge patch), ``kopf progress`` / ``kopf dummy`` (kopf's record or
+    touch-dummy in ``status.kopf``), joined with ``+``."""
     if isinstance(request, list):  # a JSON patch
         paths = sorted(
             {
@@ -172,6 +173,14 @@ def patch_detail(request: Any) -> str:
                     parts.append("annotations: " + ",".join(kinds))
                 else:
                     parts.append(mkey)
+        elif key == "status" and isinstance(request[key], dict):
+            # kopf's progress record (status.kopf, handlers/akuacluster.py) rides with ours
+            ours = sorted(k for k in request[key] if k != "kopf")
+            kopf_part = request[key].get("kopf")
+            if ours or not isinstance(kopf_part, dict):
+                parts.append("status")
+            if isinstance(kopf_part, dict):
+                parts.append("kopf " + ",".join(sorted(kopf_part)))
         else:
             parts.append(key)
     return " + ".join(parts) or "empty"

@@ -15,6 +15,7 @@ import sys
 from akua_operator import __version__, telemetry
 from akua_operator import settings as settings_mod
 from akua_operator.resource.crd import crd_yaml
+from akua_operator.telemetry import memory
 
 log = logging.getLogger("akua_operator")
 
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("give --namespace NS (repeatable) or --all-namespaces")
         return 2
     tel = telemetry.setup(tel_settings)
+    memory.start_from_env()  # AKUA_TRACEMALLOC (docs/observability.md)
     # A registry with kopf's default login handlers (kubeconfig, in-cluster service account).
     registry = SmartOperatorRegistry()
     runtime = Runtime(settings)

@@ -275,6 +275,33 @@ def test_restart_resumes_recorded_operation_without_new_delete() -> None:
     assert d.action == FollowOperation("op_del1", wait=False)
 
 
+@pytest.mark.parametrize(
+    ("read_ago", "wait"), [(None, False), (2, True), (9, True), (11, False), (40, False)]
+)
+def test_a_run_long_polls_at_once_only_after_a_fresh_answer(
+    read_ago: int | None, wait: bool
+) -> None:
+    # A delete run ends on each change an answer brings (handlers/runtime.py); the run after it
+    # starts within a moment of that answer and goes straight on long-polling (:wait answers at
+    # once when the operation has ended). After a restart or a quiet while: a GET first.
+    op: dict[str, object] = {
+        "id": "op_del1",
+        "type": "cluster.delete",
+        "state": "RUNNING",
+        "done": False,
+    }
+    if read_ago is not None:
+        op["lastReadAt"] = (NOW - timedelta(seconds=read_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = {
+        "etag": "e1",
+        "clusterId": CID,
+        "operation": op,
+        "deletion": {"attempt": 1, "requests": 1, "operationId": "op_del1"},
+    }
+    d = decide(facts(status=status))
+    assert d.action == FollowOperation("op_del1", wait=wait)
+
+
 def test_restart_with_pending_delete_resends_identical_request() -> None:
     status = {
         "etag": "e1",

@@ -170,7 +170,7 @@ def test_a_deferred_delete_waits_with_a_condition_and_one_event() -> None:
     status, reason, message = cond(d, "Reconciling")
     assert (status, reason) == ("True", "WaitingForDeletionBudget")
     assert "2 Akua deletions per minute" in message
-    assert "25s" in message and "2026-11-28T12:00:25Z" in message
+    assert "starts as soon as a slot is free" in message
     assert "kubectl annotate akuacluster prod -n ns akua.dev/approve-delete=true" in message
     assert cond(d, "Stalled")[0] == "False"
     assert [(e.type, e.reason) for e in d.events] == [(EventType.NORMAL, "DeletionBudgetWait")]
@@ -193,6 +193,16 @@ def test_deferred_again_emits_no_second_event() -> None:
     again = deferred(replace(advance(f, first), now=NOW + timedelta(seconds=10)), retry_in=15)
     assert again.events == ()
     assert cond(again, "Reconciling")[1] == "WaitingForDeletionBudget"
+
+
+def test_a_recheck_while_waiting_for_the_budget_writes_nothing() -> None:
+    # The message holds no countdown: a recheck 10 s later (another retry_in) changes no status
+    # field, so it is no status write and no `kubectl get -w` line.
+    f = facts(status={"etag": "e1"})
+    first = deferred(f, retry_in=25)
+    again = deferred(replace(advance(f, first), now=NOW + timedelta(seconds=10)), retry_in=15)
+    assert again.status_patch is None
+    assert cond(again, "Reconciling") == cond(first, "Reconciling")
 
 
 def test_approving_a_waiting_delete_sends_it_unbudgeted() -> None:

@@ -1,6 +1,7 @@
-"""kopf's progress record on an AkuaCluster (handlers/akuacluster.py: ProgressStorage): the same
-annotations as kopf's own storage, without the clean-up writes that only precede the removal of
-the finalizer. Driven the way kopf drives it: store the handler's record, then purge it."""
+"""kopf's progress records on an AkuaCluster (handlers/akuacluster.py: progress_storage): in
+``status.kopf`` (one ``/status`` PATCH with the status a run ends with), the annotations of
+earlier versions read and purged, never written. Driven the way kopf drives it: store the
+handler's record, purge it when the handler is done, touch the dummy for a delay."""
 
 from __future__ import annotations
 
@@ -9,68 +10,65 @@ from typing import Any
 
 import kopf
 
-from akua_operator.handlers.akuacluster import STORAGE_PREFIX, ProgressStorage
+from akua_operator.handlers.akuacluster import progress_storage
 
-RECORD = "operator.akua.dev/delete"
-MARKER = "operator.akua.dev/kopf-managed"
-TOUCH = "operator.akua.dev/touch-dummy"
-
-
-def body(annotations: dict[str, str], *, deleting: bool) -> kopf.Body:
-    meta: dict[str, Any] = {"name": "prod", "namespace": "ns", "annotations": annotations}
-    if deleting:
-        meta["deletionTimestamp"] = "2026-11-29T00:00:00Z"
-    return kopf.Body({"metadata": meta})
+LEGACY = "operator.akua.dev/delete"
+KEY = kopf.HandlerId("delete")
+RECORD: Any = {"started": "2026-11-29T00:00:00", "retries": 1, "delayed": "2026-11-29T00:00:01"}
 
 
-def finish(storage: ProgressStorage, obj: kopf.Body) -> kopf.Patch:
-    """What kopf puts in the patch when the delete handler succeeded: the final record, the
-    purge, and (before applying a non-empty patch) the clean-up of its touch-dummy."""
+def body(*, status: dict[str, Any] | None = None, annotations: dict[str, str] | None = None) -> Any:
+    meta: dict[str, Any] = {"name": "prod", "namespace": "ns", "annotations": annotations or {}}
+    meta["deletionTimestamp"] = "2026-11-29T00:00:00Z"
+    return kopf.Body({"metadata": meta, "status": status or {}})
+
+
+def test_a_run_that_comes_back_stores_its_record_in_status_only() -> None:
+    # Our status (handed to kopf by the run) and the record: one /status PATCH, no object PATCH.
+    patch = kopf.Patch({"status": {"progress": "delete 2/4 delete_workers"}})
+    progress_storage().store(key=KEY, record=RECORD, body=body(), patch=patch)
+    assert "metadata" not in patch
+    assert patch["status"]["kopf"]["progress"]["delete"] == RECORD
+    assert patch["status"]["progress"] == "delete 2/4 delete_workers"
+
+
+def test_the_record_is_read_back_from_status() -> None:
+    obj = body(status={"kopf": {"progress": {"delete": RECORD}}})
+    assert progress_storage().fetch(key=KEY, body=obj) == RECORD
+
+
+def test_a_record_of_an_earlier_version_is_read_then_purged_not_written() -> None:
+    obj = body(annotations={LEGACY: json.dumps(RECORD)})
+    storage = progress_storage()
+    assert storage.fetch(key=KEY, body=obj) == RECORD  # a run under way at the upgrade goes on
     patch = kopf.Patch()
-    record: Any = {"started": "2026-11-29T00:00:00", "success": True, "retries": 3}
-    storage.store(key=kopf.HandlerId("delete"), record=record, body=obj, patch=patch)
-    storage.purge(key=kopf.HandlerId("delete"), body=obj, patch=patch)
-    if patch:
-        storage.touch(body=obj, patch=patch, value=None)
-    return patch
+    storage.store(key=KEY, record=RECORD, body=obj, patch=patch)
+    assert "metadata" not in patch  # never written again
+    storage.purge(key=KEY, body=obj, patch=patch)
+    assert patch["metadata"]["annotations"] == {LEGACY: None}
 
 
-def earlier_record() -> str:
-    return json.dumps({"started": "2026-11-29T00:00:00", "retries": 2})
+def test_the_purge_at_the_release_rides_in_the_final_status_patch() -> None:
+    obj = body(status={"kopf": {"progress": {"delete": RECORD}}})
+    final = {"deletion": {"releasedAt": "2026-11-29T00:01:00.000000Z"}}
+    patch = kopf.Patch({"status": dict(final)})
+    storage = progress_storage()
+    storage.store(key=KEY, record={**RECORD, "success": True}, body=obj, patch=patch)
+    storage.purge(key=KEY, body=obj, patch=patch)
+    assert set(patch) == {"status"}
+    assert patch["status"]["kopf"] == {"progress": {"delete": None}}
+    assert patch["status"]["deletion"] == final["deletion"]
 
 
-def test_a_released_deletion_leaves_the_annotations_to_go_with_the_object() -> None:
-    storage = ProgressStorage(prefix=STORAGE_PREFIX)
-    obj = body({RECORD: earlier_record(), MARKER: "yes", TOUCH: "x"}, deleting=True)
-    assert dict(finish(storage, obj)) == {}  # no merge PATCH before the finalizer's removal
-
-
-def test_outside_a_deletion_the_record_and_the_touch_dummy_are_cleaned_up_as_kopf_does() -> None:
-    storage = ProgressStorage(prefix=STORAGE_PREFIX)
-    obj = body({RECORD: earlier_record(), MARKER: "yes", TOUCH: "x"}, deleting=False)
-    stock = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
-    patch = finish(storage, obj)
-    assert patch["metadata"]["annotations"] == {RECORD: None, TOUCH: None}
-    assert patch == finish(stock, obj)
-
-
-def test_a_record_not_stored_in_this_patch_is_purged_as_kopf_does() -> None:
-    # kopf purges the records of superseded handlers (another cause) before running the delete
-    # handler: those are removed for real, or kopf would report them on every run.
-    storage = ProgressStorage(prefix=STORAGE_PREFIX)
-    obj = body({"operator.akua.dev/observe-update": earlier_record()}, deleting=True)
+def test_a_record_stored_and_purged_in_one_run_leaves_nothing() -> None:
     patch = kopf.Patch()
-    storage.purge(key=kopf.HandlerId("observe-update"), body=obj, patch=patch)
-    assert patch["metadata"]["annotations"] == {"operator.akua.dev/observe-update": None}
+    storage = progress_storage()
+    storage.store(key=KEY, record={**RECORD, "success": True}, body=body(), patch=patch)
+    storage.purge(key=KEY, body=body(), patch=patch)
+    assert dict(patch) == {}
 
 
-def test_a_deletion_that_comes_back_still_stores_its_record_and_touches() -> None:
-    storage = ProgressStorage(prefix=STORAGE_PREFIX)
-    obj = body({MARKER: "yes"}, deleting=True)
+def test_the_touch_dummy_is_in_status() -> None:
     patch = kopf.Patch()
-    record: Any = {"started": "2026-11-29T00:00:00", "retries": 1, "delayed": "x"}
-    storage.store(key=kopf.HandlerId("delete"), record=record, body=obj, patch=patch)
-    assert RECORD in patch["metadata"]["annotations"]
-    touch = kopf.Patch()
-    storage.touch(body=obj, patch=touch, value="2026-11-29T00:00:10")
-    assert touch["metadata"]["annotations"][TOUCH] == "2026-11-29T00:00:10"
+    progress_storage().touch(body=body(), patch=patch, value="2026-11-29T00:00:10")
+    assert dict(patch) == {"status": {"kopf": {"dummy": "2026-11-29T00:00:10"}}}

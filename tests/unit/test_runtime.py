@@ -7,9 +7,10 @@ thing); what is checked here is the order of writes and calls, and that nothing 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -73,6 +74,7 @@ class RecordingKube:
         self.status: dict[str, Any] = {}
         self.rv = 1
         self.writes: list[tuple[dict[str, Any], list[str]]] = []  # (patch, journal paths then)
+        self.kopf_writes: list[dict[str, Any]] = []  # status parts of kopf's patches
         self.events: list[Event] = []
         self.crd_is_deleting = False  # the AkuaCluster CRD (see test_runtime_guards.py)
         self.crd_reads = 0
@@ -530,19 +532,20 @@ async def test_a_wait_answer_without_steps_is_completed_from_get_operation() -> 
 # --- the write diet (issue 12): the release through kopf, re-runs ----------------------------
 
 
-async def test_the_release_status_is_handed_to_kopf_after_every_step_was_written() -> None:
-    # kopf removes the finalizer with a JSON patch that tests metadata.resourceVersion. The
-    # release's status goes into kopf's patch (kopf PATCHes /status first, and tests the version
-    # that PATCH returned), never written by the runtime itself; every earlier status is.
-    sim = create_app(SimConfig(step_seconds=0.05, seed=47))
-    cluster_id = await seed(sim)
-    kube = RecordingKube(sim)
-    runtime = make_runtime(kube, SimTransport(sim))
-    state = ResourceState()
-    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
-    action: Action | None = None
-    kopf_patch = kopf.Patch()
-    for _ in range(20):
+def kopf_writes(kube: RecordingKube, kopf_patch: kopf.Patch) -> None:
+    """What kopf does with a run's patch: its status part is one PATCH of /status."""
+    if "status" in kopf_patch:
+        kube.status = apply_merge(kube.status, kopf_patch["status"])
+        kube.rv += 1
+        kube.kopf_writes.append(dict(kopf_patch["status"]))
+
+
+async def delete_runs(
+    runtime: Runtime, kube: RecordingKube, cluster_id: str, state: ResourceState
+) -> list[tuple[Action, kopf.Patch]]:
+    """Delete-handler runs, kopf's patch applied after each, until the release."""
+    runs: list[tuple[Action, kopf.Patch]] = []
+    for _ in range(40):
         kopf_patch = kopf.Patch()
         action = await runtime.cycle(
             body(cluster_id, kube.status, deleting=True),
@@ -550,20 +553,110 @@ async def test_the_release_status_is_handed_to_kopf_after_every_step_was_written
             deleting=True,
             kopf_patch=kopf_patch,
         )
+        kopf_writes(kube, kopf_patch)
+        runs.append((action, kopf_patch))
         if isinstance(action, Release):
             break
         assert isinstance(action, Requeue)
-        assert dict(kopf_patch) == {}  # a run that goes on writes its status itself
+    return runs
+
+
+async def test_the_release_status_is_handed_to_kopf_and_so_is_every_change_a_run_ends_on() -> None:
+    # kopf removes the finalizer with a JSON patch that tests metadata.resourceVersion. The
+    # release's status goes into kopf's patch (kopf PATCHes /status first, and tests the version
+    # that PATCH returned), never written by the runtime itself. So does every change an Akua
+    # answer brings while the operation is followed: the run ends on it and kopf writes it with
+    # its progress record (one PATCH). Only the intent, before the DELETE, is written here.
+    sim = create_app(SimConfig(step_seconds=0.3, seed=47))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    observed = len(kube.writes)
+    runs = await delete_runs(runtime, kube, cluster_id, state)
+    action, kopf_patch = runs[-1]
     assert isinstance(action, Release)
     final = kopf_patch["status"]
     assert final["deletion"]["releasedAt"].endswith("Z")
     assert final["operation"]["state"] == "SUCCEEDED"
     assert final["progress"] == "delete 4/4 SUCCEEDED"
-    assert not any("releasedAt" in (patch.get("deletion") or {}) for patch, _ in kube.writes)
-    # until then the runtime's own writes mirrored the running operation, STATE deleting
-    running = [patch for patch, _ in kube.writes if patch.get("state") == "deleting"]
-    assert running and (running[0].get("operation") or {}).get("state") == "RUNNING"
+    own = [patch for patch, _ in kube.writes[observed:]]
+    assert not any("releasedAt" in (patch.get("deletion") or {}) for patch in own)
+    # the runtime itself wrote the intent (before the DELETE went out) and nothing else
+    assert [(p.get("deletion") or {}).get("pending") for p in own] == [True]
+    # every other run ended on a change it handed to kopf: the DELETE's answer, STATE deleting
+    assert all(a == Requeue(0.0, runtime_mod.RERUN_SHOWN) for a, _ in runs[:-1])
+    assert runs[0][1]["status"]["state"] == "deleting"
+    assert runs[0][1]["status"]["operation"]["state"] == "RUNNING"
+    shown = [p["status"].get("progress") for _, p in runs]
+    assert len(shown) == len(set(shown))  # each change written once
     assert [e.reason for e in kube.events] == ["Observed", "DeleteStarted", "Deleted"]
+    # a run that starts right after the change it ended on long-polls at once: no GET first
+    gets = [e for e in sim.journal.read(0) if e["method"] == "GET" and "/operations/" in e["path"]]
+    assert gets == []
+    await runtime.client.aclose()
+
+
+async def test_a_read_stamp_alone_does_not_end_the_run_and_rides_in_its_last_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # operation.lastReadAt moves (at most every 30 s) while nothing else does: no write of its
+    # own, it goes with kopf's progress record at the end of the run.
+    decide_mod = importlib.import_module("akua_operator.core.decide")
+    monkeypatch.setattr(decide_mod, "READ_STAMP_INTERVAL", timedelta(seconds=1))
+    monkeypatch.setattr(runtime_mod, "FOLLOW_SECONDS", 4.0)
+    sim = create_app(SimConfig(step_seconds=30.0, seed=59))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))  # wait_timeout 1 s
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    runs = await delete_runs_until(runtime, kube, cluster_id, state, runs=2)
+    before = len(kube.writes)
+    kopf_patch = kopf.Patch()
+    action = await runtime.cycle(
+        body(cluster_id, kube.status, deleting=True), state, deleting=True, kopf_patch=kopf_patch
+    )
+    assert action == Requeue(0.0, "continue following")  # a whole run: no change to show
+    assert len(kube.writes) == before  # nothing written by the runtime
+    assert set(kopf_patch["status"]) == {"operation"}
+    assert set(kopf_patch["status"]["operation"]) == {"lastReadAt"}
+    assert runs
+    await runtime.client.aclose()
+
+
+async def delete_runs_until(
+    runtime: Runtime, kube: RecordingKube, cluster_id: str, state: ResourceState, *, runs: int
+) -> list[Action]:
+    done: list[Action] = []
+    for _ in range(runs):
+        kopf_patch = kopf.Patch()
+        done.append(
+            await runtime.cycle(
+                body(cluster_id, kube.status, deleting=True),
+                state,
+                deleting=True,
+                kopf_patch=kopf_patch,
+            )
+        )
+        kopf_writes(kube, kopf_patch)
+    return done
+
+
+async def test_a_status_patch_that_changes_nothing_is_not_written() -> None:
+    sim = create_app(SimConfig())
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    ref = ObjectRef("ns", "prod", UID)
+    known = {"state": "deleting", "operation": {"id": "op_1", "state": "RUNNING"}}
+    same = {"state": "deleting", "operation": {"state": "RUNNING"}}
+    assert await runtime._write_status(ref, same, ResourceState(), known) == known
+    assert kube.writes == []
+    changed = {"operation": {"state": "SUCCEEDED"}}
+    after = await runtime._write_status(ref, changed, ResourceState(), known)
+    assert [patch for patch, _ in kube.writes] == [changed]
+    assert after is not None and after["operation"]["state"] == "SUCCEEDED"
     await runtime.client.aclose()
 
 
@@ -579,6 +672,9 @@ async def test_a_run_follows_an_operation_for_a_bounded_time_then_asks_to_go_on(
     runtime = make_runtime(kube, SimTransport(sim))  # wait_timeout 1 s
     state = ResourceState()
     await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    # the first run ends on the DELETE's answer (handed to kopf), the second follows
+    (first,) = await delete_runs_until(runtime, kube, cluster_id, state, runs=1)
+    assert first == Requeue(0.0, runtime_mod.RERUN_SHOWN)
     action = await runtime.cycle(
         body(cluster_id, kube.status, deleting=True), state, deleting=True, kopf_patch={}
     )
@@ -681,4 +777,86 @@ async def test_a_created_cluster_is_claimed_before_the_first_call_about_it(
         stalled = next(c for c in kube.status["conditions"] if c["type"] == "Stalled")
         assert (stalled["status"], stalled["reason"]) == ("True", "ClusterClaimed")
         assert owner in stalled["message"]
+    await runtime.client.aclose()
+
+
+def test_the_status_copy_is_used_for_an_older_body_and_dropped_once_the_watch_caught_up() -> None:
+    # Memory: an idle resource keeps no copy of its status; a stale body still loses to our write.
+    runtime = Runtime(Settings(namespaces=("ns",)), token_source=TokenSource(token=None))
+    state = ResourceState(resource_version="10", status={"etag": "e-new"})
+
+    def at(rv: str, etag: str) -> dict[str, Any]:
+        b = body("clu_x", {"etag": etag}, deleting=False)
+        b["metadata"]["resourceVersion"] = rv
+        return b
+
+    assert runtime._facts(at("9", "e-old"), state, deleting=False).status.etag == "e-new"
+    assert state.status is not None  # still needed: the watch has not shown our write yet
+    assert runtime._facts(at("10", "e-new"), state, deleting=False).status.etag == "e-new"
+    assert state.status is None
+    assert runtime._facts(at("11", "e-later"), state, deleting=False).status.etag == "e-later"
+
+
+async def test_a_body_older_than_kopfs_write_of_the_last_run_is_not_trusted() -> None:
+    # Under load kopf may run the handler again before its watch shows its own write of the
+    # last run's patch (the DELETE's answer here): kopf's retry count tells. Deciding on that
+    # older body would resend the DELETE (the same key: Akua replays it, but it is a call, an
+    # Event and a status write too many).
+    sim = create_app(SimConfig(step_seconds=30.0, seed=61))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    stale = dict(kube.status)
+    first = kopf.Patch()
+    action = await runtime.cycle(
+        body(cluster_id, stale, deleting=True), state, deleting=True, kopf_patch=first, retry=0
+    )
+    assert action == Requeue(0.0, runtime_mod.RERUN_SHOWN)
+    stale = dict(kube.status)  # the intent only: kopf's write of `first` not seen yet
+    again = kopf.Patch()
+    await runtime.cycle(
+        body(cluster_id, stale, deleting=True), state, deleting=True, kopf_patch=again, retry=0
+    )
+    deletes = [e for e in sim.journal.read(0) if e["method"] == "DELETE"]
+    assert len(deletes) == 1
+    assert [e.reason for e in kube.events].count("DeleteStarted") == 1
+    assert state.handed is not None
+    # a body that carries kopf's write (its retry count) is trusted again
+    kopf_writes(kube, first)
+    await runtime.cycle(
+        body(cluster_id, kube.status, deleting=True),
+        state,
+        deleting=True,
+        kopf_patch=kopf.Patch(),
+        retry=1,
+    )
+    assert len([e for e in sim.journal.read(0) if e["method"] == "DELETE"]) == 1
+    await runtime.client.aclose()
+
+
+async def test_runs_that_wait_for_another_operation_send_the_delete_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A DELETE answered 409 (a suspend is running): the runs follow the suspend. A run ends on
+    # a change only when a new run would go on following the same operation; otherwise the
+    # new run would send the DELETE again (a spin of 409s while the suspend runs).
+    monkeypatch.setattr(runtime_mod, "FOLLOW_SECONDS", 2.0)
+    sim = create_app(SimConfig(step_seconds=30.0, seed=67))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))  # wait_timeout 1 s
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    async with httpx.AsyncClient(transport=SimTransport(sim), base_url="http://sim/v1") as http:
+        resp = await http.post(
+            f"/clusters/{cluster_id}:suspend",
+            headers={"if-match": kube.status["etag"], "authorization": f"Bearer {TOKEN}"},
+        )
+        assert resp.status_code == 202, resp.text
+    runs = await delete_runs_until(runtime, kube, cluster_id, state, runs=4)
+    assert all(isinstance(a, Requeue) for a in runs)
+    deletes = [e for e in sim.journal.read(0) if e["method"] == "DELETE"]
+    assert [e["status"] for e in deletes] == [409]
     await runtime.client.aclose()

@@ -361,7 +361,7 @@ def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Acti
         case Phase.FOLLOWING:
             assert op is not None
             _deleting(status, facts, _op_message(op))
-            return FollowOperation(op.id, wait=False)
+            return FollowOperation(op.id, wait=_read_lately(facts, op))
         case Phase.LEARNING:
             return _learn_create(facts, status, events)
         case Phase.NOTHING:
@@ -1002,6 +1002,18 @@ def _deletion(status: AkuaClusterStatus) -> DeletionStatus:
     if status.deletion is None:
         status.deletion = DeletionStatus()
     return status.deletion
+
+
+#: A run that starts this soon after the last answer about its operation (the run before ended
+#: on the change that answer showed) long-polls at once instead of reading the operation first.
+FRESH_READ = timedelta(seconds=10)
+
+
+def _read_lately(facts: Facts, op: OperationStatus) -> bool:
+    """``operation.lastReadAt`` is less than FRESH_READ old: nothing to learn from a GET that
+    the next ``:wait`` would not tell (it answers at once when the operation has ended)."""
+    read = parse_time(op.last_read_at) if op.last_read_at else None
+    return read is not None and timedelta(0) <= facts.now - read < FRESH_READ
 
 
 def _op_message(op: OperationStatus) -> str:

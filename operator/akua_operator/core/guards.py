@@ -17,14 +17,11 @@ Precedence in the deletion flow (core/deletion.py): the orphan annotation, then
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from akua_operator.core.lifecycle import create_key
 from akua_operator.core.status import (
     RECONCILING,
     clip,
     condition,
-    rfc3339,
     set_kstatus,
 )
 from akua_operator.core.types import DeleteDeferred, Event, EventType, Facts, Release, Requeue
@@ -140,12 +137,14 @@ def on_deferred(
     """The deletion budget refused a new DELETE: wait with a condition that says so."""
     limit = obs.limit_per_minute
     retry_in = max(0.0, obs.retry_in)
-    slot = rfc3339(facts.now + timedelta(seconds=retry_in))
     name, namespace = facts.meta.name or "NAME", facts.meta.namespace
     ns = f" -n {namespace}" if namespace else ""
+    # The same text for the whole wait (no countdown): a message that changed on every recheck
+    # would be a status write (and a `kubectl get -w` line) each time. The delete starts by
+    # itself as soon as a slot is free; the log line says when the next one is.
     message = clip(
         f"Waiting for the deletion budget: this operator starts at most {limit} Akua "
-        f"deletions per minute; the next slot is free in about {retry_in:.0f}s (at {slot}). "
+        f"deletions per minute, and this delete starts as soon as a slot is free. "
         f"To delete now: kubectl annotate akuacluster {name}{ns} "
         f"{ANNOTATION_APPROVE_DELETE}=true"
     )

@@ -12,11 +12,14 @@
   ``patch`` (handlers/runtime.py), so kopf's finalizer patch never tests a stale version.
 
 Re-runs: a handler that must come back raises ``ComeBack(delay)``. kopf then writes its progress
-record (an annotation) and re-runs the handler when that write's event arrives, but only if the
-delay has passed: with a delay > 0 the event usually comes first, kopf sleeps out the rest and
-writes a second time (its touch-dummy annotation) to wake itself. So a run that only needs to go
-on (``Requeue(0)``: an operation is still being followed) comes back with delay 0, one write,
-unless it lasted less than ``MIN_RUN_SECONDS`` (then it waits out the rest: never a spin).
+record (in ``status.kopf``, together with the status the run handed to kopf: one ``/status``
+PATCH) and re-runs the handler when that write's event arrives, but only if the delay has
+passed: with a delay > 0 the event usually comes first, kopf sleeps out the rest and writes a
+second time (its touch-dummy, ``status.kopf.dummy``) to wake itself. So a run that only needs to
+go on (``Requeue(0)``: an operation is still being followed) comes back with delay 0, one write,
+unless it lasted less than ``MIN_RUN_SECONDS`` (then it waits out the rest: never a spin). A
+delete run that ends on a change an Akua answer brought (``RERUN_SHOWN``) always comes back at
+once.
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ from akua_operator.core.deletion import orphan_requested
 from akua_operator.core.shards import Shards
 from akua_operator.core.types import Action, ClusterObserved, Idle, Release, Requeue
 from akua_operator.handlers.observer import Observer
-from akua_operator.handlers.runtime import InvalidSpecError, ResourceState, Runtime
+from akua_operator.handlers.runtime import (
+    RERUN_SHOWN,
+    InvalidSpecError,
+    ResourceState,
+    Runtime,
+)
 from akua_operator.resource.models import (
     GROUP,
     KOPF_STORAGE_PREFIX,
@@ -57,48 +65,40 @@ class ComeBack(HandlerChildrenRetry):
     not as an error on every poll of a running operation)."""
 
 
-class ProgressStorage(kopf.AnnotationsProgressStorage):
-    """kopf's annotation progress storage, without the clean-up writes that only precede the
-    removal of the finalizer.
-
-    When the delete handler has released (returned), kopf stores its final record and purges it
-    in the same patch; for a record the object already carries (any run that came back before)
-    the purge is a merge PATCH of the annotations, and so is removing kopf's touch-dummy: a
-    Kubernetes write, and a ``kubectl get -w`` line identical to the previous one, for an object
-    whose finalizer is removed the next moment. Here, on an object being deleted, the purge of a
-    record stored in the same patch drops it from the patch, and the touch-dummy is left alone.
-    The annotations go with the object. If the finalizer patch fails, kopf retries it without
-    running handlers; after a restart the delete handler runs again and releases again (the
-    final status is written).
-    """
-
-    def purge(self, *, key: Any, body: Any, patch: Any) -> None:
-        if not _deleting(body):
-            super().purge(key=key, body=body, patch=patch)
-            return
-        annotations = (patch.get("metadata") or {}).get("annotations") or {}
-        keys = list(self.make_keys(key, body=body))
-        if not any(k in annotations for k in keys):
-            super().purge(key=key, body=body, patch=patch)  # not stored now: purge as kopf does
-            return
-        for k in keys:
-            annotations.pop(k, None)
-        marker = f"{self.prefix}/kopf-managed"
-        if marker not in (body.get("metadata", {}).get("annotations") or {}):
-            annotations.pop(marker, None)
-        if not annotations:
-            patch.get("metadata", {}).pop("annotations", None)
-            if not patch.get("metadata"):
-                patch.pop("metadata", None)
-
-    def touch(self, *, body: Any, patch: Any, value: str | None) -> None:
-        if value is None and _deleting(body):
-            return  # the clean-up of a past touch: the annotation goes with the object
-        super().touch(body=body, patch=patch, value=value)
+#: Where kopf keeps its progress records: in status, so that a record written when a run ends
+#: shares the one ``/status`` PATCH with the status the run hands to kopf (handlers/runtime.py).
+PROGRESS_FIELD = "status.kopf.progress"
+TOUCH_FIELD = "status.kopf.dummy"
 
 
-def _deleting(body: Any) -> bool:
-    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
+class LegacyProgressStorage(kopf.AnnotationsProgressStorage):
+    """The progress annotations of earlier versions (``operator.akua.dev/<handler>``): read, so
+    a deletion or lifecycle run that was under way at an upgrade goes on where it was, and
+    purged as kopf purges them; never written again."""
+
+    def store(self, **_: Any) -> None:
+        pass
+
+    def touch(self, **_: Any) -> None:
+        pass
+
+
+def progress_storage() -> kopf.MultiProgressStorage:
+    """kopf's progress records in ``status.kopf`` (the CRD declares it, with unknown fields kept:
+    pruned, a record would never be stored and kopf would never run the handler again), the
+    earlier annotations read and purged.
+
+    Why status: every run that comes back (``ComeBack``) makes kopf store its record. In an
+    annotation that is a merge PATCH of the object, in addition to the ``/status`` PATCH of the
+    status the run ends with; in status, both are one PATCH (kopf sends a patch's ``status``
+    part as one merge PATCH of ``/status``). At the release, the record's purge rides in the
+    same PATCH as the final status."""
+    return kopf.MultiProgressStorage(
+        [
+            kopf.StatusProgressStorage(field=PROGRESS_FIELD, touch_field=TOUCH_FIELD),
+            LegacyProgressStorage(prefix=STORAGE_PREFIX),
+        ]
+    )
 
 
 def _state(memo: Any) -> ResourceState:
@@ -138,6 +138,7 @@ async def _run(
     deleting: bool,
     kopf_patch: MutableMapping[str, Any] | None = None,
     seed: ClusterObserved | None = None,
+    retry: int | None = None,
 ) -> Action:
     runtime = _runtime(memo)
     return await runtime.cycle(
@@ -148,6 +149,7 @@ async def _run(
         logger=logger,
         kopf_patch=kopf_patch,
         seed=seed,
+        retry=retry,
     )
 
 
@@ -162,7 +164,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
     them). Cluster-wide, kopf still follows CRDs (it never lists Namespaces then).
     """
     kopf_settings.persistence.finalizer = Shards(settings.shard, settings.shard_names).finalizer
-    kopf_settings.persistence.progress_storage = ProgressStorage(prefix=STORAGE_PREFIX)
+    kopf_settings.persistence.progress_storage = progress_storage()
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=STORAGE_PREFIX, key="last-handled-configuration"
     )
@@ -242,10 +244,12 @@ def register(registry: Any, runtime: Runtime) -> Observer:
     )
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="delete", registry=registry, **shard)
-    async def delete(body: Any, memo: Any, logger: Any, patch: Any, **_: Any) -> None:
+    async def delete(
+        body: Any, memo: Any, logger: Any, patch: Any, retry: int = 0, **_: Any
+    ) -> None:
         started = time.monotonic()
         try:
-            action = await _run(body, memo, logger, deleting=True, kopf_patch=patch)
+            action = await _run(body, memo, logger, deleting=True, kopf_patch=patch, retry=retry)
         except InvalidSpecError as exc:
             # The core cannot decide without a spec; the escape hatch still works.
             if orphan_requested(dict(body.get("metadata", {}).get("annotations") or {})):
@@ -270,6 +274,10 @@ def register(registry: Any, runtime: Runtime) -> Observer:
             raise ComeBack("idle", delay=INTERNAL_ERROR_DELAY)
         delay = action.delay if isinstance(action, Requeue) else 0.0
         reason = action.reason if isinstance(action, Requeue) else "continue"
+        if reason == RERUN_SHOWN:
+            # The run ended on a change an Akua answer brought: kopf writes it with its record
+            # and runs the handler again on that write's event. No delay: one write, no touch.
+            raise ComeBack(reason, delay=0.0)
         raise ComeBack(reason or "continue", delay=_rerun_delay(delay, started))
 
     return observer

@@ -109,6 +109,9 @@ MAX_FOLLOWS = 64
 FOLLOW_SECONDS = 20.0
 
 REASON_CACHED_CREDENTIALS = "CachedCredentials"
+#: The reason of the Requeue(0) that ends a delete run on a change it shows (handed to kopf):
+#: the handler comes back at once whatever the run lasted (an Akua answer moved it on: no spin).
+RERUN_SHOWN = "continue following: a change shown"
 
 #: A read of the AkuaCluster CRD is reused for this long (and only by resources whose deletion
 #: this process saw before the read was sent: see Runtime._crd_deleting).
@@ -148,13 +151,19 @@ def tuning_from(settings: Settings) -> Tuning:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class ResourceState:
-    """Per-resource memory (kept in kopf's per-object memo)."""
+    """Per-resource memory (kept in kopf's per-object memo). ``status`` is held only until a
+    body at or past that write comes back (``Runtime._facts``): an idle resource keeps no copy."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resource_version: str | None = None  # of our last status write
     status: dict[str, Any] | None = None  # the status as we last wrote it
+    # The status as it is once kopf has written the patch a delete run ended with, and kopf's
+    # retry count in that write (the run's ``retry`` + 1). A run handed an older body (kopf's
+    # ``retry`` is lower: the watch had not shown that write yet) decides on this instead.
+    handed: dict[str, Any] | None = None
+    handed_retry: int = 0
     # The last credentials read from spec.credentials.secretRef and the Secret they came from
     # (namespace, name, key, workspace). Memory only: never status, logs or Events. A deletion
     # whose Secret was deleted first (GitOps prune, namespace deletion) finishes with them.
@@ -281,12 +290,16 @@ class Runtime:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
         kopf_patch: MutableMapping[str, Any] | None = None,
         seed: ClusterObserved | None = None,
+        retry: int | None = None,
     ) -> Action:
         """Run decide/apply/perform until the core says Release, Requeue or Idle.
 
         ``seed``: the cluster as a list sweep showed it (handlers/observer.py). When the core's
         first read of the cluster is ``ObserveCluster`` of that cluster, it decides on the seed
         instead of a ``GET /clusters/{id}`` (every other action is performed as usual).
+
+        ``retry`` (kopf's retry count of the delete handler): tells a body older than kopf's
+        write of the previous run's patch (``ResourceState.handed``) from a current one.
 
         ``kopf_patch`` (the delete handler's kopf ``patch``): the status patch of a ``Release``
         goes into it instead of being written here, so kopf writes it just before it removes
@@ -299,6 +312,8 @@ class Runtime:
         ``finalizer_released`` metric happen once.
         """
         async with state.lock:
+            if kopf_patch is not None:
+                _forget_handed(state, retry)
             facts = self._facts(body, state, deleting=deleting)
             if observe_only and facts.meta.deleting:
                 return Idle("being deleted: the delete handler owns the resource")
@@ -329,26 +344,61 @@ class Runtime:
             # MAX_ACTIONS calls and MAX_FOLLOWS changes at most, and the core decides on the
             # answer to each of them (the last included, hence + 1): an answer never decided on
             # would leave its request recorded as pending, and the next run would send it again.
+            known: Mapping[str, Any] | None = _known_status(body, state)
+            # Read stamps (operation.lastReadAt alone) held back for the run's last write.
+            held: dict[str, Any] = {}
             for _ in range(MAX_ACTIONS + MAX_FOLLOWS + 1):
                 decision = decide(facts, obs)
                 decision = self._apply_budget(facts, decision, logger)
-                status_patch = decision.status_patch
-                if shard_record is not None and (
-                    status_patch is not None or isinstance(decision.action, Release)
-                ):
-                    status_patch = {**(status_patch or {})}
-                    _merge_into(status_patch, shard_record)
+                action = decision.action
+                ends: Requeue | None = None  # the run ends after this decision, going on later
+                if isinstance(action, FollowOperation):
+                    remaining = FOLLOW_SECONDS - (time.monotonic() - started)
+                    if follows >= MAX_FOLLOWS or (follows and action.wait and remaining <= 0):
+                        ends = Requeue(0.0, "continue following")
+                elif not isinstance(action, Release | Requeue | Idle) and calls >= MAX_ACTIONS:
+                    ends = Requeue(0.0, "continue")
+                patch = decision.status_patch
+                if shard_record is not None and (patch is not None or isinstance(action, Release)):
+                    patch = {**(patch or {})}
+                    _merge_into(patch, shard_record)
                     shard_record = None
-                if status_patch is not None:
-                    if kopf_patch is not None and isinstance(decision.action, Release):
-                        _merge_into(kopf_patch.setdefault("status", {}), status_patch)
-                    else:
-                        await self._write_status(ref, status_patch, state)
+                if (
+                    kopf_patch is not None
+                    and patch is not None
+                    and ends is None
+                    and isinstance(obs, OperationObserved)
+                    and isinstance(action, FollowOperation)
+                ):
+                    # An answer changed what the resource shows while it follows an operation
+                    # (a step boundary, the DELETE's answer). A read stamp alone waits for the
+                    # run's last write. Otherwise, if a new run would go on following the same
+                    # operation (the core decides so from this status alone), nothing is sent
+                    # before it: the run ends here and kopf writes the change together with its
+                    # progress record, one PATCH (handlers/akuacluster.py: progress_storage).
+                    if _only_read_stamp(patch):
+                        _merge_into(held, patch)
+                        patch = None
+                    elif _resumes(facts, decision, action):
+                        ends = Requeue(0.0, RERUN_SHOWN)
+                if kopf_patch is not None and (
+                    ends is not None or isinstance(action, Release | Requeue | Idle)
+                ):
+                    if patch is not None:
+                        _merge_into(held, patch)
+                    if held:
+                        _merge_into(kopf_patch.setdefault("status", {}), held)
+                        held = {}
+                    _remember_handed(state, known, kopf_patch, retry)
+                elif patch is not None:
+                    if held:
+                        _merge_into(held, patch)
+                        patch, held = held, {}
+                    known = await self._write_status(ref, patch, state, known)
                 for event in decision.events:
                     logger.info("%s: %s", event.reason, event.message)
                     await self.kube.emit_event(ref, event)
                 facts = replace(advance(facts, decision), now=_now())
-                action = decision.action
                 self._report(ref, facts, action)
                 if isinstance(action, Release) and action.cause == CAUSE_CRD_GUARD:
                     await self._released_by_crd_guard(ref, facts, logger)
@@ -357,13 +407,10 @@ class Runtime:
                 if isinstance(action, Release | Requeue | Idle):
                     _unfollow(state)
                     return action
+                if ends is not None:
+                    return ends
                 if isinstance(action, FollowOperation):
-                    remaining = FOLLOW_SECONDS - (time.monotonic() - started)
-                    if follows >= MAX_FOLLOWS or (follows and action.wait and remaining <= 0):
-                        return Requeue(0.0, "continue following")
                     follows += 1
-                elif calls >= MAX_ACTIONS:
-                    return Requeue(0.0, "continue")
                 else:
                     calls += 1
                 cluster_id = cluster_id_of(facts, facts.status)
@@ -392,7 +439,7 @@ class Runtime:
                     obs, seed = seed, None  # the list item instead of a GET
                     continue
                 if shard_record is not None:
-                    await self._write_status(ref, shard_record, state)
+                    known = await self._write_status(ref, shard_record, state, known)
                     shard_record = None
                 if isinstance(action, FollowOperation):
                     op_seed = obs.operation if isinstance(obs, OperationObserved) else None
@@ -401,12 +448,18 @@ class Runtime:
                         timeout = max(timeout, float(self.tuning.wait_timeout))
                     seen = await self._follow(action, creds, state, timeout, op_seed)
                     if seen is None:  # nothing changed in time
+                        if kopf_patch is not None and held:
+                            _merge_into(kopf_patch.setdefault("status", {}), held)
+                            held = {}
+                            _remember_handed(state, known, kopf_patch, retry)
                         return Requeue(0.0, "continue following")
                     obs = seen
                 else:
                     obs = await self.perform(action, creds)
                 if isinstance(obs, OperationObserved):
                     _count_operation(obs)
+            if held and kopf_patch is not None:  # pragma: no cover - the bounds return first
+                _merge_into(kopf_patch.setdefault("status", {}), held)
             return Requeue(0.0, "continue")
 
     # --- many teams (core/tenancy.py) -------------------------------------------------------
@@ -797,11 +850,17 @@ class Runtime:
     def _facts(self, body: Mapping[str, Any], state: ResourceState, *, deleting: bool) -> Facts:
         metadata = body.get("metadata", {})
         status_raw = dict(body.get("status") or {})
-        if state.status is not None and _older(
-            metadata.get("resourceVersion"), state.resource_version
-        ):
-            # kopf handed us a body older than our own last status write: trust our write.
-            status_raw = dict(state.status)
+        if state.handed is not None:
+            # kopf handed us a body older than its own write of our last run's patch.
+            status_raw = dict(state.handed)
+        elif state.status is not None:
+            if _older(metadata.get("resourceVersion"), state.resource_version):
+                # kopf handed us a body older than our own last status write: trust our write.
+                status_raw = dict(state.status)
+            elif metadata.get("resourceVersion") is not None:
+                # The watch has caught up with that write (kopf's later bodies are newer still):
+                # the copy is no longer needed, and an idle resource keeps none.
+                state.status = None
         try:
             spec = AkuaClusterSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
@@ -834,12 +893,23 @@ class Runtime:
         )
 
     async def _write_status(
-        self, ref: ObjectRef, patch: dict[str, Any], state: ResourceState
-    ) -> None:
+        self,
+        ref: ObjectRef,
+        patch: dict[str, Any],
+        state: ResourceState,
+        known: Mapping[str, Any] | None = None,
+    ) -> Mapping[str, Any] | None:
+        """Write ``patch`` to the status, unless it changes nothing in ``known`` (the status as
+        last read or written). Returns the status known after it (None: unknown)."""
+        if known is not None and merge_apply(known, patch) == known:
+            log.debug("status of %s/%s unchanged: not written", ref.namespace, ref.name)
+            return known
         result = await self.kube.patch_status(ref.namespace, ref.name, patch)
-        if isinstance(result, Mapping):
-            state.resource_version = result.get("metadata", {}).get("resourceVersion")
-            state.status = dict(result.get("status") or {})
+        if not isinstance(result, Mapping):
+            return None
+        state.resource_version = result.get("metadata", {}).get("resourceVersion")
+        state.status = dict(result.get("status") or {})
+        return state.status
 
     def _shard_record(self, facts: Facts) -> dict[str, Any] | None:
         """The status patch recording this shard as the deletion's owner, if it is still to
@@ -867,6 +937,66 @@ def released_key(ref: ObjectRef) -> str:
     older record). ConfigMap keys allow ``[-._a-zA-Z0-9]``, at most 253 characters."""
     suffix = f".{ref.uid}"
     return f"{ref.namespace}.{ref.name}"[: 253 - len(suffix)] + suffix
+
+
+def _known_status(body: Mapping[str, Any], state: ResourceState) -> Mapping[str, Any]:
+    """The status as last read (the body) or written by this process, whichever is newer."""
+    if state.handed is not None:
+        return state.handed
+    rv = (body.get("metadata") or {}).get("resourceVersion")
+    if state.status is not None and _older(rv, state.resource_version):
+        return state.status
+    status = body.get("status")
+    return status if isinstance(status, Mapping) else {}
+
+
+def _resumes(facts: Facts, decision: Decision, action: FollowOperation) -> bool:
+    """A run that starts from ``decision``'s status (no observation yet) follows the same
+    operation: ending the run there loses nothing (a 409's "wait for the other operation" is
+    followed within its run instead: a new run would send the DELETE again)."""
+    after = replace(advance(facts, decision), now=facts.now)
+    again = decide(after, None).action
+    return isinstance(again, FollowOperation) and again.operation_id == action.operation_id
+
+
+def _remember_handed(
+    state: ResourceState,
+    known: Mapping[str, Any] | None,
+    kopf_patch: Mapping[str, Any],
+    retry: int | None,
+) -> None:
+    """Remember the status kopf is about to write (see ResourceState.handed)."""
+    if retry is None or known is None:
+        state.handed = None
+        return
+    state.handed = merge_apply(known, kopf_patch.get("status") or {})
+    state.handed.pop("kopf", None)
+    state.handed_retry = retry + 1
+
+
+def _forget_handed(state: ResourceState, retry: int | None) -> None:
+    """Drop ``state.handed`` once a body carries kopf's write of it (its retry count)."""
+    if state.handed is not None and (retry is None or retry >= state.handed_retry):
+        state.handed = None
+
+
+def merge_apply(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``target`` with the JSON merge patch ``patch`` applied (RFC 7386); neither is changed."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping):
+            current = out.get(key)
+            out[key] = merge_apply(current if isinstance(current, Mapping) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _only_read_stamp(patch: Mapping[str, Any]) -> bool:
+    """The patch changes only ``operation.lastReadAt`` (when Akua last answered)."""
+    return set(patch) == {"operation"} and set(patch["operation"] or {}) == {"lastReadAt"}
 
 
 def _merge_into(target: MutableMapping[str, Any], patch: Mapping[str, Any]) -> None:

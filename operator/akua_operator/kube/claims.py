@@ -8,6 +8,13 @@ operator namespace) sees the same Lease ``akua-claim-<cluster id>`` (coordinatio
 renewed (no durations): it is a record, not a lock with an expiry.
 
 The sync kubernetes client runs in threads (``asyncio.to_thread``).
+
+A claim this process holds (it created it, found itself the holder, or took it over) is
+remembered for ``HELD_TTL`` seconds, so the re-runs of a handler (one per step boundary while a
+deletion is followed) cost no Lease read. Nobody else may take a claim whose holder still exists
+and names the cluster, so the memory can only be wrong if the Lease is removed or rewritten by
+hand: it is then read again at most ``HELD_TTL`` later. A claim held by another resource is
+never remembered (its holder may go away at any moment).
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +35,8 @@ log = logging.getLogger(__name__)
 LEASE_PREFIX = "akua-claim-"
 ANNOTATION_CLUSTER_ID = "akua.dev/cluster-id"
 LABEL_RECORD = "akua.dev/record"
+#: How long a claim this process holds is trusted without reading its Lease again (seconds).
+HELD_TTL = 300.0
 
 
 def lease_name(cluster_id: str) -> str:
@@ -98,11 +108,21 @@ def first_recorder(cluster_id: str, objects: Iterable[dict[str, Any]]) -> Claima
 
 
 class ClaimsIO:
-    def __init__(self, api_client: Any, namespace: str, *, watched: tuple[str, ...] | None) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        namespace: str,
+        *,
+        watched: tuple[str, ...] | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``watched``: the namespaces to look in for earlier recorders (None: all)."""
         from kubernetes import client as k8s
 
         self._k8s = k8s
+        self._clock = clock
+        # cluster id -> (holder identity, when this process last learned it holds the claim)
+        self._held: dict[str, tuple[str, float]] = {}
         self.namespace = namespace
         self.watched = watched
         self.leases = k8s.CoordinationV1Api(api_client)
@@ -249,7 +269,30 @@ class ClaimsIO:
     # --- async ----------------------------------------------------------------------------
 
     async def claim(self, cluster_id: str, me: Claimant) -> str | None:
-        return await asyncio.to_thread(self.claim_sync, cluster_id, me)
+        """As :meth:`claim_sync`; a claim this process holds is answered from memory."""
+        if self.holds(cluster_id, me):
+            return None
+        self._held.pop(cluster_id, None)
+        owner = await asyncio.to_thread(self.claim_sync, cluster_id, me)
+        if owner is None:
+            self._remember(cluster_id, me)
+        return owner
 
     async def release(self, cluster_id: str, me: Claimant) -> None:
+        held = self._held.get(cluster_id)
+        if held is not None and held[0] == me.identity:
+            del self._held[cluster_id]
         await asyncio.to_thread(self.release_sync, cluster_id, me)
+
+    def holds(self, cluster_id: str, me: Claimant) -> bool:
+        """This process knows (within HELD_TTL) that ``me`` holds the claim on ``cluster_id``."""
+        held = self._held.get(cluster_id)
+        return held is not None and held[0] == me.identity and self._clock() - held[1] < HELD_TTL
+
+    def _remember(self, cluster_id: str, me: Claimant) -> None:
+        now = self._clock()
+        if len(self._held) >= 4096:  # bounded: forget the expired ones first
+            for key, (_, at) in list(self._held.items()):
+                if now - at >= HELD_TTL:
+                    del self._held[key]
+        self._held[cluster_id] = (me.identity, now)

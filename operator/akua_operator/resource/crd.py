@@ -121,6 +121,13 @@ def status_schema() -> dict[str, Any]:
     # until the operator writes, so kstatus (Flux wait/healthChecks) sees it in progress instead
     # of "current" in the moment before the operator's first write.
     schema["default"] = {"observedGeneration": 0}
+    # kopf's progress records (handlers/akuacluster.py: progress_storage), kept as kopf writes
+    # them. Not a model field: the operator's own status never reads or writes it.
+    schema["properties"]["kopf"] = {
+        "type": "object",
+        "description": "kopf's progress records of the operator's handlers (internal).",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
     return schema
 
 
