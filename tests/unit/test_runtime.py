@@ -164,7 +164,7 @@ async def test_intent_is_recorded_before_each_call_and_the_delete_releases() -> 
     assert not any(":wait" in p or "/operations/" in p for p in recorded)  # before any wait
     assert [e.reason for e in kube.events][-1] == "Deleted"
     assert sum(1 for e in sim.journal.read(0) if e["method"] == "DELETE") == 1
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 class Crash(Exception):
@@ -248,7 +248,7 @@ async def test_malformed_response_is_a_condition_not_a_crash() -> None:
     stalled = next(c for c in kube.status["conditions"] if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "InvalidApiResponse")
     assert kube.status["deletion"]["pending"] is True  # resent unchanged next time
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def test_rejected_token_never_reaches_status_or_events() -> None:
@@ -268,7 +268,7 @@ async def test_rejected_token_never_reaches_status_or_events() -> None:
     assert secret not in repr(kube.status)
     assert all(secret not in e.message for e in kube.events)
     assert [e.reason for e in kube.events] == ["CredentialsRejected"]
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 def test_merge_helper_roundtrip() -> None:
@@ -301,7 +301,7 @@ async def test_an_observe_only_cycle_leaves_a_deleting_resource_to_the_delete_ha
     action = await runtime.cycle(body(cluster_id, kube.status, deleting=True), state, deleting=True)
     assert not isinstance(action, Idle)
     assert any(e["method"] == "DELETE" for e in sim.journal.read(0))
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 class ScriptedRuntime(Runtime):
@@ -400,7 +400,7 @@ async def test_a_deletion_whose_secret_was_pruned_first_finishes_with_the_last_g
     assert "akua-token" in cached.message
     assert all(TOKEN not in e.message for e in kube.events)
     assert TOKEN not in repr(kube.status)
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def test_after_a_restart_a_pruned_secret_stalls_and_says_how_to_unstick() -> None:
@@ -427,7 +427,7 @@ async def test_after_a_restart_a_pruned_secret_stalls_and_says_how_to_unstick() 
     assert "recreate" in stalled["message"].lower()
     assert "akua.dev/orphan" in stalled["message"]
     assert "CachedCredentials" not in [e.reason for e in kube.events]
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def test_every_call_about_the_cluster_names_its_recorded_workspace() -> None:
@@ -452,7 +452,7 @@ async def test_every_call_about_the_cluster_names_its_recorded_workspace() -> No
     assert isinstance(action, Release)
     calls = sim.journal.read(0)[start:]
     assert calls and {e["akua_context"] for e in calls} == {workspace}
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def test_a_new_create_asks_for_the_tokens_workspace_and_is_sent_there() -> None:
@@ -473,7 +473,7 @@ async def test_a_new_create_asks_for_the_tokens_workspace_and_is_sent_there() ->
     workspace = sim.config.workspace_id
     assert calls[1]["akua_context"] == workspace
     assert kube.status["lifecycle"]["createRequest"]["workspaceId"] == workspace
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def test_an_unreadable_status_holds_the_deletion_without_any_call() -> None:
@@ -491,7 +491,7 @@ async def test_an_unreadable_status_holds_the_deletion_without_any_call() -> Non
     assert (stalled["status"], stalled["reason"]) == ("True", "RecordsLost")
     assert "deletion.attempt" in stalled["message"]
     assert kube.status["deletion"] == {"attempt": "not a number"}  # left as it was
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def test_a_wait_answer_without_steps_is_completed_from_get_operation() -> None:
@@ -526,7 +526,7 @@ async def test_a_wait_answer_without_steps_is_completed_from_get_operation() -> 
     assert failed is not None and failed.name == "delete_workers" and failed.retryable
     paths = [(e["method"], e["path"]) for e in sim.journal.read(0)]
     assert ("GET", f"/operations/{op_id}") in paths  # read because :wait left the steps out
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 # --- the write diet (issue 12): the release through kopf, re-runs ----------------------------
@@ -595,7 +595,7 @@ async def test_the_release_status_is_handed_to_kopf_and_so_is_every_change_a_run
     # a run that starts right after the change it ended on long-polls at once: no GET first
     gets = [e for e in sim.journal.read(0) if e["method"] == "GET" and "/operations/" in e["path"]]
     assert gets == []
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def test_a_read_stamp_alone_does_not_end_the_run_and_rides_in_its_last_write(
@@ -623,7 +623,7 @@ async def test_a_read_stamp_alone_does_not_end_the_run_and_rides_in_its_last_wri
     assert set(kopf_patch["status"]) == {"operation"}
     assert set(kopf_patch["status"]["operation"]) == {"lastReadAt"}
     assert runs
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def delete_runs_until(
@@ -657,7 +657,7 @@ async def test_a_status_patch_that_changes_nothing_is_not_written() -> None:
     after = await runtime._write_status(ref, changed, ResourceState(), known)
     assert [patch for patch, _ in kube.writes] == [changed]
     assert after is not None and after["operation"]["state"] == "SUCCEEDED"
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def test_a_run_follows_an_operation_for_a_bounded_time_then_asks_to_go_on(
@@ -683,7 +683,7 @@ async def test_a_run_follows_an_operation_for_a_bounded_time_then_asks_to_go_on(
     about_it = [e for e in sim.journal.read(0) if e["path"].startswith("/operations/")]
     # the operation tracker's one long poll (5 s, cancelled by stop()): at most one call per
     # 5 s per running operation; the DELETE's answer was its first news, no GET needed
-    assert all(e["path"].endswith(":wait") for e in about_it) and len(about_it) <= 1
+    assert all(e["path"].endswith(":wait") for e in about_it) and len(about_it) <= 1, about_it
 
 
 def delete_handler(runtime: Runtime) -> Any:
@@ -777,7 +777,7 @@ async def test_a_created_cluster_is_claimed_before_the_first_call_about_it(
         stalled = next(c for c in kube.status["conditions"] if c["type"] == "Stalled")
         assert (stalled["status"], stalled["reason"]) == ("True", "ClusterClaimed")
         assert owner in stalled["message"]
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 def test_the_status_copy_is_used_for_an_older_body_and_dropped_once_the_watch_caught_up() -> None:
@@ -833,7 +833,7 @@ async def test_a_body_older_than_kopfs_write_of_the_last_run_is_not_trusted() ->
         retry=1,
     )
     assert len([e for e in sim.journal.read(0) if e["method"] == "DELETE"]) == 1
-    await runtime.client.aclose()
+    await runtime.stop()
 
 
 async def test_runs_that_wait_for_another_operation_send_the_delete_once(
@@ -859,4 +859,4 @@ async def test_runs_that_wait_for_another_operation_send_the_delete_once(
     assert all(isinstance(a, Requeue) for a in runs)
     deletes = [e for e in sim.journal.read(0) if e["method"] == "DELETE"]
     assert [e["status"] for e in deletes] == [409]
-    await runtime.client.aclose()
+    await runtime.stop()

@@ -162,6 +162,13 @@ class OperationTracker:
         tracked = self._ops.get(op_id)
         return tracked.version if tracked is not None else 0
 
+    def current(self, op_id: str) -> Operation | None:
+        """What is known of ``op_id`` now (None: nothing yet, or a call about it failed)."""
+        tracked = self._ops.get(op_id)
+        if tracked is None or tracked.error is not None:
+            return None
+        return tracked.operation
+
     async def changed(
         self,
         op_id: str,

@@ -347,6 +347,7 @@ class Runtime:
             known: Mapping[str, Any] | None = _known_status(body, state)
             # Read stamps (operation.lastReadAt alone) held back for the run's last write.
             held: dict[str, Any] = {}
+            refreshed = False  # the core decided on an unchanged view after a quiet wait
             for _ in range(MAX_ACTIONS + MAX_FOLLOWS + 1):
                 decision = decide(facts, obs)
                 decision = self._apply_budget(facts, decision, logger)
@@ -381,6 +382,9 @@ class Runtime:
                         patch = None
                     elif _resumes(facts, decision, action):
                         ends = Requeue(0.0, RERUN_SHOWN)
+                        if creds is not None:
+                            # the next run goes on from this answer (no read of it first)
+                            self._start_following(action, creds, state, obs.operation)
                 if kopf_patch is not None and (
                     ends is not None or isinstance(action, Release | Requeue | Idle)
                 ):
@@ -447,6 +451,16 @@ class Runtime:
                     if follows == 1:  # the first wait of a run: at least one wait timeout
                         timeout = max(timeout, float(self.tuning.wait_timeout))
                     seen = await self._follow(action, creds, state, timeout, op_seed)
+                    if seen is None and not refreshed and state.following is not None:
+                        # Nothing changed in time: the core decides once on what is known now
+                        # (the operation was read meanwhile: operation.lastReadAt may move,
+                        # at most every 30 s), then the run ends below.
+                        refreshed = True
+                        tracker, op_id = state.following
+                        current = tracker.current(op_id)
+                        if current is not None:
+                            obs = OperationObserved(current)
+                            continue
                     if seen is None:  # nothing changed in time
                         if kopf_patch is not None and held:
                             _merge_into(kopf_patch.setdefault("status", {}), held)
@@ -704,6 +718,30 @@ class Runtime:
             return None
         return page.data[0].id if len(page.data) == 1 and not page.has_more else None
 
+    def _start_following(
+        self,
+        action: FollowOperation,
+        creds: Credentials,
+        state: ResourceState,
+        seed: Operation | None,
+    ) -> OperationTracker | None:
+        """The tracker that follows ``action``'s operation for this resource (registered with
+        ``seed``, the latest answer about it, when it is new), or None for a workspace id that
+        cannot be sent."""
+        workspace = action.workspace
+        if workspace is not None and workspace != creds.context:
+            try:
+                creds = replace(creds, context=workspace)
+            except ValueError:
+                return None
+        tracker = self.trackers.get(creds)
+        op_id = action.operation_id
+        if state.following != (tracker, op_id):
+            _unfollow(state)
+            tracker.follow(op_id, seed=seed if seed is not None and seed.id == op_id else None)
+            state.following, state.followed_version = (tracker, op_id), 0
+        return tracker
+
     async def _follow(
         self,
         action: FollowOperation,
@@ -716,18 +754,10 @@ class Runtime:
         the core chose): its next change after the version the core last decided on (what
         is known now for ``wait=False``), or None when nothing changed within ``timeout``. A
         call about it that failed for good (401/403/404) comes back as that failure."""
-        workspace = action.workspace
-        if workspace is not None and workspace != creds.context:
-            try:
-                creds = replace(creds, context=workspace)
-            except ValueError:
-                return ApiFailed(AkuaResponseError("the workspace id is not valid"), action)
-        tracker = self.trackers.get(creds)
+        tracker = self._start_following(action, creds, state, seed)
+        if tracker is None:
+            return ApiFailed(AkuaResponseError("the workspace id is not valid"), action)
         op_id = action.operation_id
-        if state.following != (tracker, op_id):
-            _unfollow(state)
-            tracker.follow(op_id, seed=seed if seed is not None and seed.id == op_id else None)
-            state.following, state.followed_version = (tracker, op_id), 0
         seen = state.followed_version if action.wait else 0
         found, version = await tracker.changed(op_id, seen, max(0.0, timeout))
         if found is None or (action.wait and version == seen):
