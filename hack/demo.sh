@@ -14,14 +14,15 @@
 #
 # Environment knobs (all optional):
 #   DEMO_MODE=create|adopt   create a new Akua cluster (default), or adopt one seeded in the simulator
-#   DEMO_STEP_SECONDS=2      how long each simulated Akua operation step takes
+#   DEMO_STEP_SECONDS=6      how long each simulated Akua operation step takes (the operator reads
+#                            an operation at most once per 5 s: shorter steps may go unseen)
 #   DEMO_KEEP=1              keep the work directory (logs, kubeconfig) after the demo
 #   AKUA_TESTBIN=DIR         use these control-plane binaries instead of hack/testbin/build.sh
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE="${DEMO_MODE:-create}"
-STEP_SECONDS="${DEMO_STEP_SECONDS:-2}"
+STEP_SECONDS="${DEMO_STEP_SECONDS:-6}"
 NS=akua-demo
 NAME=demo
 TOKEN=sk_akua_test

@@ -41,8 +41,9 @@ class Demo:
         env.pop("KUBECONFIG", None)
         env.pop("DEMO_KEEP", None)
         # Steps long enough that a loaded CI machine still shows each one in the live watch
-        # (the test asserts every delete step appears, in order).
-        env["DEMO_STEP_SECONDS"] = "3"
+        # (the test asserts every step appears, in order): the operation tracker reads an
+        # operation at most once per 5 s, so a step must last longer than that.
+        env["DEMO_STEP_SECONDS"] = "7"
         self.proc = subprocess.Popen(
             argv,
             cwd=REPO,
@@ -168,7 +169,7 @@ def test_make_demo_shows_the_lifecycle_and_cleans_up(testbin: Path) -> None:
     for step in DELETE_STEPS:
         assert re.search(rf" deleting +delete \d/4 {step} ", deleting), deleting
     # One watch line per change: a step's line is not printed again while nothing changed
-    # (one kopf re-run per 20 s at most, and these steps last 2 s).
+    # (one kopf re-run per 20 s at most, and these steps last 7 s).
     step_lines = [
         line
         for line in deleting.splitlines()
