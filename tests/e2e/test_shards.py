@@ -118,7 +118,9 @@ def test_three_shards_each_serve_their_own_and_hand_over_on_relabel(
             lambda name=name: finalizers(kubectl, name, namespace) == [FINALIZERS[owner[name]]],
         )
     for name in objects:
-        assert senders.shards_about(ids[name]) == {owner[name]}, (name, senders.about(ids[name]))
+        # Adoption reads the cluster from a list sweep (GET /clusters, naming no cluster): no
+        # request about it may come from another shard; its finalizer says who serves it.
+        assert senders.shards_about(ids[name]) <= {owner[name]}, (name, senders.about(ids[name]))
     for op in shards.values():
         op.assert_alive()
 
@@ -176,8 +178,8 @@ def test_three_shards_each_serve_their_own_and_hand_over_on_relabel(
 
     # The other objects are untouched: nothing but observations, each by its own shard.
     for name in ("on-a", "unlabelled", "on-c"):
-        assert senders.shards_about(ids[name]) == {owner[name]}, name
-        assert {m for _, m, _ in senders.about(ids[name])} == {"GET"}, name
+        assert senders.shards_about(ids[name]) <= {owner[name]}, name
+        assert {m for _, m, _ in senders.about(ids[name])} <= {"GET"}, name
         assert finalizers(kubectl, name, namespace) == [FINALIZERS[owner[name]]]
     for op in shards.values():
         op.assert_alive()
