@@ -503,13 +503,24 @@ def test_packaged_chart_installs_on_the_control_plane(
     chart = released.path(".tgz")
     with tarfile.open(chart) as packaged:
         files = {m.name for m in packaged.getmembers() if m.isfile()}
-        crd = packaged.extractfile("akua-operator/crds/akuaclusters.akua.dev.yaml")
+        crd = packaged.extractfile("akua-operator/files/crds/akuaclusters.akua.dev.yaml")
         assert crd is not None
         assert crd.read().decode() == CRD.read_text()
     assert {"akua-operator/Chart.yaml", "akua-operator/values.schema.json"} <= files
     repository = "registry.example.com/platform/akua-operator"
     name = f"rel{uuid.uuid4().hex[:6]}"
-    helm("install", name, chart, "-n", namespace, "--set", f"image.repository={repository}")
+    # --take-ownership: the shared test control plane already has the CRD (from other tests),
+    # which the chart renders as a template (crds.enabled, docs/helm.md)
+    helm(
+        "install",
+        name,
+        chart,
+        "-n",
+        namespace,
+        "--take-ownership",
+        "--set",
+        f"image.repository={repository}",
+    )
     try:
         (listed,) = json.loads(helm("list", "-n", namespace, "-o", "json").stdout)
         assert listed["chart"] == f"akua-operator-{released.version}"
