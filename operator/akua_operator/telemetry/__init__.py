@@ -74,30 +74,30 @@ class TelemetrySettings:
     per_object_metrics_limit: int = DEFAULT_PER_OBJECT_LIMIT
 
 
-def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
+def _env_whole(
+    env: Mapping[str, str], key: str, default: int, *, what: str, low: int, high: int | None
+) -> int:
+    """``env[key]`` as an int within ``low..high`` (``default`` when unset), or a ValueError
+    that names the variable and what it must be."""
     raw = env.get(key, "").strip()
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{key} must be an integer port, got {raw!r}") from None
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{key} must be between 0 and 65535, got {value}")
+        raise ValueError(f"{key} must be {what}, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"{low} or more"
+        raise ValueError(f"{key} must be {bounds}, got {value}")
     return value
+
+
+def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
+    return _env_whole(env, key, default, what="an integer port", low=0, high=65535)
 
 
 def _env_count(env: Mapping[str, str], key: str, default: int) -> int:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{key} must be a whole number, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{key} must be 0 or more, got {value}")
-    return value
+    return _env_whole(env, key, default, what="a whole number", low=0, high=None)
 
 
 def _env_float(env: Mapping[str, str], key: str, default: float) -> float:
