@@ -520,6 +520,54 @@ def test_after_a_409_naming_a_running_operation_the_same_etag_is_sent_again() ->
     assert d.action == DeleteCluster(CID, "e1", f"{UID}-delete-1-2", workspace="ws_1")
 
 
+def test_a_restart_after_a_409_naming_our_running_delete_attaches_without_a_new_key() -> None:
+    # A DELETE killed in flight is resent under its key after a restart; Akua may check the
+    # running operation before the key (the contract allows it) and answer 409 naming the
+    # delete the first request started. Killed again before that operation was read, the next
+    # run must wait for it (recorded in status), not read the cluster and send a new DELETE.
+    status = {
+        "etag": "e1",
+        "deletion": {
+            "attempt": 1,
+            "requests": 1,
+            "pending": True,
+            "ifMatch": "e1",
+            "idempotencyKey": f"{UID}-delete-1-1",
+        },
+    }
+    f = facts(status=status)
+    d = decide(f)
+    assert d.action == DeleteCluster(CID, "e1", f"{UID}-delete-1-1")
+    f = advance(f, d)
+    d = decide(f, ApiFailed(conflict(active_operation_id="op_del1"), d.action))
+    assert d.action == FollowOperation("op_del1", wait=False)
+    assert d.status.deletion is not None
+    assert d.status.deletion.awaited_operation_id == "op_del1"
+    restarted = advance(f, d)  # a new run (or a restart) decides from this status alone
+    d = decide(restarted)
+    assert d.action == FollowOperation("op_del1", wait=False)
+    f = advance(restarted, d)
+    d = decide(f, OperationObserved(operation("op_del1", steps=delete_steps(1))))
+    assert d.action == FollowOperation("op_del1", wait=True, workspace="ws_1")
+    assert "DeleteAttached" in [e.reason for e in d.events]
+    assert d.status.deletion is not None
+    assert d.status.deletion.operation_id == "op_del1"
+    assert d.status.deletion.awaited_operation_id is None
+    assert d.status.deletion.idempotency_key == f"{UID}-delete-1-1"
+
+
+def test_an_awaited_operation_that_vanished_reads_the_cluster() -> None:
+    f = facts(status={"etag": "e1"})
+    d = decide(f)
+    f = advance(f, d)
+    d = decide(f, ApiFailed(conflict(active_operation_id="op_susp"), d.action))
+    f = advance(f, d)
+    d = decide(f, ApiFailed(AkuaNotFound("no such op", status=404), d.action))
+    assert d.action == ObserveCluster(CID)
+    assert d.status.deletion is not None and d.status.deletion.awaited_operation_id is None
+    assert decide(advance(f, d)).action == ObserveCluster(CID)
+
+
 def test_409_loop_is_bounded() -> None:
     def world(action: Action) -> Observation:
         if isinstance(action, DeleteCluster):

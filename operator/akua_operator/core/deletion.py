@@ -13,6 +13,8 @@ precedence of every rule that releases or holds without an Akua call. Each cycle
               proves nothing. Stalled with a message saying how to get out; no Akua call.
 ``Backoff``   ``deletion.nextAttemptAt`` is in the future: no Akua call before it.
 ``Following`` an operation is recorded and not done: follow it (resume after a restart).
+``Awaiting``  a 409 named a running operation (``deletion.awaitedOperationId``): follow it
+              until it ends, then go on (a restart resumes the wait, never a new DELETE).
 ``Learning``  no cluster id, but a create was (maybe) sent: resend it under its key (same body,
               same workspace) to learn its operation, then delete what it made.
 ``Nothing``   nothing was ever created, imported or recorded: release.
@@ -155,6 +157,7 @@ class Phase(StrEnum):
     HELD = "Held"
     BACKOFF = "Backoff"
     FOLLOWING = "Following"
+    AWAITING = "Awaiting"
     LEARNING = "Learning"
     NOTHING = "Nothing"
     DELETING = "Deleting"
@@ -321,6 +324,8 @@ def phase_of(facts: Facts, status: AkuaClusterStatus) -> Phase:
     op = status.operation
     if op is not None and not op.done:
         return Phase.FOLLOWING
+    if deletion.awaited_operation_id and not deletion.pending:
+        return Phase.AWAITING
     if cluster_id is None:
         return Phase.LEARNING if unanswered_create(facts, status) is not None else Phase.NOTHING
     if deletion.pending and deletion.if_match and deletion.idempotency_key:
@@ -362,6 +367,11 @@ def _start(facts: Facts, status: AkuaClusterStatus, events: list[Event]) -> Acti
             assert op is not None
             _deleting(status, facts, _op_message(op))
             return FollowOperation(op.id, wait=_read_lately(facts, op))
+        case Phase.AWAITING:
+            awaited = deletion.awaited_operation_id
+            assert awaited is not None
+            _deleting(status, facts, f"waiting for operation {awaited} to end before deleting")
+            return FollowOperation(awaited, wait=False)
         case Phase.LEARNING:
             return _learn_create(facts, status, events)
         case Phase.NOTHING:
@@ -535,6 +545,7 @@ def _send_delete(facts: Facts, status: AkuaClusterStatus, cluster_id: str, etag:
         # guards: a new attempt counts against the deletion budget unless approved
         budgeted = not guards.delete_approved(facts.meta.annotations)
     deletion.requests += 1
+    deletion.awaited_operation_id = None
     deletion.pending = True
     deletion.if_match = etag
     deletion.idempotency_key = idempotency_key(facts.meta.uid, deletion.attempt, deletion.requests)
@@ -586,6 +597,8 @@ def _on_operation(
     previous = status.operation
     if accepted:
         deletion.pending = False
+    if deletion.awaited_operation_id == op.id:
+        deletion.awaited_operation_id = None  # recorded as status.operation from now on
     if op.type == DELETE_TYPE and deletion.operation_id != op.id:
         # Akua answers a DELETE on a cluster already being deleted with that running delete
         # (202, the same operation): that one started before our request.
@@ -816,6 +829,9 @@ def _on_conflict(
         # Refused for a running operation, not for a stale etag: once it ended, the same etag
         # may well be current (etags need not change on Akua's own changes).
         deletion.if_match = None
+        # Recorded before anything waits on it: a run that ends (or a restart) before the
+        # operation was read goes on waiting for it instead of sending a new DELETE.
+        deletion.awaited_operation_id = active
         event = waiting_event(status, active, action.cluster_id, "deleting")
         if event is not None:
             events.append(event)
@@ -909,6 +925,8 @@ def _operation_vanished(
     forget_operation(status, vanished)
     if deletion.operation_id == vanished:
         deletion.operation_id = None
+    if deletion.awaited_operation_id == vanished:
+        deletion.awaited_operation_id = None
     status.api_errors = 0
     cluster_id = _cluster_id(facts, status)
     if cluster_id is not None:

@@ -344,6 +344,12 @@ class DeletionStatus(_Model):
     operation_id: str | None = Field(
         default=None, description="The delete operation of the current attempt."
     )
+    awaited_operation_id: str | None = Field(
+        default=None,
+        description="A running operation Akua named when it refused this attempt's DELETE "
+        "(409): followed until it ends (then the delete goes on), also after a restart, "
+        "instead of a new DELETE.",
+    )
     conflicts: int = Field(default=0, description="409s in a row in this attempt.")
     failures: int = Field(default=0, description="Failed delete operations so far.")
     next_attempt_at: str | None = Field(
