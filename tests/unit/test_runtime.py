@@ -21,8 +21,9 @@ from pydantic import SecretStr
 
 from akua_operator import telemetry
 from akua_operator.akua.client import AkuaClient, ClientConfig, Credentials
+from akua_operator.akua.models import Cluster
 from akua_operator.core.status import merge_patch
-from akua_operator.core.types import Action, Event, Idle, Release, Requeue
+from akua_operator.core.types import Action, ClusterObserved, Event, Idle, Release, Requeue
 from akua_operator.handlers import akuacluster as akuacluster_mod
 from akua_operator.handlers import runtime as runtime_mod
 from akua_operator.handlers.akuacluster import register
@@ -859,4 +860,43 @@ async def test_runs_that_wait_for_another_operation_send_the_delete_once(
     assert all(isinstance(a, Requeue) for a in runs)
     deletes = [e for e in sim.journal.read(0) if e["method"] == "DELETE"]
     assert [e["status"] for e in deletes] == [409]
+    await runtime.stop()
+
+
+async def test_a_list_item_requested_before_the_last_status_write_is_read_again() -> None:
+    # A list sweep's page requested before this process wrote the status (a rename answered
+    # meanwhile) may show the cluster older than the status: the cycle reads the cluster
+    # instead of deciding on the item (it could undo the rename or send a replaced etag).
+    sim = create_app(SimConfig(step_seconds=0.05, seed=61))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    requested = time.monotonic()  # a page sent now, answered after the write below
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    item = Cluster.model_validate(sim.state.get_cluster(cluster_id))
+
+    def gets() -> int:
+        path = f"/clusters/{cluster_id}"
+        return sum(1 for e in sim.journal.read(0) if (e["method"], e["path"]) == ("GET", path))
+
+    before = gets()
+    stale = ClusterObserved(item, read_at=requested)
+    await runtime.cycle(
+        body(cluster_id, kube.status, deleting=False),
+        state,
+        deleting=False,
+        observe_only=True,
+        seed=stale,
+    )
+    assert gets() == before + 1
+    fresh = ClusterObserved(item, read_at=time.monotonic())
+    await runtime.cycle(
+        body(cluster_id, kube.status, deleting=False),
+        state,
+        deleting=False,
+        observe_only=True,
+        seed=fresh,
+    )
+    assert gets() == before + 1  # a page requested after the write stands in for the GET
     await runtime.stop()

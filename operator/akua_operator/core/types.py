@@ -96,6 +96,10 @@ class Facts:
 @dataclass(frozen=True)
 class ClusterObserved:
     cluster: Cluster
+    #: For a list sweep's item (handlers/observer.py): when its page was requested (the
+    #: runtime's monotonic clock). A status written after that moment may be newer than the
+    #: item, so the runtime reads the cluster instead of deciding on it. None: a direct read.
+    read_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -368,6 +368,7 @@ class ClusterSweeper:
         cursor: str | None = None
         client = observer.runtime.client
         while True:
+            read_at = time.monotonic()
             try:
                 page = await client.list_clusters(
                     creds=creds, priority=Priority.OBSERVE, limit=PAGE_LIMIT, cursor=cursor
@@ -392,7 +393,9 @@ class ClusterSweeper:
                 asked.pop(cluster.id, None)
                 for entry in by_cluster.get(cluster.id, ()):
                     if not entry.skip and changed(entry, cluster):
-                        observer.follower.schedule(entry.uid, 0.0, ClusterObserved(cluster))
+                        observer.follower.schedule(
+                            entry.uid, 0.0, ClusterObserved(cluster, read_at=read_at)
+                        )
             if not page.has_more or not page.next_cursor:
                 break
             cursor = page.next_cursor
