@@ -538,9 +538,12 @@ def test_suspend_resume_and_akuas_own_resume(
     assert condition(running[-1], "Reconciling")["reason"] == "Suspending"
     assert argocd_health(running[-1])["status"] == "Progressing"
     assert argocd_health(obj)["status"] == "Healthy"
-    reasons = event_reasons(kubectl, "sleepy", namespace)
+    # Events are emitted right after the status write that shows them: wait for them.
+    reasons = wait_for(
+        "the Suspended Event",
+        lambda: (r := event_reasons(kubectl, "sleepy", namespace)) and "Suspended" in r and r,
+    )
     assert "SuspendStarted" in reasons
-    assert "Suspended" in reasons
     wide = kubectl("get", "akc", "sleepy", "-n", namespace, "-o", "wide").stdout.split("\n")
     assert wide[0].split()[:9] == [
         "NAME", "CLUSTER", "ID", "STATE", "OPERATION", "READY", "REASON", "SUSPENDED", "REGION",
@@ -565,18 +568,24 @@ def test_suspend_resume_and_akuas_own_resume(
     health = argocd_health(obj)
     assert health["status"] == "Healthy"
     assert health["message"].startswith("ResumedOutsideOperator: ")
-    drift = [
-        e for e in events(kubectl, "sleepy", namespace) if e["reason"] == "ResumedOutsideOperator"
-    ]
-    assert len(drift) == 1
+
+    def drift_events() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in events(kubectl, "sleepy", namespace)
+            if e["reason"] == "ResumedOutsideOperator"
+        ]
+
+    drift = wait_for("the drift Event", drift_events)
     assert drift[0]["type"] == "Warning"
     assert "akua.dev/retry" in drift[0]["message"]
-    # Several observations (list sweeps) later, still no second :suspend.
+    # Several observations (list sweeps) later, still no second :suspend, and told once.
     seq = len(sim.journal())
     wait_for("three more observations", lambda: len(
         [e for e in sim.journal()[seq:] if e["method"] == "GET" and e["path"] == "/clusters"]
     ) >= 3)  # fmt: skip
     assert len([e for e in sim.journal() if e["path"] == f"/clusters/{cid}:suspend"]) == 1
+    assert len(drift_events()) == 1
 
     # A new akua.dev/retry value suspends it again.
     kubectl("annotate", "akc", "sleepy", "-n", namespace, "akua.dev/retry=1")
