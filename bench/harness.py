@@ -124,6 +124,7 @@ class AuditEvent:
     code: int
     user_agent: str
     detail: str = ""  # what an AkuaCluster patch changed (patch_detail), else ""
+    message: str = ""  # the API server's answer to a failed write (responseStatus.message)
 
     @property
     def key(self) -> str:
@@ -218,6 +219,7 @@ def read_audit(path: Path) -> list[AuditEvent]:
                     code=int((raw.get("responseStatus") or {}).get("code", 0)),
                     user_agent=raw.get("userAgent", ""),
                     detail=(patch_detail(raw["requestObject"]) if "requestObject" in raw else ""),
+                    message=str((raw.get("responseStatus") or {}).get("message") or "")[:300],
                 )
             )
     return events
@@ -297,13 +299,22 @@ def service_account_kubeconfig(
     return path, f"system:serviceaccount:{namespace}:{name}"
 
 
-def akua_cluster(name: str, cluster_id: str, spec_extra: dict[str, Any] | None = None) -> dict:
+#: Objects per collection DELETE: one DELETE of 5000 objects outlives the API server's request
+#: timeout (60 s) and is cut off; batches of this size are deleted together, in parallel.
+DELETE_BATCH = 500
+BATCH_LABEL = "bench.akua.dev/batch"
+
+
+def akua_cluster(
+    name: str, cluster_id: str, spec_extra: dict[str, Any] | None = None, *, index: int = 0
+) -> dict:
+    """An AkuaCluster labelled with its deletion batch (``index // DELETE_BATCH``)."""
     spec: dict[str, Any] = {"clusterId": cluster_id}
     spec.update(spec_extra or {})
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {BATCH_LABEL: str(index // DELETE_BATCH)}},
         "spec": spec,
     }
 
@@ -335,13 +346,33 @@ def list_objects(api: Any, namespace: str) -> list[dict]:
     return list(objs.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"])
 
 
-def delete_all(api: Any, namespace: str) -> None:
-    """One DELETE of the whole collection: every object gets its deletionTimestamp at once."""
+def delete_all(api: Any, namespace: str, n: int = 0) -> None:
+    """Delete the whole collection at once. Up to ``DELETE_BATCH`` objects (``n``): one
+    collection DELETE. More: one per batch (``akua_cluster``'s label), all in parallel, so
+    every object gets its deletionTimestamp within moments and no request outlives the API
+    server's timeout."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from kubernetes import client
 
-    client.CustomObjectsApi(api).delete_collection_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL
-    )
+    objs = client.CustomObjectsApi(api)
+    if n <= DELETE_BATCH:
+        objs.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        return
+    batches = math.ceil(n / DELETE_BATCH)
+
+    def one(batch: int) -> None:
+        objs.delete_collection_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, label_selector=f"{BATCH_LABEL}={batch}"
+        )
+
+    with ThreadPoolExecutor(min(batches, 10)) as pool:
+        for fut in [pool.submit(one, b) for b in range(batches)]:
+            fut.result()
+    left = objs.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+    unmarked = [o for o in left if not (o.get("metadata") or {}).get("deletionTimestamp")]
+    if unmarked:  # (an object without the batch label: not made by akua_cluster)
+        objs.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
 
 
 def list_events(api: Any, namespace: str) -> list[Any]:

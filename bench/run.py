@@ -110,7 +110,11 @@ def run_mode(
     operator.start()
 
     log(f"{mode}: creating {n} AkuaClusters in {ns}")
-    harness.create_objects(api, ns, (harness.akua_cluster(name, by_name[name]) for name in names))
+    harness.create_objects(
+        api,
+        ns,
+        (harness.akua_cluster(name, by_name[name], index=i) for i, name in enumerate(names)),
+    )
     t_created = time.time()
     predicate = observed_ours if mode == "akua" else observed_baseline
 
@@ -138,7 +142,7 @@ def run_mode(
     metrics_port = harness.metrics_port_of(argv) if mode == "akua" else None
     log(f"{mode}: deleting all {n} at once")
     t0 = time.time()
-    harness.delete_all(api, ns)
+    harness.delete_all(api, ns, n)
     deadline = timeout + duration
     try:
         watcher.wait_for(
@@ -188,6 +192,9 @@ def run_mode(
         ),
         "k8s_write_errors": harness.count_by(
             f"{e.detailed_key} {e.code}" for e in audit if e.code >= 400
+        ),
+        "k8s_write_error_messages": harness.count_by(
+            f"{e.detailed_key} {e.code}: {e.message}" for e in audit if e.code >= 400
         ),
         "watch_errors": watcher.errors[:20],
         "operator_metrics": scraped,
@@ -265,6 +272,7 @@ def analyse(raw: dict[str, Any], duration: float) -> dict[str, Any]:
     out["k8s_writes_per_deletion_detail"] = {k: v / n for k, v in sorted(detail.items())}
     out["k8s_writes_per_object_observe"] = sum(raw["k8s_writes_observe"].values()) / n
     out["k8s_write_errors"] = raw["k8s_write_errors"]
+    out["k8s_write_error_messages"] = raw.get("k8s_write_error_messages") or {}
     if raw.get("operator_metrics") is not None:
         out["operator_metrics"] = raw["operator_metrics"]
     lines = raw.get("watch_lines") or {}
