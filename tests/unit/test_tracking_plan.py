@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from akua_operator.core.tracking import (
+    MIN_SWEEP_TARGETS,
     WINDOW,
     BudgetView,
     OpView,
@@ -63,6 +64,19 @@ def test_switch_to_sweeps_above_w() -> None:
     assert sweeps[0].targets == frozenset(v.id for v in ops)
     assert sweeps[0].oldest == NOW - 30  # it stops at the first item older than the oldest
     assert not any(isinstance(c, Wait) for c in p.calls)
+
+
+def test_while_deletes_wait_several_operations_are_swept_not_waited_for() -> None:
+    # R :waits would each take a token before the waiting DELETEs (completions first): while
+    # writes wait, one sweep a second covers the young operations instead.
+    ops = [op(i) for i in range(MIN_SWEEP_TARGETS)]
+    backlog = replace(BUDGET, writes_waiting=60)
+    p = plan(NOW, ops, backlog, SweepState())
+    assert p.mode == "sweep"
+    assert [c for c in p.calls if not isinstance(c, Sweep)] == []
+    assert plan(NOW, ops, BUDGET, SweepState()).mode == "wait"  # no write waits: :waits
+    few = ops[: MIN_SWEEP_TARGETS - 1]  # a sweep a second for fewer would break the cap
+    assert plan(NOW, few, backlog, SweepState()).calls == tuple(Wait(v.id, 5) for v in few)
 
 
 def test_sweep_cadence_is_max_1s_or_pages_over_10() -> None:
@@ -168,6 +182,7 @@ class Sim:
     direct: dict[str, list[float]] = field(default_factory=dict)
     step_reads: int = 0
     sweeps: int = 0
+    writes_waiting: int = 0  # DELETEs waiting for the budget all along
 
     def run(self, seconds: float) -> None:
         for i in range(self.n):
@@ -176,7 +191,7 @@ class Sim:
         end = self.now + seconds
         while self.now < end:
             waits = sum(1 for v in self.ops.values() if v.waiting)
-            budget = BudgetView(20.0, max(0, 150 - waits))
+            budget = BudgetView(20.0, max(0, 150 - waits), self.writes_waiting)
             p = plan(self.now, self.ops.values(), budget, self.sweep)
             for call in p.calls:
                 self.issue(call)
@@ -247,6 +262,16 @@ def test_at_most_one_call_per_5s_per_running_operation_over_300s(n: int) -> None
     else:
         assert sim.sweeps >= 300 / 3
     assert sim.step_reads > 0
+
+
+@pytest.mark.parametrize("n", [MIN_SWEEP_TARGETS, 10, 100])
+def test_the_cap_holds_when_deletes_wait_all_along(n: int) -> None:
+    sim = Sim(n, writes_waiting=50)
+    sim.run(300.0)
+    for op_id in sim.ops:
+        assert sim.attributed.get(op_id, 0.0) <= 300 / WINDOW + 1 + 1e-6, op_id
+    assert sim.sweeps >= 300 / 3  # completions still covered: a sweep at least every ~2 s
+    assert sim.step_reads == 0  # no step read while writes wait
 
 
 def test_operations_not_read_yet_count_as_running() -> None:

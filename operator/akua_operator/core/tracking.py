@@ -13,9 +13,12 @@ in ``handlers/optracker.py``; docs/design.md ("The operation tracker") explains 
 - **``:wait`` mode**, while the running operations R (within the horizon) are at most
   W = min(floor(0.5 * rate * WINDOW), long-poll slots): each loops on ``:wait?timeout=5``
   (10 s when the ``:wait`` answers carry no steps, with one step read in between).
-- **Sweep mode**, when R > W: paged ``GET /operations`` newest first, stopping at the first item
-  older than the oldest target, once every target is seen, at the last page or after
-  ``max_pages`` pages; again every max(1 s, pages / 10 s).
+- **Sweep mode**, when R > W, and while writes (DELETEs) wait for the budget and at least
+  ``MIN_SWEEP_TARGETS`` young operations run: R ``:wait``s would each take a token ahead of the
+  waiting DELETEs (completions come first), one sweep a second takes one for them all.
+  Paged ``GET /operations`` newest first, stopping at the first item older than the oldest
+  target, once every target is seen, at the last page or after ``max_pages`` pages; again
+  every max(1 s, pages / 10 s).
 - **Old operations** (started before ``now - horizon``: an approval pending for hours) are never
   sweep targets: each is followed on its own with ``:wait?timeout=60`` (a GET when no long-poll
   slot is free), once per 60 s.
@@ -35,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 __all__ = [
+    "MIN_SWEEP_TARGETS",
     "WINDOW",
     "BudgetView",
     "OpView",
@@ -52,6 +56,9 @@ __all__ = [
 
 #: The cap's window: at most one call per operation per WINDOW seconds.
 WINDOW = 5.0
+#: Sweep instead of ``:wait``s while writes wait, from this many young operations on: one sweep
+#: per ``min_sweep_interval`` (1 s) shared among them stays within one call per WINDOW each.
+MIN_SWEEP_TARGETS = 5
 #: Terminal states whose failed step the core needs (one GET when the steps are unknown).
 NEEDS_STEPS_WHEN_ENDED = frozenset({"FAILED", "CANCELLED"})
 
@@ -209,6 +216,8 @@ def plan(
     # R counts the operations not read yet too (as far as is known, they run and are young):
     # otherwise the first ones read would each get a :wait before the mode is known.
     sweeping = len(young) + sum(1 for v in running if not v.known) > capacity
+    if budget.writes_waiting > 0 and len(young) >= MIN_SWEEP_TARGETS:
+        sweeping = True  # the DELETEs first: one sweep a second, not a :wait per operation
     long_free = max(0, budget.long_slots_free)
 
     # 1. One completion GET: a new operation (nothing known), one passed by a sweep unseen, an
