@@ -1,8 +1,7 @@
-"""Backoff, Retry-After parsing and the token bucket, on their own."""
+"""Backoff and Retry-After parsing, on their own (the rate limit: tests/akua/test_budget.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from akua_operator.akua.ratelimit import TokenBucket
 from akua_operator.akua.retry import RetryPolicy, parse_retry_after
 
 
@@ -51,35 +49,3 @@ def test_parse_retry_after_http_date() -> None:
     assert seconds is not None and 100 < seconds <= 120
     past = format_datetime(datetime.now(UTC) - timedelta(days=1), usegmt=True)
     assert parse_retry_after(past) == 0.0
-
-
-class VirtualTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
-async def test_token_bucket_spaces_requests_beyond_the_burst() -> None:
-    t = VirtualTime()
-    bucket = TokenBucket(rate=4, burst=2, clock=t.clock, sleep=t.sleep)
-    starts = []
-    for _ in range(6):
-        await bucket.acquire()
-        starts.append(t.now)
-    # a burst of 2 at once, then one every 1/rate seconds
-    assert starts == pytest.approx([0.0, 0.0, 0.25, 0.5, 0.75, 1.0])
-    assert bucket.total_wait_seconds == pytest.approx(1.0)
-    assert bucket.waits == 4
-
-
-async def test_disabled_bucket_never_waits() -> None:
-    t = VirtualTime()
-    bucket = TokenBucket(rate=0, burst=1, clock=t.clock, sleep=t.sleep)
-    assert [await bucket.acquire() for _ in range(100)] == [0.0] * 100
-    assert t.now == 0
