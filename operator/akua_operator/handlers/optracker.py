@@ -288,6 +288,17 @@ class OperationTracker:
 
     # --- the calls --------------------------------------------------------------------------
 
+    def _settled(self, op_id: str, *, waiting: bool = True, reading: bool = True) -> None:
+        """A call about ``op_id`` came back, whatever it answered: clear its in-flight flag
+        (``waiting=False`` or ``reading=False``; the other stays as it is) and plan again."""
+        tracked = self._ops.get(op_id)
+        if tracked is not None:
+            view = tracked.view
+            tracked.view = replace(
+                view, waiting=view.waiting and waiting, reading=view.reading and reading
+            )
+        self._wake.set()
+
     async def _do_wait(self, call: Wait) -> None:
         _metric("tracker_wait")
         try:
@@ -302,10 +313,7 @@ class OperationTracker:
             if tracked is not None:
                 self._merge(tracked, op, listed=False)
         finally:
-            tracked = self._ops.get(call.op)
-            if tracked is not None:
-                tracked.view = replace(tracked.view, waiting=False)
-            self._wake.set()
+            self._settled(call.op, waiting=False)
 
     async def _do_read(self, call: Read) -> None:
         if call.step:
@@ -332,10 +340,7 @@ class OperationTracker:
             if tracked is not None:
                 self._merge(tracked, op, listed=False)
         finally:
-            tracked = self._ops.get(call.op)
-            if tracked is not None:
-                tracked.view = replace(tracked.view, reading=False)
-            self._wake.set()
+            self._settled(call.op, reading=False)
 
     async def _do_sweep(self, call: Sweep) -> None:
         seen: set[str] = set()
