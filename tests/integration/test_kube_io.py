@@ -274,3 +274,20 @@ async def test_an_event_that_cannot_be_created_is_logged_not_raised(
     (record,) = [r for r in caplog.records if r.name == "akua_operator.kube.io"]
     assert "could not emit Event Deleted" in record.getMessage()
     assert TOKEN not in record.getMessage()
+
+
+async def test_an_event_in_a_terminating_namespace_is_refused_and_told_apart(
+    io: KubeIO, kubectl: Any, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Events go out as raw requests (no CoreV1Event models): the refusal still carries the API
+    # server's answer, so a namespace being deleted is told apart from an RBAC denial.
+    kubectl("delete", "namespace", namespace, "--wait=false")
+    ref = ObjectRef(namespace, "prod", "0000")
+    with pytest.raises(k8s.ApiException) as raised:
+        io.emit_event_sync(ref, Event(EventType.NORMAL, "Deleted", "gone"))
+    assert raised.value.status == 403
+    assert "because it is being terminated" in str(raised.value.body)
+    with caplog.at_level(logging.DEBUG, logger="akua_operator.kube.io"):
+        await io.emit_event(ref, Event(EventType.NORMAL, "Deleted", "gone"))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("namespace is being deleted" in r.getMessage() for r in caplog.records)

@@ -254,31 +254,42 @@ class KubeIO:
         message = event.message
         if len(message) > MESSAGE_LIMIT:
             message = message[: MESSAGE_LIMIT - 3] + "..."
-        body = self._k8s.CoreV1Event.from_dict(
-            {
-                "metadata": {"generateName": f"{ref.name}."},
-                "involvedObject": {
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
-                    "name": ref.name,
-                    "namespace": ref.namespace,
-                    "uid": ref.uid,
-                },
-                "reason": event.reason,
-                "message": message,
-                "type": str(event.type),
-                "firstTimestamp": now,
-                "lastTimestamp": now,
-                "count": 1,
-                "source": {"component": COMPONENT},
-                "reportingComponent": "akua.dev/operator",
-                "reportingInstance": self.instance[:128],
-                "action": "Reconcile",
-            }
+        # A plain dict, and the answer left unparsed (no CoreV1Event models built or parsed):
+        # Events were 8% of the operator's busy CPU samples in a N = 1000 wave (py-spy).
+        body = {
+            "metadata": {"generateName": f"{ref.name}."},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
+            },
+            "reason": event.reason,
+            "message": message,
+            "type": str(event.type),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": "akua.dev/operator",
+            "reportingInstance": self.instance[:128],
+            "action": "Reconcile",
+        }
+        request = self.api_client.param_serialize(
+            method="POST",
+            resource_path="/api/v1/namespaces/{namespace}/events",
+            path_params={"namespace": ref.namespace},
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
         )
-        if body is None:  # pragma: no cover - from_dict of a dict never returns None
-            return
-        self.core.create_namespaced_event(ref.namespace, body)
+        answer = self.api_client.call_api(*request)
+        answer.read()
+        if not 200 <= answer.status <= 299:
+            from kubernetes.client.exceptions import ApiException
+
+            raise ApiException.from_response(http_resp=answer, body=None, data=None)
 
     async def emit_event(self, ref: ObjectRef, event: Event) -> None:
         """Create a core/v1 Event on the AkuaCluster. Failures are logged, never raised."""
