@@ -20,7 +20,14 @@ from kubernetes import config as k8s_config
 from pydantic import SecretStr
 
 from akua_operator.core.types import Event, EventType
-from akua_operator.kube import CredentialsError, KubeIO, ObjectRef, SecretNotFound, TokenSource
+from akua_operator.kube import (
+    CRDUnreadable,
+    CredentialsError,
+    KubeIO,
+    ObjectRef,
+    SecretNotFound,
+    TokenSource,
+)
 from akua_operator.kube.io import MESSAGE_LIMIT
 from akua_operator.resource.models import CredentialsSpec
 
@@ -291,3 +298,36 @@ async def test_an_event_in_a_terminating_namespace_is_refused_and_told_apart(
         await io.emit_event(ref, Event(EventType.NORMAL, "Deleted", "gone"))
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("namespace is being deleted" in r.getMessage() for r in caplog.records)
+
+
+def test_the_crd_read_tells_deleting_present_and_unreadable_apart(io: KubeIO, kubectl: Any) -> None:
+    name = "widgets.crdread.akua.dev"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        # a finalizer of the test's own keeps the deleted CRD visible while it is checked
+        "metadata": {"name": name, "finalizers": ["crdread.akua.dev/hold"]},
+        "spec": {
+            "group": "crdread.akua.dev",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object"}},
+                }
+            ],
+        },
+    }
+    kubectl.apply(crd)
+    try:
+        assert io.crd_deleting_sync(name) is False
+        kubectl("delete", "crd", name, "--wait=false")
+        assert io.crd_deleting_sync(name) is True
+    finally:
+        kubectl("patch", "crd", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    with pytest.raises(CRDUnreadable) as raised:
+        io.crd_deleting_sync("absent.crdread.akua.dev")
+    assert raised.value.status == 404

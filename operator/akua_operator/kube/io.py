@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 import os
 import socket
@@ -182,14 +183,18 @@ class KubeIO:
         """
         from kubernetes.client.exceptions import ApiException
 
-        api = self._k8s.ApiextensionsV1Api(self.api_client)
         try:
-            crd = api.read_custom_resource_definition(name)
+            # (raw: the CRD's whole schema parsed into models cost more than the request)
+            crd = self._raw(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
+                {"name": name},
+            )
         except ApiException as exc:
             if exc.status in (403, 404):
                 raise CRDUnreadable(name, exc.status) from None
             raise
-        return crd.metadata is not None and crd.metadata.deletion_timestamp is not None
+        return bool((crd.get("metadata") or {}).get("deletionTimestamp"))
 
     async def crd_deleting(self, name: str) -> bool:
         return await asyncio.to_thread(self.crd_deleting_sync, name)
@@ -247,6 +252,40 @@ class KubeIO:
     async def namespace_labels(self, namespace: str) -> dict[str, str]:
         return await asyncio.to_thread(self.namespace_labels_sync, namespace)
 
+    # --- raw requests -----------------------------------------------------------------------
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        path_params: dict[str, str],
+        body: dict[str, Any] | None = None,
+        *,
+        parse: bool = True,
+    ) -> dict[str, Any]:
+        """One request through the client's connection pool and credentials, without its
+        models: kubernetes 37 validates arguments and builds pydantic models of the answer,
+        which cost more CPU than the request for large objects. Raises ``ApiException`` on a
+        non-2xx answer (with the API server's body, as the typed calls do)."""
+        from kubernetes.client.exceptions import ApiException
+
+        request = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params=path_params,
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        answer = self.api_client.call_api(*request)
+        answer.read()
+        if not 200 <= answer.status <= 299:
+            raise ApiException.from_response(http_resp=answer, body=None, data=None)
+        if not parse:
+            return {}
+        data = json.loads(answer.data or b"{}")
+        return data if isinstance(data, dict) else {}
+
     # --- events -----------------------------------------------------------------------------
 
     def emit_event_sync(self, ref: ObjectRef, event: Event) -> None:
@@ -276,20 +315,13 @@ class KubeIO:
             "reportingInstance": self.instance[:128],
             "action": "Reconcile",
         }
-        request = self.api_client.param_serialize(
-            method="POST",
-            resource_path="/api/v1/namespaces/{namespace}/events",
-            path_params={"namespace": ref.namespace},
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
+        self._raw(
+            "POST",
+            "/api/v1/namespaces/{namespace}/events",
+            {"namespace": ref.namespace},
+            body,
+            parse=False,
         )
-        answer = self.api_client.call_api(*request)
-        answer.read()
-        if not 200 <= answer.status <= 299:
-            from kubernetes.client.exceptions import ApiException
-
-            raise ApiException.from_response(http_resp=answer, body=None, data=None)
 
     async def emit_event(self, ref: ObjectRef, event: Event) -> None:
         """Create a core/v1 Event on the AkuaCluster. Failures are logged, never raised."""
