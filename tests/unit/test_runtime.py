@@ -599,6 +599,33 @@ async def test_the_release_status_is_handed_to_kopf_and_so_is_every_change_a_run
     await runtime.stop()
 
 
+async def test_a_run_after_the_release_hands_the_same_release_and_decides_nothing() -> None:
+    # kopf may run the delete handler again on an event older than its own release (the
+    # watch lags under load; the object may be gone), or retry a patch of its own that
+    # failed: the run hands kopf the same release, with no Akua call, status write or Event.
+    sim = create_app(SimConfig(step_seconds=0.05, seed=67))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    stale = body(cluster_id, dict(kube.status), deleting=True)  # an event before any of it
+    runs = await delete_runs(runtime, kube, cluster_id, state)
+    action, released = runs[-1]
+    assert isinstance(action, Release)
+    calls, writes, events = len(sim.journal.read(0)), len(kube.writes), len(kube.events)
+    again = kopf.Patch()
+    action = await runtime.cycle(stale, state, deleting=True, kopf_patch=again)
+    assert isinstance(action, Release)
+    assert again["status"] == released["status"]
+    assert (len(sim.journal.read(0)), len(kube.writes), len(kube.events)) == (
+        calls,
+        writes,
+        events,
+    )
+    await runtime.stop()
+
+
 async def test_a_read_stamp_alone_does_not_end_the_run_and_rides_in_its_last_write(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -182,6 +182,11 @@ class ResourceState:
     # the tracker's version of it the core last decided on.
     following: tuple[OperationTracker, str] | None = field(default=None, repr=False)
     followed_version: int = 0
+    # The status a Release handed to kopf (the delete handler's patch). A later delete run on
+    # this object hands the same again and decides nothing: it runs on an event older than
+    # kopf's own release (the object may be gone: a status write would 404, an Event repeat
+    # "Deleted"), or kopf retries its patch, which needs exactly the same release.
+    released: dict[str, Any] | None = None
 
 
 class Runtime:
@@ -315,6 +320,10 @@ class Runtime:
         ``finalizer_released`` metric happen once.
         """
         async with state.lock:
+            if kopf_patch is not None and state.released is not None:
+                _merge_into(kopf_patch.setdefault("status", {}), copy.deepcopy(state.released))
+                logger.debug("released already: the same release handed to kopf again")
+                return Release("released already", cause="released")
             if kopf_patch is not None:
                 _forget_handed(state, retry)
             facts = self._facts(body, state, deleting=deleting)
@@ -412,6 +421,8 @@ class Runtime:
                     await self._released_by_crd_guard(ref, facts, logger)
                 if isinstance(action, Release):
                     await self._release_claim(facts, action, logger)
+                    if kopf_patch is not None:
+                        state.released = copy.deepcopy(dict(kopf_patch.get("status") or {}))
                 if isinstance(action, Release | Requeue | Idle):
                     _unfollow(state)
                     return action
