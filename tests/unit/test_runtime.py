@@ -890,16 +890,17 @@ async def test_runs_that_wait_for_another_operation_send_the_delete_once(
     await runtime.stop()
 
 
-async def test_a_list_item_requested_before_the_last_status_write_is_read_again() -> None:
-    # A list sweep's page requested before this process wrote the status (a rename answered
-    # meanwhile) may show the cluster older than the status: the cycle reads the cluster
-    # instead of deciding on the item (it could undo the rename or send a replaced etag).
+async def test_a_list_item_requested_before_the_last_akua_answer_is_read_again() -> None:
+    # A list sweep's page requested before this process last asked Akua about the resource
+    # (a rename answered meanwhile) may show the cluster older than the status: the cycle
+    # reads the cluster instead of deciding on the item (it could undo the rename or send a
+    # replaced etag). A page requested after it stands in for the GET.
     sim = create_app(SimConfig(step_seconds=0.05, seed=61))
     cluster_id = await seed(sim)
     kube = RecordingKube(sim)
     runtime = make_runtime(kube, SimTransport(sim))
     state = ResourceState()
-    requested = time.monotonic()  # a page sent now, answered after the write below
+    requested = time.monotonic()  # a page sent now, answered after the GET below
     await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
     item = Cluster.model_validate(sim.state.get_cluster(cluster_id))
 

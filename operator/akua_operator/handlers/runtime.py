@@ -158,9 +158,10 @@ class ResourceState:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resource_version: str | None = None  # of our last status write
-    # When this process last wrote the status (time.monotonic()): a list item requested
-    # before it may show the cluster older than the status does (Runtime.cycle's ``seed``).
-    status_written_at: float = 0.0
+    # When a cycle of this process last asked Akua about this resource (time.monotonic()): a
+    # list item whose page was requested before it may be older than what the status shows
+    # from that answer (Runtime.cycle's ``seed``).
+    akua_asked_at: float = 0.0
     status: dict[str, Any] | None = None  # the status as we last wrote it
     # The status as it is once kopf has written the patch a delete run ended with, and kopf's
     # retry count in that write (the run's ``retry`` + 1). A run handed an older body (kopf's
@@ -352,7 +353,6 @@ class Runtime:
                     creds = found
                     facts = replace(facts, token_workspace=await self._token_workspace(creds))
             started = time.monotonic()
-            written_before = state.status_written_at  # (this cycle's own writes are newer)
             follows = calls = 0
             # MAX_ACTIONS calls and MAX_FOLLOWS changes at most, and the core decides on the
             # answer to each of them (the last included, hence + 1): an answer never decided on
@@ -449,15 +449,15 @@ class Runtime:
                         obs = found
                         continue
                     creds = found
-                if seed is not None and (
-                    calls > 1
-                    or follows
-                    or (seed.read_at is not None and seed.read_at < written_before)
+                if (
+                    seed is not None
+                    and seed.read_at is not None
+                    and seed.read_at < state.akua_asked_at
                 ):
-                    # The list page was requested before this process last wrote the status
-                    # (a rename or suspend answered meanwhile), or this cycle has asked Akua
-                    # something already: deciding on it could undo what status shows, or send
-                    # the etag a write replaced. Read the cluster instead.
+                    # The list page was requested before this process last asked Akua about
+                    # the resource (a rename or suspend answered meanwhile): deciding on it
+                    # could undo what status shows, or send the etag an answer replaced. Read
+                    # the cluster instead.
                     seed = None
                 if (
                     seed is not None
@@ -475,6 +475,7 @@ class Runtime:
                     timeout = FOLLOW_SECONDS - (time.monotonic() - started)
                     if follows == 1:  # the first wait of a run: at least one wait timeout
                         timeout = max(timeout, float(self.tuning.wait_timeout))
+                    state.akua_asked_at = time.monotonic()
                     seen = await self._follow(action, creds, state, timeout, op_seed)
                     if seen is None and not refreshed and state.following is not None:
                         # Nothing changed in time: the core decides once on what is known now
@@ -494,6 +495,7 @@ class Runtime:
                         return Requeue(0.0, "continue following")
                     obs = seen
                 else:
+                    state.akua_asked_at = time.monotonic()
                     obs = await self.perform(action, creds)
                 if isinstance(obs, OperationObserved):
                     _count_operation(obs)
@@ -960,7 +962,6 @@ class Runtime:
             log.debug("status of %s/%s unchanged: not written", ref.namespace, ref.name)
             return known
         result = await self.kube.patch_status(ref.namespace, ref.name, patch)
-        state.status_written_at = time.monotonic()
         if not isinstance(result, Mapping):
             return None
         state.resource_version = result.get("metadata", {}).get("resourceVersion")
