@@ -626,6 +626,25 @@ async def test_a_run_after_the_release_hands_the_same_release_and_decides_nothin
     await runtime.stop()
 
 
+async def test_an_observation_on_a_body_older_than_the_deletion_decides_nothing() -> None:
+    # The list sweep's follow-up read the object before its deletion began, then waited for
+    # the resource's lock while a delete run held it: its cycle must not write status into
+    # an object that is being deleted (or already gone) nor call Akua.
+    sim = create_app(SimConfig(step_seconds=0.05, seed=71))
+    cluster_id = await seed(sim)
+    kube = RecordingKube(sim)
+    runtime = make_runtime(kube, SimTransport(sim))
+    state = ResourceState()
+    await runtime.cycle(body(cluster_id, {}, deleting=False), state, deleting=False)
+    before = body(cluster_id, dict(kube.status), deleting=False)
+    await delete_runs(runtime, kube, cluster_id, state)
+    calls, writes = len(sim.journal.read(0)), len(kube.writes)
+    action = await runtime.cycle(before, state, deleting=False, observe_only=True)
+    assert isinstance(action, Idle)
+    assert (len(sim.journal.read(0)), len(kube.writes)) == (calls, writes)
+    await runtime.stop()
+
+
 async def test_a_read_stamp_alone_does_not_end_the_run_and_rides_in_its_last_write(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -188,6 +188,9 @@ class ResourceState:
     # kopf's own release (the object may be gone: a status write would 404, an Event repeat
     # "Deleted"), or kopf retries its patch, which needs exactly the same release.
     released: dict[str, Any] | None = None
+    # A body with a deletionTimestamp was seen (a deletion never ends but in removal): an
+    # observe-only cycle on an older body of this object decides nothing.
+    deleting: bool = False
 
 
 class Runtime:
@@ -328,6 +331,13 @@ class Runtime:
             if kopf_patch is not None:
                 _forget_handed(state, retry)
             facts = self._facts(body, state, deleting=deleting)
+            if facts.meta.deleting:
+                state.deleting = True
+            elif observe_only and state.deleting:
+                # A body read before the deletion began (a list sweep's follow-up read the
+                # object, then waited for the lock while a delete run held it): the resource
+                # is being deleted, or already gone; a status write would only 404.
+                return Idle("being deleted (seen by this process): the delete handler owns it")
             if observe_only and facts.meta.deleting:
                 return Idle("being deleted: the delete handler owns the resource")
             ref = ObjectRef(facts.meta.namespace, facts.meta.name, facts.meta.uid)
