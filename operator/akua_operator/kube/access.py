@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from akua_operator.core.shards import holds_operator_finalizer
+from akua_operator.kube.io import KubeIO
 from akua_operator.resource.models import GROUP, PLURAL, VERSION
 
 JSON_PATCH = "application/json-patch+json"
@@ -29,7 +30,6 @@ class AccessIO:
         self._api_client = api_client
         self._rbac = k8s.RbacAuthorizationV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
-        self._core = k8s.CoreV1Api(api_client)
 
     def held_sync(self, namespace: str) -> bool:
         """Some AkuaCluster in ``namespace`` carries the operator's finalizer."""
@@ -92,12 +92,9 @@ class AccessIO:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            ns = self._core.read_namespace(namespace)
+            ns = KubeIO(self._api_client).namespace_sync(namespace)
         except ApiException:
             return None
-        meta = ns.metadata
-        status = ns.status
-        return bool(
-            (meta is not None and meta.deletion_timestamp is not None)
-            or (status is not None and status.phase == "Terminating")
-        )
+        meta = ns.get("metadata") or {}
+        status = ns.get("status") or {}
+        return bool(meta.get("deletionTimestamp") or status.get("phase") == "Terminating")

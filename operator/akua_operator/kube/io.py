@@ -31,6 +31,8 @@ from akua_operator.resource.models import (
 
 log = logging.getLogger(__name__)
 
+MERGE_PATCH = "application/merge-patch+json"
+
 COMPONENT = "akua-operator"
 MESSAGE_LIMIT = 1000
 
@@ -94,12 +96,10 @@ class KubeIO:
     """The operator's Kubernetes calls; sync ``*_sync`` methods and async wrappers."""
 
     def __init__(self, api_client: Any, *, instance: str | None = None) -> None:
-        from kubernetes import client as k8s
-
-        self._k8s = k8s
+        # Every call is a raw request through ``api_client`` (``_raw``): the typed API classes
+        # of the ``kubernetes`` package import hundreds of pydantic models (CoreV1Api alone
+        # added about 95 MiB to the process) and build and validate models both ways.
         self.api_client = api_client
-        self.core = k8s.CoreV1Api(api_client)
-        self.custom = k8s.CustomObjectsApi(api_client)
         self.instance = instance or os.environ.get("POD_ID") or socket.gethostname()
 
     # --- credentials ------------------------------------------------------------------------
@@ -108,7 +108,11 @@ class KubeIO:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            secret = self.core.read_namespaced_secret(name, namespace)
+            secret = self._raw(
+                "GET",
+                "/api/v1/namespaces/{namespace}/secrets/{name}",
+                {"namespace": namespace, "name": name},
+            )
         except ApiException as exc:
             if exc.status == 404:
                 raise SecretNotFound(f"Secret {namespace}/{name} not found") from None
@@ -119,7 +123,7 @@ class KubeIO:
             raise CredentialsError(
                 f"reading Secret {namespace}/{name} failed: HTTP {exc.status}"
             ) from None
-        data = secret.data or {}
+        data = secret.get("data") or {}
         if key not in data:
             raise CredentialsError(f"Secret {namespace}/{name} has no key {key!r}")
         try:
@@ -145,14 +149,12 @@ class KubeIO:
     # --- status -----------------------------------------------------------------------------
 
     def patch_status_sync(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
-        return self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
+        return self._raw(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}/status",
+            {"namespace": namespace, "name": name},
             {"status": patch},
-            _content_type="application/merge-patch+json",
+            content_type=MERGE_PATCH,
         )
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
@@ -163,7 +165,11 @@ class KubeIO:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return self._raw(
+                "GET",
+                f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
+                {"namespace": namespace, "name": name},
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -205,49 +211,59 @@ class KubeIO:
         from kubernetes.client.exceptions import ApiException
 
         patch = {"data": {key: value}}
+        path = "/api/v1/namespaces/{namespace}/configmaps/{name}"
+        where = {"namespace": namespace, "name": name}
         try:
-            self.core.patch_namespaced_config_map(
-                name, namespace, patch, _content_type="application/merge-patch+json"
-            )
+            self._raw("PATCH", path, where, patch, content_type=MERGE_PATCH, parse=False)
         except ApiException as exc:
             if exc.status != 404:
                 raise
         else:
             return
-        body = self._k8s.V1ConfigMap(
-            metadata=self._k8s.V1ObjectMeta(
-                name=name,
-                namespace=namespace,
-                labels={
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {
                     "app.kubernetes.io/managed-by": COMPONENT,
                     "akua.dev/record": "released-clusters",
                 },
-                annotations={
+                "annotations": {
                     "akua.dev/description": (
                         "Akua clusters the operator released WITHOUT deleting because the "
                         "AkuaCluster CRD was being deleted; they may still exist (billed)."
                     )
                 },
-            ),
-            data={key: value},
-        )
+            },
+            "data": {key: value},
+        }
         try:
-            self.core.create_namespaced_config_map(namespace, body)
+            self._raw(
+                "POST",
+                "/api/v1/namespaces/{namespace}/configmaps",
+                {"namespace": namespace},
+                body,
+                parse=False,
+            )
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            self.core.patch_namespaced_config_map(
-                name, namespace, patch, _content_type="application/merge-patch+json"
-            )
+            self._raw("PATCH", path, where, patch, content_type=MERGE_PATCH, parse=False)
 
     async def record_released(self, namespace: str, name: str, key: str, value: str) -> None:
         await asyncio.to_thread(self.record_released_sync, namespace, name, key, value)
 
     # --- namespaces (the default credentials' label selector) ---------------------------------
 
+    def namespace_sync(self, namespace: str) -> dict[str, Any]:
+        """The Namespace object (raises ``ApiException``)."""
+        return self._raw("GET", "/api/v1/namespaces/{name}", {"name": namespace})
+
     def namespace_labels_sync(self, namespace: str) -> dict[str, str]:
-        ns = self.core.read_namespace(namespace)
-        return dict((ns.metadata.labels if ns.metadata else None) or {})
+        ns = self.namespace_sync(namespace)
+        return dict((ns.get("metadata") or {}).get("labels") or {})
 
     async def namespace_labels(self, namespace: str) -> dict[str, str]:
         return await asyncio.to_thread(self.namespace_labels_sync, namespace)
@@ -262,18 +278,20 @@ class KubeIO:
         body: dict[str, Any] | None = None,
         *,
         parse: bool = True,
+        content_type: str = "application/json",
     ) -> dict[str, Any]:
-        """One request through the client's connection pool and credentials, without its
-        models: kubernetes 37 validates arguments and builds pydantic models of the answer,
-        which cost more CPU than the request for large objects. Raises ``ApiException`` on a
-        non-2xx answer (with the API server's body, as the typed calls do)."""
+        """One request through the client's connection pool and credentials, without the typed
+        API classes and their models (see ``__init__``): kubernetes 37 validates arguments and
+        builds pydantic models of the answer both ways, which cost more CPU than the request
+        for large objects. Raises ``ApiException`` on a non-2xx answer (with the API server's
+        body, as the typed calls do)."""
         from kubernetes.client.exceptions import ApiException
 
         request = self.api_client.param_serialize(
             method=method,
             resource_path=path,
             path_params=path_params,
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            header_params={"Accept": "application/json", "Content-Type": content_type},
             body=body,
             auth_settings=["BearerToken"],
         )
