@@ -97,8 +97,8 @@ class Facts:
 class ClusterObserved:
     cluster: Cluster
     #: For a list sweep's item (handlers/observer.py): when its page was requested (the
-    #: runtime's monotonic clock). A status written after that moment may be newer than the
-    #: item, so the runtime reads the cluster instead of deciding on it. None: a direct read.
+    #: runtime's monotonic clock). An Akua answer about the resource after that moment may be
+    #: newer than the item, so the runtime reads the cluster instead. None: a direct read.
     read_at: float | None = field(default=None, compare=False)
 
 

@@ -331,14 +331,11 @@ class Runtime:
             if kopf_patch is not None:
                 _forget_handed(state, retry)
             facts = self._facts(body, state, deleting=deleting)
-            if facts.meta.deleting:
-                state.deleting = True
-            elif observe_only and state.deleting:
-                # A body read before the deletion began (a list sweep's follow-up read the
-                # object, then waited for the lock while a delete run held it): the resource
-                # is being deleted, or already gone; a status write would only 404.
-                return Idle("being deleted (seen by this process): the delete handler owns it")
-            if observe_only and facts.meta.deleting:
+            state.deleting = state.deleting or facts.meta.deleting
+            if observe_only and state.deleting:
+                # Also on a body read before the deletion began (a list sweep's follow-up read
+                # the object, then waited for the lock while a delete run held it): the
+                # resource is being deleted, or already gone; a status write would only 404.
                 return Idle("being deleted: the delete handler owns the resource")
             ref = ObjectRef(facts.meta.namespace, facts.meta.name, facts.meta.uid)
             # Sharded: the shard that starts a deletion records itself (core/shards.py) with

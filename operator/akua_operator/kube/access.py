@@ -30,6 +30,7 @@ class AccessIO:
         self._api_client = api_client
         self._rbac = k8s.RbacAuthorizationV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
+        self._io = KubeIO(api_client)
 
     def held_sync(self, namespace: str) -> bool:
         """Some AkuaCluster in ``namespace`` carries the operator's finalizer."""
@@ -92,7 +93,7 @@ class AccessIO:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            ns = KubeIO(self._api_client).namespace_sync(namespace)
+            ns = self._io.namespace_sync(namespace)
         except ApiException:
             return None
         meta = ns.get("metadata") or {}

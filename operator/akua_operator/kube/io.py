@@ -190,7 +190,6 @@ class KubeIO:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            # (raw: the CRD's whole schema parsed into models cost more than the request)
             crd = self._raw(
                 "GET",
                 "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
